@@ -238,14 +238,13 @@ def _torchvision() -> ArchConfig:
 
 
 def _mini28() -> ArchConfig:
-    # AlexNet's shape (big early kernel, 3 stacked 3x3 convs, dropout MLP) scaled to 28x28;
-    # BatchNorm makes one CPU epoch enough for ~0.87-0.89 test accuracy.
+    # AlexNet's shape scaled to native 28x28: a strided large first conv, overlapping 3/2 pooling,
+    # three stacked 3x3 convs, a dropout MLP. BatchNorm (not LRN) lets one CPU epoch reach ~0.87.
+    bn = "batchnorm"
     return ArchConfig(
         name="mini28", in_channels=1, input_size=28,
-        convs=(ConvSpec(32, 5, 1, 2, norm="batchnorm", pool_kernel=2, pool_stride=2),
-               ConvSpec(64, 3, 1, 1, norm="batchnorm", pool_kernel=2, pool_stride=2),
-               ConvSpec(96, 3, 1, 1, norm="batchnorm", pool="none"),
-               ConvSpec(64, 3, 1, 1, norm="batchnorm", pool_kernel=2, pool_stride=2)),
+        convs=(ConvSpec(32, 5, 2, 2, norm=bn, pool="none"), ConvSpec(64, 3, 1, 1, norm=bn),
+               ConvSpec(96, 3, 1, 1, norm=bn, pool="none"), ConvSpec(64, 3, 1, 1, norm=bn)),
         hidden=(256,), dropout=0.3, num_classes=10)
 
 

@@ -1,0 +1,140 @@
+"""Fashion-MNIST as uint8 tensors, and batches made on the training device.
+
+Where the data comes from, in order:
+1. `ALEXNET_VIZ_DATA=/path`: a folder that already holds `FashionMNIST/raw/` (no download).
+2. The cache folder (`ALEXNET_VIZ_CACHE`, default `~/.cache/alexnet_viz`): downloaded there once
+   by torchvision. Skipped when `ALEXNET_VIZ_OFFLINE=1`.
+3. The sample bundled in `assets/` (1,000 train + 200 test images per class), said so loudly.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+           "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+MEAN, STD = 0.2861, 0.3528  # of the training images, on 0..1 pixels
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+SAMPLE = ASSETS / "fashion_mnist_sample.npz"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    train_x: torch.Tensor  # N×28×28 uint8
+    train_y: torch.Tensor  # N int64
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    source: str            # where it came from, for the page and the CLI
+    is_sample: bool        # True when it is the bundled offline sample
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("ALEXNET_VIZ_CACHE", Path.home() / ".cache" / "alexnet_viz"))
+
+
+def _from_torchvision(root: Path, download: bool) -> tuple:
+    from torchvision.datasets import FashionMNIST
+    tr = FashionMNIST(str(root), train=True, download=download)
+    te = FashionMNIST(str(root), train=False, download=download)
+    return tr.data, tr.targets, te.data, te.targets
+
+
+def _from_sample(path: Path = SAMPLE) -> tuple:
+    with np.load(path) as z:
+        return tuple(torch.from_numpy(z[k].astype(np.int64) if k.endswith("_y") else z[k])
+                     for k in ("train_x", "train_y", "test_x", "test_y"))
+
+
+def load_fashion_mnist() -> Dataset:
+    """The best data available; never raises because the network is down."""
+    env = os.environ.get("ALEXNET_VIZ_DATA")
+    problems = []
+    if env:
+        try:
+            return Dataset(*_from_torchvision(Path(env), download=False), source=f"{env} (ALEXNET_VIZ_DATA)",
+                           is_sample=False)
+        except (RuntimeError, OSError) as e:
+            problems.append(f"ALEXNET_VIZ_DATA={env} holds no Fashion-MNIST ({e})")
+    root = cache_dir()
+    try:
+        return Dataset(*_from_torchvision(root, download=False), source=str(root), is_sample=False)
+    except (RuntimeError, OSError):
+        pass
+    if os.environ.get("ALEXNET_VIZ_OFFLINE") != "1":
+        try:
+            return Dataset(*_from_torchvision(root, download=True), source=f"{root} (downloaded)", is_sample=False)
+        except Exception as e:  # noqa: BLE001 - any network failure means: use the sample
+            problems.append(f"download failed ({type(e).__name__})")
+    why = "; ".join(problems) or "offline mode"
+    return Dataset(*_from_sample(), source=f"bundled sample in assets/ — full dataset unavailable: {why}",
+                   is_sample=True)
+
+
+def pick_device(choice: str = "auto") -> torch.device:
+    """CUDA, then Apple MPS, then CPU, unless chosen."""
+    if choice != "auto":
+        return torch.device(choice)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+class DeviceData:
+    """The dataset held as uint8 on the device; batches are gathered, normalized and resized there."""
+
+    def __init__(self, ds: Dataset, device: torch.device, size: int, channels: int,
+                 channels_last: bool = False, dtype: torch.dtype = torch.float32):
+        self.device, self.size, self.channels = device, size, channels
+        self.channels_last, self.dtype = channels_last, dtype
+        self.train_x = ds.train_x.to(device)
+        self.train_y = ds.train_y.to(device)
+        self.test_x = ds.test_x.to(device)
+        self.test_y = ds.test_y.to(device)
+
+    def prepare(self, x: torch.Tensor, augment: bool = False, gen: torch.Generator | None = None) -> torch.Tensor:
+        """uint8 B×28×28 -> normalized float B×C×size×size on the device."""
+        x = x.unsqueeze(1).to(self.dtype).div_(255).sub_(MEAN).div_(STD)
+        if augment:
+            x = random_crop_flip(x, gen)
+        if x.shape[-1] != self.size:
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        if self.channels != 1:
+            x = x.expand(-1, self.channels, -1, -1)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x.contiguous() if not self.channels_last else x
+
+    def train_batches(self, batch_size: int, gen: torch.Generator, augment: bool = False):
+        n = len(self.train_y)
+        order = torch.randperm(n, generator=gen, device="cpu").to(self.device)
+        for i in range(0, n, batch_size):
+            idx = order[i:i + batch_size]
+            yield self.prepare(self.train_x[idx], augment, gen), self.train_y[idx]
+
+    def test_batches(self, batch_size: int):
+        for i in range(0, len(self.test_y), batch_size):
+            yield self.prepare(self.test_x[i:i + batch_size]), self.test_y[i:i + batch_size]
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return -(-len(self.train_y) // batch_size)
+
+
+def random_crop_flip(x: torch.Tensor, gen: torch.Generator | None, pad: int = 2) -> torch.Tensor:
+    """AlexNet's augmentation at native resolution: a random shift of up to `pad` px and a mirror."""
+    B, _, H, W = x.shape
+    xp = F.pad(x, (pad, pad, pad, pad))
+    oy = torch.randint(0, 2 * pad + 1, (B,), generator=gen).to(x.device)
+    ox = torch.randint(0, 2 * pad + 1, (B,), generator=gen).to(x.device)
+    rows = (oy[:, None] + torch.arange(H, device=x.device))[:, :, None]  # B×H×1
+    cols = (ox[:, None] + torch.arange(W, device=x.device))[:, None, :]  # B×1×W
+    b = torch.arange(B, device=x.device)[:, None, None]
+    x = xp[b, 0, rows, cols].unsqueeze(1)
+    flip = (torch.rand(B, generator=gen) < 0.5).to(x.device)
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)

@@ -1,0 +1,204 @@
+"""Runs on disk. One folder a run:
+
+    config.json     {"arch": ..., "train": ..., "data": ..., "created": ...}
+    metrics.jsonl   one JSON record a line, appended as they arrive
+    status.json     {"state": running|finished|stopped|error, "message", "pid", "epochs_done"}
+    weights.pt      {"model", "optimizer", "epoch"}: written to a temp file, then renamed
+    test_preds.npy  the test-set predictions of the saved weights
+
+Weights are only ever read with torch.load(weights_only=True).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import ArchConfig, ConfigError, TrainConfig
+
+
+class RunError(RuntimeError):
+    """A run folder that cannot be read or written; the message says which file and why."""
+
+
+def runs_dir() -> Path:
+    return Path(os.environ.get("ALEXNET_VIZ_RUNS", "runs"))
+
+
+def _write_atomic(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class Run:
+    path: Path
+
+    @staticmethod
+    def create(arch: ArchConfig, train: TrainConfig, data_source: str, root: Path | None = None,
+               owner: str = "") -> "Run":
+        root = Path(root or runs_dir())
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            for n in range(100):
+                path = root / f"{stamp}-{arch.name}" if n == 0 else root / f"{stamp}-{arch.name}-{n}"
+                try:
+                    path.mkdir()
+                    break
+                except FileExistsError:
+                    continue
+            run = Run(path)
+            (path / "config.json").write_text(json.dumps(
+                {"arch": arch.to_dict(), "train": train.to_dict(), "data": data_source,
+                 "created": time.time(), "owner": owner}, indent=2))
+            run.set_status("running")
+        except OSError as e:
+            raise RunError(f"cannot write the run folder under {root}: {e.strerror or e} — "
+                           f"free some disk space or set ALEXNET_VIZ_RUNS to a writable folder") from None
+        return run
+
+    # --- writing -------------------------------------------------------------------------------
+    def append_metric(self, record: dict) -> None:
+        with open(self.path / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def set_status(self, state: str, message: str = "", epochs_done: float = 0) -> None:
+        data = {"state": state, "message": message, "pid": os.getpid(), "epochs_done": epochs_done,
+                "updated": time.time()}
+        _write_atomic(self.path / "status.json", lambda p: p.write_text(json.dumps(data)))
+
+    def save_checkpoint(self, model: torch.nn.Module, optimizer, epoch: float, preds: np.ndarray | None) -> None:
+        state = {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                 "optimizer": optimizer.state_dict() if optimizer is not None else {}, "epoch": float(epoch)}
+        _write_atomic(self.path / "weights.pt", lambda p: torch.save(state, p))
+        preds_path = self.path / "test_preds.npy"
+        if preds is not None:
+            _write_atomic(preds_path, lambda p: np.save(open(p, "wb"), preds))
+        else:  # stopped mid-epoch: old predictions no longer match these weights
+            preds_path.unlink(missing_ok=True)
+
+    # --- reading -------------------------------------------------------------------------------
+    def config(self) -> tuple[ArchConfig, TrainConfig, dict]:
+        try:
+            raw = json.loads((self.path / "config.json").read_text())
+            return ArchConfig.from_dict(raw["arch"]), TrainConfig.from_dict(raw.get("train", {})), raw
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+            raise RunError(f"{self.path.name}: config.json cannot be read ({e})") from None
+        except ConfigError as e:
+            raise RunError(f"{self.path.name}: config.json describes a network that cannot work: {e}") from None
+
+    def metrics(self) -> list[dict]:
+        out = []
+        try:
+            lines = (self.path / "metrics.jsonl").read_text().splitlines()
+        except OSError:
+            return out
+        for line in lines:
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line cut short by a kill: everything before it still counts
+        return out
+
+    def status(self) -> dict:
+        try:
+            st = json.loads((self.path / "status.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            st = {"state": "unknown", "message": "status.json missing or unreadable"}
+        if st.get("state") == "running" and not _pid_alive(st.get("pid")):
+            st = {**st, "state": "stopped", "message": "the training process ended without finishing "
+                                                      "(killed or crashed); the last saved epoch is kept"}
+        return st
+
+    def checkpoint(self) -> dict:
+        path = self.path / "weights.pt"
+        if not path.exists():
+            raise RunError(f"{self.path.name}: no weights saved yet (they are written at each epoch end)")
+        try:
+            ck = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - unpickling errors come in many types
+            raise RunError(f"{self.path.name}: weights.pt is damaged or not a weights file ({type(e).__name__})") from None
+        if not isinstance(ck, dict) or "model" not in ck:
+            raise RunError(f"{self.path.name}: weights.pt does not hold a model state")
+        return ck
+
+    def load_model(self) -> torch.nn.Module:
+        from .model import build_model
+        arch, _, _ = self.config()
+        model = build_model(arch)
+        try:
+            model.load_state_dict(self.checkpoint()["model"])
+        except RuntimeError as e:
+            raise RunError(f"{self.path.name}: weights do not fit its config ({str(e).splitlines()[0]})") from None
+        return model.eval()
+
+    def test_preds(self) -> np.ndarray | None:
+        try:
+            return np.load(self.path / "test_preds.npy", allow_pickle=False)
+        except (OSError, ValueError):
+            return None
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    path: str
+    name: str
+    preset: str
+    state: str
+    message: str
+    epochs_done: float
+    test_acc: float | None
+    created: float
+    owner: str
+
+
+def list_runs(root: Path | None = None, owner: str | None = None) -> list[RunInfo]:
+    """Runs newest first; unreadable folders are listed with their problem, not skipped silently."""
+    root = Path(root or runs_dir())
+    if not root.is_dir():
+        return []
+    out = []
+    for p in sorted(root.iterdir(), reverse=True):
+        if not (p / "config.json").exists():
+            continue
+        run = Run(p)
+        st = run.status()
+        try:
+            raw = json.loads((p / "config.json").read_text())
+            preset, created, who = raw["arch"].get("name", "?"), raw.get("created", 0), raw.get("owner", "")
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError):
+            preset, created, who, st = "?", 0, "", {"state": "damaged", "message": "config.json unreadable"}
+        if owner is not None and who != owner:
+            continue
+        epochs = [m for m in run.metrics() if m.get("kind") == "epoch"]
+        out.append(RunInfo(str(p), p.name, preset, st.get("state", "unknown"), st.get("message", ""),
+                           float(st.get("epochs_done", len(epochs))),
+                           epochs[-1]["test_acc"] if epochs else None, created, who))
+    return out
+
+
+def delete_run(path: str | Path) -> None:
+    p = Path(path)
+    if not (p / "config.json").exists():
+        raise RunError(f"{p} is not a run folder")
+    shutil.rmtree(p)
