@@ -90,6 +90,18 @@ def amp_dtype(device: torch.device, want: bool) -> torch.dtype | None:
     return None
 
 
+def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+               amp: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One SGD step; returns (logits, loss) without syncing the device."""
+    with torch.autocast(x.device.type, dtype=amp or torch.float32, enabled=amp is not None):
+        out = model(x)
+        loss = F.cross_entropy(out.float(), y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return out, loss
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, data: DeviceData, amp: torch.dtype | None) -> tuple[float, np.ndarray]:
     """(test accuracy, predictions) in large batches; model mode restored."""
@@ -160,12 +172,7 @@ def train(arch: ArchConfig, t: TrainConfig, ds: Dataset | None = None, stop: thr
                     done = epoch + i / per_epoch
                     yield from _stopped(run, model, opt, done)
                     return
-                with torch.autocast(data.device.type, dtype=amp or torch.float32, enabled=amp is not None):
-                    out = model(x)
-                    loss = F.cross_entropy(out.float(), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                out, loss = train_step(model, opt, x, y, amp)
                 loss_sum += loss.detach() * len(y)
                 hit_sum += (out.argmax(1) == y).sum()
                 seen, step, w_n = seen + len(y), step + 1, w_n + len(y)

@@ -1,0 +1,157 @@
+"""The command line: python -m alexnet_viz summary|train|predict|bench."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+from .config import PRESETS, ConfigError, default_training, get_preset
+
+
+def _summary(a) -> int:
+    from .summary import human, summarize, table
+    s = summarize(get_preset(a.preset))
+    if a.json:
+        print(json.dumps(s.to_dict()))
+        return 0
+    rows = table(s)
+    cols = list(rows[0])
+    width = {c: max(len(c), *(len(f"{r[c]:,}" if isinstance(r[c], int) else str(r[c])) for r in rows)) for c in cols}
+    print("  ".join(c.ljust(width[c]) for c in cols))
+    for r in rows:
+        print("  ".join((f"{r[c]:,}".rjust(width[c]) if isinstance(r[c], int) else str(r[c]).ljust(width[c]))
+                        for c in cols))
+    print(f"total: {s.total_params:,} parameters, {human(s.total_macs)}MACs per image, "
+          f"{human(s.total_memory, 'B')} of activations per image")
+    return 0
+
+
+def _bar(frac: float, width: int = 30) -> str:
+    n = int(frac * width)
+    return "[" + "#" * n + "." * (width - n) + "]"
+
+
+def _train(a) -> int:
+    from .data import load_fashion_mnist
+    from .runs import Run, RunError
+    from .train import train
+    arch = get_preset(a.preset)
+    t = default_training(a.preset)
+    changes = {k: v for k, v in dict(epochs=a.epochs, max_batches=a.max_batches, device=a.device,
+                                     batch_size=a.batch_size, lr=a.lr, optimizer=a.optimizer,
+                                     seed=a.seed).items() if v is not None}
+    t = replace(t, **changes)
+    ds = load_fashion_mnist()
+    if ds.is_sample:
+        print(f"note: using the {ds.source}", file=sys.stderr)
+    try:
+        run = Run.create(arch, t, ds.source, Path(a.run_dir) if a.run_dir else None)
+    except RunError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    last_epoch, end, stop = None, None, threading.Event()
+    try:
+        for r in train(arch, t, ds, stop=stop, run=run):
+            if r.kind == "step":
+                print(f"\r{_bar(r.progress)} epoch {r.epoch:5.2f}  loss {r.loss:.3f}  acc {r.acc:.3f}  "
+                      f"{r.examples_per_sec:,.0f} ex/s  ETA {r.eta:4.0f}s ", end="", file=sys.stderr, flush=True)
+            elif r.kind == "epoch":
+                last_epoch = r
+                print(f"\repoch {r.epoch}: train loss {r.train_loss:.3f}, train acc {r.train_acc:.3f}, "
+                      f"test acc {r.test_acc:.3f}, {r.examples_per_sec:,.0f} examples/sec" + " " * 20,
+                      file=sys.stderr)
+            else:
+                end = r
+    except KeyboardInterrupt:  # Ctrl-C: the engine saves what it has at the next batch
+        stop.set()
+        print("\nstopping…", file=sys.stderr)
+    print(f"{end.status if end else 'stopped'}: {end.message if end else ''} — run saved in {run.path}",
+          file=sys.stderr)
+    if a.json:
+        out = {"status": end.status if end else "stopped", "run_dir": str(run.path), "data": ds.source}
+        if last_epoch:
+            out |= {"test_acc": last_epoch.test_acc, "train_loss": last_epoch.train_loss,
+                    "train_acc": last_epoch.train_acc, "examples_per_sec": last_epoch.examples_per_sec,
+                    "elapsed_s": last_epoch.elapsed}
+        print(json.dumps(out))
+    return 0 if end and end.status == "finished" else 1
+
+
+def _predict(a) -> int:
+    from .activations import ModelUnavailable, from_run, pretrained, topk, feature_maps, untrained
+    from .images import ImageError, load_image, to_tensor
+    try:
+        im = load_image(a.image)
+        if a.pretrained:
+            m = pretrained()
+        elif a.untrained:
+            m = untrained(get_preset(a.preset))
+        elif a.run:
+            m = from_run(a.run)
+        else:
+            print("error: say which model: --run DIR, --pretrained or --untrained --preset NAME", file=sys.stderr)
+            return 2
+        x = to_tensor(im, m.cfg.in_channels, m.cfg.input_size, m.mean, m.std, m.invert if a.invert is None else a.invert)
+        _, logits = feature_maps(m.model, x)
+        top = topk(logits, m.classes, a.topk)
+    except (ImageError, ModelUnavailable, ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if a.json:
+        print(json.dumps({"model": m.label, "predictions": [{"class": c, "prob": p} for c, p in top]}))
+    else:
+        print(f"{m.label}:")
+        for c, p in top:
+            print(f"  {p:6.1%}  {c}")
+    return 0
+
+
+def _bench(a) -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from bench import run_benchmarks
+    return run_benchmarks(a.which, quick=a.quick)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m alexnet_viz", description="AlexNet Explorer from the command line")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("summary", help="per-layer table of a preset")
+    s.add_argument("--preset", default="d2l", choices=PRESETS)
+    s.add_argument("--json", action="store_true")
+    t = sub.add_parser("train", help="train a preset on Fashion-MNIST")
+    t.add_argument("--preset", default="mini28", choices=PRESETS)
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--max-batches", type=int, help="cap on batches per epoch (quick demo)")
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--optimizer", choices=("sgd", "momentum", "adam"))
+    t.add_argument("--seed", type=int)
+    t.add_argument("--device", help="auto | cuda | mps | cpu")
+    t.add_argument("--run-dir", help="folder to keep the run in (default: ./runs or $ALEXNET_VIZ_RUNS)")
+    t.add_argument("--json", action="store_true")
+    r = sub.add_parser("predict", help="top-k predictions for an image")
+    r.add_argument("image")
+    r.add_argument("--run", help="a run folder")
+    r.add_argument("--pretrained", action="store_true", help="torchvision's ImageNet AlexNet")
+    r.add_argument("--untrained", action="store_true")
+    r.add_argument("--preset", default="d2l", choices=PRESETS)
+    r.add_argument("--topk", type=int, default=5)
+    r.add_argument("--invert", action=argparse.BooleanOptionalAction, default=None,
+                   help="invert brightness (default: on for Fashion-MNIST models)")
+    r.add_argument("--json", action="store_true")
+    b = sub.add_parser("bench", help="benchmarks, each beside its baseline")
+    b.add_argument("which", nargs="*", choices=["summary", "train", "explore", []], default=[])
+    b.add_argument("--quick", action="store_true", help="fewer repeats (for CI smoke runs)")
+    a = p.parse_args(argv)
+    try:
+        return {"summary": _summary, "train": _train, "predict": _predict, "bench": _bench}[a.cmd](a)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Turning an uploaded file into a tensor, safely.
+
+Every refusal is an ImageError whose message a student understands; nothing else escapes.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
+MAX_BYTES = 25 * 1024 * 1024   # 25 MB upload
+MAX_PIXELS = 40_000_000         # well below Pillow's decompression-bomb threshold (~89 M)
+
+
+class ImageError(ValueError):
+    """A file that is not a usable image; the message says why and what to do."""
+
+
+def open_image(data: bytes) -> Image.Image:
+    """bytes -> an 'L' or 'RGB' PIL image, upright, first frame, alpha composited on white."""
+    if not data:
+        raise ImageError("the file is empty (0 bytes) — choose an image file")
+    if len(data) > MAX_BYTES:
+        raise ImageError(f"the file is {len(data) / 2**20:.0f} MB; the limit is {MAX_BYTES // 2**20} MB")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data), formats=FORMATS)
+            w, h = im.size
+            if w * h > MAX_PIXELS:
+                raise ImageError(f"the image is {w}×{h} = {w * h / 1e6:.0f} megapixels; the limit is "
+                                 f"{MAX_PIXELS / 1e6:.0f} — scale it down first")
+            im.seek(0)  # animated GIF/WebP: the first frame
+            im.load()
+            im = ImageOps.exif_transpose(im)
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError("this is not an image we can read — upload a PNG, JPEG, WebP, GIF or BMP file") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError("the image claims to be enormous (a decompression bomb?) — refused") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        msg = str(e)
+        if "truncated" in msg or isinstance(e, EOFError):
+            raise ImageError("the image file is cut short (truncated) — upload it again or re-save it") from None
+        raise ImageError(f"the image could not be decoded ({msg or type(e).__name__})") from None
+    if im.width < 1 or im.height < 1:
+        raise ImageError("the image has no pixels")
+    return _to_l_or_rgb(im)
+
+
+def _to_l_or_rgb(im: Image.Image) -> Image.Image:
+    """Any Pillow mode -> 'L' or 'RGB', rescaling deep images instead of clipping them."""
+    mode = im.mode
+    if mode in ("L", "RGB"):
+        return im
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        if mode.startswith("I;16") or (mode == "I" and a.max(initial=0) > 255):
+            a = a / (65535.0 if a.max(initial=0) <= 65535 else a.max()) * 255
+        elif mode == "F":
+            lo, hi = float(a.min()), float(a.max())
+            a = (a - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(a)
+        return Image.fromarray(np.clip(a, 0, 255).round().astype(np.uint8), "L")
+    if mode == "P":
+        im = im.convert("RGBA")
+    elif mode in ("PA", "La"):
+        im = im.convert("RGBA" if mode == "PA" else "LA")
+    if im.mode in ("RGBA", "LA", "RGBa"):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(white, rgba).convert("RGB")
+        return im
+    if mode == "1":
+        return im.convert("L")
+    return im.convert("RGB")  # CMYK, YCbCr, LAB, HSV ...
+
+
+def load_image(path) -> Image.Image:
+    try:
+        with open(path, "rb") as f:
+            return open_image(f.read())
+    except OSError as e:
+        raise ImageError(f"cannot read {path}: {e.strerror or e}") from None
+
+
+def to_tensor(im: Image.Image, channels: int, size: int, mean: tuple, std: tuple,
+              invert: bool = False) -> torch.Tensor:
+    """PIL image -> 1×C×size×size float tensor: channels as the model wants, resized, normalized.
+
+    `invert`: Fashion-MNIST items are light on black; a photo of an item on a white background
+    is inverted to match what the network was trained on.
+    """
+    im = im.convert("L" if channels == 1 else "RGB")
+    x = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).float().div_(255)
+    x = x[None, None] if x.dim() == 2 else x.permute(2, 0, 1)[None]
+    if invert:
+        x = 1 - x
+    x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+    return (x - m) / s
+
+
+def denormalize(x: torch.Tensor, mean: tuple, std: tuple) -> np.ndarray:
+    """1×C×H×W normalized tensor -> H×W or H×W×3 uint8, to show what the network receives."""
+    m = torch.tensor(mean).view(-1, 1, 1)
+    s = torch.tensor(std).view(-1, 1, 1)
+    a = (x[0].detach().cpu() * s + m).clamp(0, 1).mul(255).byte()
+    return a[0].numpy() if a.shape[0] == 1 else a.permute(1, 2, 0).numpy()

@@ -1,0 +1,37 @@
+"""Benchmarks: each prints our figure beside a baseline measured in the same run.
+
+Run with `python -m alexnet_viz bench [summary|train|explore] [--quick]`.
+"""
+from __future__ import annotations
+
+import time
+
+
+def timeit(fn, repeat: int, warmup: int = 1) -> float:
+    """Median seconds of fn() over `repeat` runs after `warmup` runs."""
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    ts.sort()
+    return ts[len(ts) // 2]
+
+
+def print_table(title: str, header: list[str], rows: list[list]) -> None:
+    cells = [header] + [[str(c) for c in r] for r in rows]
+    w = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    print(f"\n## {title}")
+    for k, r in enumerate(cells):
+        print("  ".join(c.rjust(w[i]) if i else c.ljust(w[i]) for i, c in enumerate(r)))
+        if k == 0:
+            print("  ".join("-" * x for x in w))
+
+
+def run_benchmarks(which: list[str], quick: bool = False) -> int:
+    import importlib
+    for name in which or ["summary", "explore", "train"]:
+        importlib.import_module(f"bench.{name}").main(quick=quick)
+    return 0
