@@ -1,0 +1,231 @@
+"""Images and looking inside: an awkward-file corpus made here, feature maps, Grad-CAM, pretrained loading."""
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+
+from alexnet_viz.activations import (ModelUnavailable, analyze, conv1_filters, feature_maps, grad_cam, layer_stats,
+                                     mosaic, pretrained, pretrained_path, untrained)
+from alexnet_viz.config import get_preset
+from alexnet_viz.data import CLASSES
+from alexnet_viz.images import ImageError, open_image, to_tensor
+from alexnet_viz.summary import summarize
+
+from .conftest import ROOT
+
+
+def save(im: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def rgb(w=64, h=48) -> Image.Image:
+    a = np.zeros((h, w, 3), np.uint8)
+    a[..., 0] = np.linspace(0, 255, w, dtype=np.uint8)[None]
+    a[: h // 2, :, 2] = 200
+    return Image.fromarray(a)
+
+
+def noise() -> Image.Image:
+    return Image.fromarray(np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8))
+
+
+def exif_rotated() -> bytes:
+    im = rgb(64, 32)
+    ex = Image.Exif()
+    ex[0x0112] = 6  # orientation: rotate 90° CW to display
+    return save(im, "JPEG", exif=ex)
+
+
+def animated_gif() -> bytes:
+    frames = [Image.new("P", (20, 20), i * 40) for i in range(3)]
+    return save(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=50)
+
+
+def bomb_png() -> bytes:
+    """A tiny file that claims 30,000×30,000 pixels."""
+    return save(Image.new("1", (30000, 30000)), "PNG")
+
+
+GOOD = {
+    "cmyk.jpg": lambda: save(rgb().convert("CMYK"), "JPEG"),
+    "16bit.png": lambda: save(Image.fromarray((np.arange(64 * 48).reshape(48, 64) * 20).astype(np.uint16)), "PNG"),
+    "rgba.png": lambda: save(rgb().convert("RGBA"), "PNG"),
+    "la.png": lambda: save(rgb().convert("LA"), "PNG"),
+    "palette.gif": lambda: save(rgb().convert("P"), "GIF"),
+    "animated.gif": animated_gif,
+    "exif.jpg": exif_rotated,
+    "photo.webp": lambda: save(rgb(), "WEBP"),
+    "photo.bmp": lambda: save(rgb(), "BMP"),
+    "tall.png": lambda: save(Image.new("L", (1, 20000), 128), "PNG"),
+    "wide.png": lambda: save(Image.new("L", (20000, 1), 128), "PNG"),
+}
+BAD = {
+    "truncated.png": lambda: save(noise(), "PNG")[:3000],
+    "truncated.jpg": lambda: save(noise(), "JPEG")[:3000],
+    "empty.png": lambda: b"",
+    "text.png": lambda: b"hello, I am not an image\n" * 10,
+    "bomb.png": bomb_png,
+    "tiff": lambda: save(rgb(), "TIFF"),
+}
+
+
+@pytest.mark.parametrize("name", GOOD)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_awkward_but_valid_images_give_a_tensor(name, channels):
+    im = open_image(GOOD[name]())
+    assert im.mode in ("L", "RGB")
+    x = to_tensor(im, channels, 28, (0.5,) * channels, (0.5,) * channels)
+    assert x.shape == (1, channels, 28, 28) and torch.isfinite(x).all()
+
+
+@pytest.mark.parametrize("name", BAD)
+def test_unusable_files_raise_image_error(name):
+    with pytest.raises(ImageError) as e:
+        open_image(BAD[name]())
+    assert len(str(e.value)) > 10
+
+
+def test_exif_rotation_is_applied():
+    assert open_image(exif_rotated()).size == (32, 64)
+
+
+def test_16bit_is_rescaled_not_clipped():
+    a = np.array([[0, 1000, 30000, 65535]], np.uint16)
+    out = np.asarray(open_image(save(Image.fromarray(a), "PNG")))
+    assert out.tolist() == [[0, 4, 117, 255]]
+
+
+def test_alpha_is_composited_on_white():
+    im = Image.new("RGBA", (4, 4), (255, 0, 0, 0))  # fully transparent red
+    assert np.asarray(open_image(save(im, "PNG"))).min() == 255
+
+
+def test_animated_gif_uses_the_first_frame():
+    assert np.asarray(open_image(animated_gif()).convert("L")).mean() < 10
+
+
+@pytest.mark.parametrize("name", ["d2l", "mini28", "alexnet2012"])
+def test_feature_maps_match_the_summary_and_restore_mode(name):
+    cfg = get_preset(name)
+    m = untrained(cfg)
+    m.model.train()
+    x = torch.randn(1, cfg.in_channels, cfg.input_size, cfg.input_size)
+    maps, logits = feature_maps(m.model, x)
+    assert m.model.training
+    assert [tuple(t.shape) for t in maps.values()] == [r.output_shape for r in summarize(cfg).rows]
+    assert list(maps) == [r.name for r in summarize(cfg).rows] and logits.shape == (cfg.num_classes,)
+    stats = layer_stats(maps)
+    relu = next(s for s in stats if s["layer"] == "relu1")
+    assert relu["zeros"] > 0 and relu["max"] >= relu["mean"]
+
+
+def test_mosaic_orders_strongest_first():
+    t = torch.zeros(3, 4, 4)
+    t[2] += 5
+    t[0] += 1
+    grid, order = mosaic(t)
+    assert order == [2, 0, 1] and grid.shape == (9, 9)
+
+
+def test_conv1_filters_as_images():
+    assert conv1_filters(untrained(get_preset("d2l")).model).shape == (96, 11, 11)
+    assert conv1_filters(untrained(get_preset("torchvision")).model).shape == (64, 11, 11, 3)
+
+
+def trained_tiny_run():
+    """mini28 trained briefly on the bundled sample: enough to make Grad-CAM meaningful."""
+    from alexnet_viz.config import TrainConfig
+    from alexnet_viz.data import load_fashion_mnist
+    from alexnet_viz.runs import Run
+    from alexnet_viz.train import train
+    cfg, t = get_preset("mini28"), TrainConfig(epochs=1, max_batches=40, lr=0.05, optimizer="momentum", device="cpu")
+    ds = load_fashion_mnist()
+    run = Run.create(cfg, t, ds.source)
+    list(train(cfg, t, ds, run=run))
+    return run, ds
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_grad_cam_is_input_sized_and_not_constant(channels):
+    run, ds = trained_tiny_run()
+    from alexnet_viz.activations import from_run
+    m = from_run(run.path)
+    assert m.model.training is False
+    model = m.model
+    if channels == 3:  # a 3-channel model: the torchvision preset, untrained, still has gradients
+        model = untrained(get_preset("torchvision")).model
+        x = torch.randn(1, 3, 224, 224)
+    else:
+        x = ((ds.test_x[:1].float() / 255 - 0.2861) / 0.3528)[:, None]
+    model.train()
+    cam, cls = grad_cam(model, x, "conv2")
+    assert model.training
+    assert cam.shape == x.shape[-2:] and cam.max() == pytest.approx(1.0) and cam.std() > 0.01
+    assert 0 <= cls < (10 if channels == 1 else 1000)
+
+
+def test_analyze_end_to_end_on_a_saved_run():
+    from alexnet_viz.activations import from_run
+    run, _ = trained_tiny_run()
+    a = analyze(from_run(run.path), open_image(save(rgb(), "PNG")), k=3)
+    assert len(a.top) == 3 and abs(sum(p for _, p in a.top) - 1) < 1 and a.top[0][1] >= a.top[1][1]
+    assert a.cam.shape == (28, 28) and a.x.shape == (1, 1, 28, 28)
+
+
+def test_pretrained_offline_says_so():
+    with pytest.raises(ModelUnavailable, match="offline"):
+        pretrained()
+
+
+def test_pretrained_loads_a_cached_weights_file_safely():
+    """torchvision's weights file layout, written here, is found in the torch cache and loads."""
+    ref = torchvision.models.alexnet().eval()
+    path = pretrained_path()
+    path.parent.mkdir(parents=True)
+    torch.save(ref.state_dict(), path)
+    m = pretrained()
+    assert len(m.classes) == 1000 and m.classes[0] == "tench"
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(m.model(x), ref(x), rtol=1e-4, atol=1e-5)
+
+
+def test_pretrained_damaged_file_is_unavailable():
+    path = pretrained_path()
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"junk")
+    with pytest.raises(ModelUnavailable, match="not a usable weights file"):
+        pretrained()
+
+
+def _cli(*args):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "alexnet_viz", "predict", *args], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cli_predict(tmp_path):
+    img = tmp_path / "shirt.png"
+    img.write_bytes(save(rgb(), "PNG"))
+    out = _cli(str(img), "--untrained", "--preset", "mini28", "--topk", "3", "--json")
+    assert out.returncode == 0, out.stderr
+    preds = json.loads(out.stdout)["predictions"]
+    assert len(preds) == 3 and preds[0]["prob"] >= preds[1]["prob"] >= preds[2]["prob"]
+    assert {p["class"] for p in preds} <= set(CLASSES)
+
+
+def test_cli_predict_bad_image_one_line_error(tmp_path):
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    out = _cli(str(bad), "--untrained", "--preset", "mini28")
+    assert out.returncode == 1
+    assert out.stderr.strip().count("\n") == 0 and out.stderr.startswith("error: ") and "Traceback" not in out.stderr
