@@ -81,8 +81,8 @@ def _train(a) -> int:
 
 
 def _predict(a) -> int:
-    from .activations import ModelUnavailable, from_run, pretrained, topk, feature_maps, untrained
-    from .images import ImageError, load_image, to_tensor
+    from .activations import ModelUnavailable, analyze, from_run, pretrained, untrained
+    from .images import ImageError, load_image
     try:
         im = load_image(a.image)
         if a.pretrained:
@@ -94,9 +94,7 @@ def _predict(a) -> int:
         else:
             print("error: say which model: --run DIR, --pretrained or --untrained --preset NAME", file=sys.stderr)
             return 2
-        x = to_tensor(im, m.cfg.in_channels, m.cfg.input_size, m.mean, m.std, m.invert if a.invert is None else a.invert)
-        _, logits = feature_maps(m.model, x)
-        top = topk(logits, m.classes, a.topk)
+        top = analyze(m, im, invert=a.invert, k=a.topk).top
     except (ImageError, ModelUnavailable, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -140,7 +138,7 @@ def main(argv=None) -> int:
     r.add_argument("--preset", default="d2l", choices=PRESETS)
     r.add_argument("--topk", type=int, default=5)
     r.add_argument("--invert", action=argparse.BooleanOptionalAction, default=None,
-                   help="invert brightness (default: on for Fashion-MNIST models)")
+                   help="invert brightness (default: for Fashion-MNIST models, when the background is light)")
     r.add_argument("--json", action="store_true")
     b = sub.add_parser("bench", help="benchmarks, each beside its baseline")
     b.add_argument("which", nargs="*", choices=["summary", "train", "explore", []], default=[])

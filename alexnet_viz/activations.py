@@ -200,10 +200,11 @@ class Analysis:
 def analyze(loaded: Loaded, im, invert: bool | None = None, cam_layer: str | None = None,
             cam_class: int | None = None, k: int = 5) -> Analysis:
     """Upload-to-results: preprocess, all feature maps, top-k and Grad-CAM for one PIL image."""
-    from .images import to_tensor
+    from .images import light_background, to_tensor
     cfg = loaded.cfg
-    x = to_tensor(im, cfg.in_channels, cfg.input_size, loaded.mean, loaded.std,
-                  loaded.invert if invert is None else invert)
+    if invert is None:
+        invert = loaded.invert and light_background(im)
+    x = to_tensor(im, cfg.in_channels, cfg.input_size, loaded.mean, loaded.std, invert)
     maps, logits = feature_maps(loaded.model, x)
     layer = cam_layer or conv_layers(loaded.model)[-1]
     cam, cls = grad_cam(loaded.model, x, layer, cam_class)

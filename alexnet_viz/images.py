@@ -113,3 +113,11 @@ def denormalize(x: torch.Tensor, mean: tuple, std: tuple) -> np.ndarray:
     s = torch.tensor(std).view(-1, 1, 1)
     a = (x[0].detach().cpu() * s + m).clamp(0, 1).mul(255).byte()
     return a[0].numpy() if a.shape[0] == 1 else a.permute(1, 2, 0).numpy()
+
+
+def light_background(im: Image.Image) -> bool:
+    """True when the image's border is mostly light (a photo on white), so it should be inverted
+    for a Fashion-MNIST model, whose items are light on black."""
+    a = np.asarray(im.convert("L"), dtype=np.float32)
+    border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
+    return float(border.mean()) > 127

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -58,10 +59,11 @@ class Run:
                owner: str = "") -> "Run":
         root = Path(root or runs_dir())
         stamp = time.strftime("%Y%m%d-%H%M%S")
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", arch.name).strip("-") or "net"
         try:
             root.mkdir(parents=True, exist_ok=True)
             for n in range(100):
-                path = root / f"{stamp}-{arch.name}" if n == 0 else root / f"{stamp}-{arch.name}-{n}"
+                path = root / (f"{stamp}-{slug}" if n == 0 else f"{stamp}-{slug}-{n}")
                 try:
                     path.mkdir()
                     break

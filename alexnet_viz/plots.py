@@ -1,0 +1,144 @@
+"""Plotly figures from plain data. Pure functions: no torch, no streamlit."""
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.colors import sample_colorscale
+from plotly.subplots import make_subplots
+
+KIND_COLORS = {"Conv2d": "#1f77b4", "Linear": "#d62728", "MaxPool2d": "#2ca02c", "AvgPool2d": "#2ca02c",
+               "AdaptiveAvgPool2d": "#2ca02c", "BatchNorm2d": "#9467bd", "LocalResponseNorm": "#9467bd"}
+_VIRIDIS = np.array([[int(c) for c in s[4:-1].split(",")]
+                     for s in sample_colorscale("Viridis", np.linspace(0, 1, 256).tolist())], np.uint8)
+
+
+def _layout(fig: go.Figure, title: str, height: int = 320) -> go.Figure:
+    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40, b=10), showlegend=False)
+    return fig
+
+
+def per_layer_bars(rows: list[dict], key: str, title: str, unit: str = "") -> go.Figure:
+    """Bars of one column (params, macs, memory) for layers where it is non-zero; share in the hover."""
+    rows = [r for r in rows if r[key]]
+    total = sum(r[key] for r in rows) or 1
+    fig = go.Figure(go.Bar(
+        x=[r["name"] for r in rows], y=[r[key] for r in rows],
+        marker_color=[KIND_COLORS.get(r["type"], "#7f7f7f") for r in rows],
+        text=[f"{r[key] / total:.0%}" for r in rows], textposition="outside",
+        hovertemplate="%{x}: %{y:,}" + unit + " (%{text} of total)<extra></extra>"))
+    fig.update_yaxes(title=unit or None)
+    return _layout(fig, title)
+
+
+def block_diagram(rows: list[dict], input_shape: tuple[int, int, int]) -> go.Figure:
+    """The network as blocks: height ~ spatial size, width ~ channels (log scale); vectors as thin bars."""
+    fig = go.Figure()
+    blocks = [("input", "Input", input_shape)] + [(r["name"], r["type"], tuple(r["output_shape"])) for r in rows
+                                                   if r["type"] in ("Conv2d", "MaxPool2d", "AvgPool2d",
+                                                                    "AdaptiveAvgPool2d", "Linear", "Flatten")]
+    max_side = max(s[1] if len(s) == 3 else 1 for _, _, s in blocks)
+    x = 0.0
+    for name, kind, shape in blocks:
+        if len(shape) == 3:
+            c, h, _ = shape
+            height, width = 0.25 + 0.75 * h / max_side, 0.15 + 0.22 * np.log2(max(c, 1))
+            label = f"{c}×{h}×{h}"
+        else:
+            height, width, label = 0.25 + 0.6 * np.log10(shape[0]) / 5, 0.35, f"{shape[0]}"
+        color = KIND_COLORS.get(kind, "#bbbbbb")
+        fig.add_shape(type="rect", x0=x, x1=x + width, y0=-height / 2, y1=height / 2,
+                      fillcolor=color, opacity=0.75, line=dict(color="#333", width=1))
+        fig.add_annotation(x=x + width / 2, y=height / 2 + 0.06, text=f"<b>{name}</b>", showarrow=False,
+                           font=dict(size=10), textangle=-45 if len(blocks) > 10 else 0)
+        fig.add_annotation(x=x + width / 2, y=-height / 2 - 0.07, text=label, showarrow=False, font=dict(size=9))
+        fig.add_trace(go.Scatter(x=[x + width / 2], y=[0], mode="markers", marker=dict(opacity=0),
+                                 hovertemplate=f"{name} ({kind}): {label}<extra></extra>"))
+        x += width + 0.25
+    fig.update_xaxes(visible=False, range=[-0.2, x])
+    fig.update_yaxes(visible=False, range=[-0.75, 0.85])
+    return _layout(fig, "The network, block by block (height: spatial size, width: channels)", 300)
+
+
+def training_curves(steps: list[dict], epochs: list[dict], title: str = "") -> go.Figure:
+    """d2l's animated plot: train loss, train acc (per report) and test acc (per epoch) against epochs."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[s["epoch"] for s in steps], y=[s["loss"] for s in steps], name="train loss",
+                             mode="lines", line=dict(color="#1f77b4")))
+    fig.add_trace(go.Scatter(x=[s["epoch"] for s in steps], y=[s["acc"] for s in steps], name="train acc",
+                             mode="lines", line=dict(color="#ff7f0e", dash="dash")))
+    fig.add_trace(go.Scatter(x=[e["epoch"] for e in epochs], y=[e["test_acc"] for e in epochs], name="test acc",
+                             mode="lines+markers", line=dict(color="#2ca02c", dash="dot")))
+    fig.update_xaxes(title="epoch", rangemode="tozero")
+    fig.update_yaxes(rangemode="tozero")
+    _layout(fig, title, 360)
+    fig.update_layout(showlegend=True, legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def compare_runs(curves: dict[str, list[dict]], key: str = "test_acc") -> go.Figure:
+    """One line per run: its per-epoch values of `key`."""
+    fig = go.Figure()
+    for name, epochs in curves.items():
+        fig.add_trace(go.Scatter(x=[e["epoch"] for e in epochs], y=[e[key] for e in epochs], name=name,
+                                 mode="lines+markers"))
+    fig.update_xaxes(title="epoch")
+    fig.update_yaxes(title=key.replace("_", " "))
+    _layout(fig, f"Runs compared: {key.replace('_', ' ')}", 340)
+    fig.update_layout(showlegend=True)
+    return fig
+
+
+def confusion_matrix(cm: np.ndarray, classes: tuple[str, ...]) -> go.Figure:
+    frac = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    fig = go.Figure(go.Heatmap(z=frac, x=list(classes), y=list(classes), colorscale="Blues", zmin=0, zmax=1,
+                               text=cm, texttemplate="%{text}",
+                               hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", title="true label")
+    fig.update_xaxes(title="predicted")
+    return _layout(fig, "Confusion matrix (test set)", 480)
+
+
+def topk_bars(top: list[tuple[str, float]]) -> go.Figure:
+    top = top[::-1]
+    fig = go.Figure(go.Bar(x=[p for _, p in top], y=[c for c, _ in top], orientation="h",
+                           text=[f"{p:.1%}" for _, p in top], textposition="auto", marker_color="#1f77b4"))
+    fig.update_xaxes(range=[0, 1], tickformat=".0%")
+    return _layout(fig, "Top predictions", 280)
+
+
+def layer_stats_chart(stats: list[dict]) -> go.Figure:
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    names = [s["layer"] for s in stats]
+    fig.add_trace(go.Bar(x=names, y=[s["zeros"] for s in stats], name="fraction of zeros", opacity=0.5,
+                         marker_color="#7f7f7f"), secondary_y=True)
+    fig.add_trace(go.Scatter(x=names, y=[s["mean"] for s in stats], name="mean", mode="lines+markers"))
+    fig.add_trace(go.Scatter(x=names, y=[s["max"] for s in stats], name="max", mode="lines+markers"))
+    fig.update_yaxes(title="activation", secondary_y=False)
+    fig.update_yaxes(title="zeros", range=[0, 1], tickformat=".0%", secondary_y=True)
+    _layout(fig, "Activation statistics per layer", 340)
+    fig.update_layout(showlegend=True, legend=dict(orientation="h", y=-0.3))
+    return fig
+
+
+def colorize(a: np.ndarray) -> np.ndarray:
+    """2-D array in 0..1 (NaN = gap) -> H×W×3 uint8 viridis image, gaps white."""
+    idx = np.nan_to_num(np.clip(a, 0, 1) * 255, nan=0).astype(np.uint8)
+    out = _VIRIDIS[idx]
+    out[np.isnan(a)] = 255
+    return out
+
+
+def overlay_heatmap(image: np.ndarray, cam: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Grad-CAM over the input: image H×W or H×W×3 uint8, cam H×W in 0..1 -> H×W×3 uint8."""
+    base = np.repeat(image[..., None], 3, -1) if image.ndim == 2 else image
+    heat = _jet(cam)
+    return (base * (1 - alpha) + heat * alpha).astype(np.uint8)
+
+
+def _jet(a: np.ndarray) -> np.ndarray:
+    """The classic 'jet' map, as in the Grad-CAM paper: blue (cold) to red (hot)."""
+    a = np.clip(a, 0, 1)[..., None]
+    r = np.clip(1.5 - np.abs(4 * a - 3), 0, 1)
+    g = np.clip(1.5 - np.abs(4 * a - 2), 0, 1)
+    b = np.clip(1.5 - np.abs(4 * a - 1), 0, 1)
+    return np.concatenate([r, g, b], -1) * 255

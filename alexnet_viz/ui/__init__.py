@@ -1,0 +1,1 @@
+"""The pages: widgets in, calls into the package, figures out."""

@@ -1,0 +1,41 @@
+"""What every page shares: who this browser session is, and a guard that keeps traces off the page."""
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+
+import streamlit as st
+from streamlit.runtime.scriptrunner import RerunException, StopException
+
+log = logging.getLogger("alexnet_viz")
+
+
+def owner_id() -> str:
+    """This browser session's id, kept in the URL (?sid=...) so that a reload finds its runs again."""
+    sid = st.session_state.get("owner") or st.query_params.get("sid") or uuid.uuid4().hex[:12]
+    st.session_state["owner"] = sid
+    if st.query_params.get("sid") != sid:
+        st.query_params["sid"] = sid
+    return sid
+
+
+def guarded(page):
+    """Run a page; an unexpected error becomes one readable line, the trace goes to the server log."""
+    @functools.wraps(page)
+    def run():
+        try:
+            page()
+        except (StopException, RerunException):  # st.stop() / st.rerun() are control flow, not errors
+            raise
+        except Exception as e:  # noqa: BLE001
+            log.exception("page error")
+            st.error(f"Something went wrong on this page ({type(e).__name__}: {e}). "
+                     f"Your settings and runs are kept; change the input or reload the page.")
+    return run
+
+
+def current_arch():
+    """The Architect's current valid network (the d2l preset until the user changes it)."""
+    from ..config import get_preset
+    return st.session_state.get("last_valid") or get_preset("d2l")
