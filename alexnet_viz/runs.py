@@ -54,6 +54,9 @@ def _pid_alive(pid: int | None) -> bool:
 class Run:
     path: Path
 
+    def __post_init__(self):
+        self.path = Path(self.path)
+
     @staticmethod
     def create(arch: ArchConfig, train: TrainConfig, data_source: str, root: Path | None = None,
                owner: str = "") -> "Run":

@@ -129,25 +129,22 @@ def results_ui(cfg: ArchConfig) -> None:
     m[1].metric("Multiply-accumulates / image", human(macs))
     m[2].metric("Activation memory / image", human(memory, "B"))
     m[3].metric("Weights in float32", human(params * 4, "B"))
-    st.plotly_chart(block_diagram(rows, (cfg.in_channels, cfg.input_size, cfg.input_size)),
-                    use_container_width=True)
+    st.plotly_chart(block_diagram(rows, (cfg.in_channels, cfg.input_size, cfg.input_size)), width="stretch")
     only = st.toggle("Only layers with weights or pooling", value=False)
     df = pd.DataFrame(display)
     if only:
         df = df[[r["type"] in ("Conv2d", "Linear", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Flatten")
                  for r in rows]]
-    st.dataframe(df, hide_index=True, use_container_width=True, height=36 * (len(df) + 1) + 4,
+    st.dataframe(df, hide_index=True, width="stretch", height=36 * (len(df) + 1) + 4,
                  column_config={"params": st.column_config.NumberColumn(format="localized"),
                                 "MACs": st.column_config.NumberColumn(format="localized")})
     st.caption("MACs: multiply-accumulates for one image (conv and linear layers; elementwise layers count 0). "
                "Memory: the layer's output for one image in float32. Receptive field: the input window one "
                "output pixel sees, and the stride between neighbouring windows (jump).")
     t = st.tabs(["Where the parameters are", "Where the compute is", "Where the memory is"])
-    t[0].plotly_chart(per_layer_bars(rows, "params", "Parameters per layer"), use_container_width=True)
-    t[1].plotly_chart(per_layer_bars(rows, "macs", "Multiply-accumulates per layer (one image)"),
-                      use_container_width=True)
-    t[2].plotly_chart(per_layer_bars(rows, "memory", "Activation memory per layer (one image)", " B"),
-                      use_container_width=True)
+    t[0].plotly_chart(per_layer_bars(rows, "params", "Parameters per layer"), width="stretch")
+    t[1].plotly_chart(per_layer_bars(rows, "macs", "Multiply-accumulates per layer (one image)"), width="stretch")
+    t[2].plotly_chart(per_layer_bars(rows, "memory", "Activation memory per layer (one image)", " B"), width="stretch")
     fc = sum(r["params"] for r in rows if r["type"] == "Linear")
     conv_macs = sum(r["macs"] for r in rows if r["type"] == "Conv2d")
     st.info(f"The Linear layers hold {fc / max(params, 1):.0%} of the parameters; the conv layers do "

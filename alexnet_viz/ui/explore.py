@@ -93,12 +93,12 @@ def layers_ui(maps) -> None:
     grid, order = mosaic(t, max_channels=min(t.shape[0], 96))
     c = st.columns([3, 1])
     c[0].image(colorize(grid), caption=f"{layer}: {shape_str(tuple(t.shape))} — {len(order)} of {t.shape[0]} "
-               f"channels, strongest (highest mean) first", use_container_width=True, clamp=True)
+               f"channels, strongest (highest mean) first", width="stretch", clamp=True)
     ch = c[1].selectbox("Enlarge channel", order, key=f"ch-{layer}",
                         format_func=lambda k: f"#{k} (rank {order.index(k) + 1})")
     one = t[ch].float()
     one = (one - one.min()) / (one.max() - one.min()).clamp_min(1e-12)
-    c[1].image(colorize(one.numpy()), use_container_width=True, caption=f"channel {ch}: mean {t[ch].mean():.3f}, "
+    c[1].image(colorize(one.numpy()), width="stretch", caption=f"channel {ch}: mean {t[ch].mean():.3f}, "
                f"max {t[ch].max():.3f}, zeros {(t[ch] == 0).float().mean():.0%}")
 
 
@@ -129,19 +129,19 @@ def page() -> None:
     a = analyze(m, im, invert=invert, cam_layer=cam_layer, cam_class=cam_class)
     seen = denormalize(a.x, m.mean, m.std)
     c = st.columns([1, 1, 2])
-    c[0].image(im, caption=f"your image ({im.width}×{im.height})", use_container_width=True)
+    c[0].image(im, caption=f"your image ({im.width}×{im.height})", width="stretch")
     c[1].image(seen, caption=f"what {m.label} receives: {shape_str(tuple(a.x.shape[1:]))}",
-               use_container_width=True, clamp=True)
-    c[2].plotly_chart(topk_bars(a.top), use_container_width=True)
+               clamp=True)
+    c[2].plotly_chart(topk_bars(a.top), width="stretch")
     if truth:
         st.caption(f"True label: **{truth}**")
     st.subheader("Every layer")
     layers_ui(a.maps)
-    st.plotly_chart(layer_stats_chart(layer_stats(a.maps)), use_container_width=True)
+    st.plotly_chart(layer_stats_chart(layer_stats(a.maps)), width="stretch")
     c = st.columns(2)
     with c[0]:
         st.subheader("Grad-CAM")
-        st.image(overlay_heatmap(seen, a.cam), use_container_width=True,
+        st.image(overlay_heatmap(seen, a.cam), width="stretch",
                  caption=f"where {cam_layer} looked for '{m.classes[a.cam_class]}' (red = most)")
     with c[1]:
         st.subheader("conv1 filters")
@@ -149,4 +149,3 @@ def page() -> None:
         st.image(list(f[:64]), width=40, clamp=True)
         st.caption(f"{len(f)} learned filters of {f.shape[1]}×{f.shape[2]} px"
                    + (" (untrained: noise)" if m.label.startswith("untrained") else ""))
-    torch.set_grad_enabled(True)

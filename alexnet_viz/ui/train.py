@@ -82,7 +82,7 @@ def live_ui(job_id: str) -> None:
     elif job.state == "running":
         st.progress(0.0, text="starting: loading the data onto the device…")
     if job.steps:
-        st.plotly_chart(training_curves(job.steps, job.epochs, job.arch.name), use_container_width=True,
+        st.plotly_chart(training_curves(job.steps, job.epochs, job.arch.name), width="stretch",
                         key=f"curves-{job.id}-{len(job.steps)}")
     if job.epochs:
         e = job.epochs[-1]
@@ -107,14 +107,13 @@ def results_ui(owner: str) -> None:
         st.caption("No saved runs yet: start one above.")
         return
     st.dataframe([{"run": r.name, "network": r.preset, "state": r.state, "epochs": r.epochs_done,
-                   "test acc": r.test_acc, "note": r.message} for r in runs], hide_index=True,
-                 use_container_width=True)
+                   "test acc": r.test_acc, "note": r.message} for r in runs], hide_index=True, width="stretch")
     names = [r.name for r in runs]
     by_name = {r.name: r for r in runs}
     chosen = st.multiselect("Compare runs", names, default=names[:min(3, len(names))])
     curves = {n: [m for m in Run(by_name[n].path).metrics() if m.get("kind") == "epoch"] for n in chosen}
     if any(curves.values()):
-        st.plotly_chart(compare_runs({k: v for k, v in curves.items() if v}), use_container_width=True)
+        st.plotly_chart(compare_runs({k: v for k, v in curves.items() if v}), width="stretch")
     pick = st.selectbox("Look at one run", names)
     run = Run(by_name[pick].path)
     c = st.columns([1, 1, 4])
@@ -138,7 +137,7 @@ def results_ui(owner: str) -> None:
     if len(labels) != len(preds):
         st.warning("This run was trained on a different test set than the one loaded now.")
         return
-    st.plotly_chart(confusion_matrix(confusion(preds.astype(np.int64), labels), CLASSES), use_container_width=True)
+    st.plotly_chart(confusion_matrix(confusion(preds.astype(np.int64), labels), CLASSES), width="stretch")
     wrong = np.flatnonzero(preds != labels)
     st.markdown(f"**Misclassified test images**: {len(wrong):,} of {len(labels):,}")
     shown = wrong[:24]
