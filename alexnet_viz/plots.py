@@ -82,7 +82,7 @@ def compare_runs(curves: dict[str, list[dict]], key: str = "test_acc") -> go.Fig
         fig.add_trace(go.Scatter(x=[e["epoch"] for e in epochs], y=[e[key] for e in epochs], name=name,
                                  mode="lines+markers"))
     fig.update_xaxes(title="epoch")
-    fig.update_yaxes(title=key.replace("_", " "))
+    fig.update_yaxes(title=key.replace("_", " "), range=[0, 1] if key.endswith("acc") else None)
     _layout(fig, f"Runs compared: {key.replace('_', ' ')}", 340)
     fig.update_layout(showlegend=True)
     return fig
@@ -142,3 +142,17 @@ def _jet(a: np.ndarray) -> np.ndarray:
     g = np.clip(1.5 - np.abs(4 * a - 2), 0, 1)
     b = np.clip(1.5 - np.abs(4 * a - 1), 0, 1)
     return np.concatenate([r, g, b], -1) * 255
+
+
+def filter_grid(filters: np.ndarray, cols: int = 16, scale: int = 4) -> np.ndarray:
+    """N×k×k or N×k×k×3 filters in 0..1 -> one uint8 image: tiles with white gaps, enlarged by `scale`."""
+    n, k = filters.shape[0], filters.shape[1]
+    rows = -(-n // cols)
+    f = np.repeat(np.repeat(filters, scale, 1), scale, 2)
+    K, gap = k * scale, 2
+    shape = (rows * (K + gap) - gap, min(n, cols) * (K + gap) - gap) + f.shape[3:]
+    out = np.ones(shape, np.float32)
+    for i in range(n):
+        r, q = divmod(i, cols)
+        out[r * (K + gap):r * (K + gap) + K, q * (K + gap):q * (K + gap) + K] = f[i]
+    return (out * 255).astype(np.uint8)

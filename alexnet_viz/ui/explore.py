@@ -9,7 +9,7 @@ from ..activations import (ModelUnavailable, analyze, conv1_filters, conv_layers
                            pretrained, untrained)
 from ..data import ASSETS, CLASSES
 from ..images import ImageError, denormalize, open_image
-from ..plots import colorize, layer_stats_chart, overlay_heatmap, topk_bars
+from ..plots import colorize, filter_grid, layer_stats_chart, overlay_heatmap, topk_bars
 from ..runs import list_runs
 from ..summary import shape_str
 from .common import current_arch, owner_id
@@ -146,6 +146,6 @@ def page() -> None:
     with c[1]:
         st.subheader("conv1 filters")
         f = conv1_filters(m.model)
-        st.image(list(f[:64]), width=40, clamp=True)
+        st.image(filter_grid(f, cols=12, scale=max(1, 48 // f.shape[1])), width="stretch")
         st.caption(f"{len(f)} learned filters of {f.shape[1]}×{f.shape[2]} px"
                    + (" (untrained: noise)" if m.label.startswith("untrained") else ""))

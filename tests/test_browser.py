@@ -1,0 +1,245 @@
+"""The app in a real browser: `streamlit run app.py` on a free port, driven by Playwright + Chromium.
+
+Walks what a new user does on every page, then five sessions at once. Screenshots of each page go
+to test-artifacts/. Skipped, with the reason, only where Chromium or playwright is missing
+(.ci/run installs both).
+"""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from alexnet_viz.config import get_preset, with_conv
+from alexnet_viz.summary import summarize
+
+from .conftest import ROOT
+
+pytestmark = pytest.mark.slow
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+playwright = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+if not Path(CHROMIUM).exists():
+    pytest.skip("Chromium not found at /usr/bin/chromium (apt-get install chromium)", allow_module_level=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    port = free_port()
+    runs = tmp_path_factory.mktemp("runs")
+    env = {**os.environ, "ALEXNET_VIZ_RUNS": str(runs), "ALEXNET_VIZ_OFFLINE": "1",
+           "ALEXNET_VIZ_CACHE": str(tmp_path_factory.mktemp("cache")),
+           "TORCH_HOME": str(tmp_path_factory.mktemp("torch"))}
+    env.pop("ALEXNET_VIZ_DATA", None)
+    log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "w")
+    p = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                          "--server.address", "127.0.0.1", "--server.headless", "true",
+                          "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
+                         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        p.kill()
+        pytest.fail("streamlit did not answer its health check in 60 s")
+    yield url, runs
+    p.terminate()
+    p.wait(10)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--no-first-run", "--disable-sync"])
+        yield b
+        b.close()
+
+
+def open_page(browser, url: str, path: str = ""):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1800})
+    page = ctx.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(f"{url}/{path}")
+    wait_idle(page)
+    return page
+
+
+def wait_idle(page, timeout: float = 60) -> None:
+    """Until Streamlit has finished running the script (its status widget disappears)."""
+    page.wait_for_selector("[data-testid='stApp']")
+    deadline = time.time() + timeout
+    page.wait_for_timeout(400)
+    while time.time() < deadline:
+        if page.locator("[data-testid='stStatusWidget']").count() == 0:
+            return
+        page.wait_for_timeout(200)
+
+
+def assert_clean(page) -> None:
+    assert page.locator("[data-testid='stException']").count() == 0
+    assert page.get_by_text("Something went wrong").count() == 0
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def set_number(page, label: str, value, nth: int = 0) -> None:
+    box = page.get_by_label(label, exact=True).nth(nth)
+    box.fill(str(value))
+    box.press("Enter")
+    wait_idle(page)
+
+
+def choose(page, label: str, option: str) -> None:
+    page.locator("[data-testid='stSelectbox']").filter(has_text=label).first.click()
+    page.get_by_role("option", name=option, exact=True).click()
+    wait_idle(page)
+
+
+def metric(page, label: str) -> str:
+    return page.locator("[data-testid='stMetric']").filter(has_text=label).locator(
+        "[data-testid='stMetricValue']").inner_text()
+
+
+def test_architect_page_edits_and_errors(server, browser):
+    url, _ = server
+    page = open_page(browser, url)
+    assert_clean(page)
+    assert metric(page, "Parameters") == "46,764,746"
+    shot(page, "architect")
+    set_number(page, "kernel", 7)                   # conv1 kernel 11 -> 7
+    edited = summarize(with_conv(get_preset("d2l"), 0, kernel=7)).total_params
+    assert metric(page, "Parameters") == f"{edited:,}"
+    assert page.get_by_text("96×55×55").count() > 0  # the block drawing's label for conv1
+    set_number(page, "Input size (px)", 40)         # the network cannot work any more
+    err = page.locator("[data-testid='stAlert']").filter(has_text="cannot work")
+    assert err.count() == 1 and "smaller than" in err.inner_text()
+    assert metric(page, "Parameters") == f"{edited:,}"  # the last valid network stays
+    shot(page, "architect-error")
+    choose(page, "Preset", "mini28")
+    assert metric(page, "Parameters") == "198,954"
+    assert_clean(page)
+    page.context.close()
+
+
+def start_training(page, batches: int, epochs: int = 1) -> None:
+    page.get_by_text("A preset", exact=True).click()
+    wait_idle(page)
+    set_number(page, "Epochs", epochs)
+    set_number(page, "Max batches per epoch (0 = all)", batches)
+    page.get_by_role("button", name="Start training").click()
+
+
+def test_train_page_charts_grow_and_stop_works(server, browser):
+    url, runs = server
+    page = open_page(browser, url, "train")
+    assert_clean(page)
+    assert page.get_by_text("bundled sample").count() > 0  # offline in tests, and the page says so
+    start_training(page, batches=60, epochs=2)
+    page.get_by_text("examples/sec").first.wait_for()
+    page.locator(".js-plotly-plot").first.wait_for()
+    n0 = page.locator(".js-plotly-plot .scatterlayer .trace").first.get_attribute("class") is not None
+    assert n0
+    page.wait_for_timeout(2500)
+    shot(page, "train-live")
+    page.get_by_role("button", name="Stop").click()
+    t0 = time.time()
+    page.get_by_text("Run stopped").wait_for(timeout=30_000)
+    assert time.time() - t0 < 10
+    assert_clean(page)
+    # a complete capped run: charts, confusion matrix and the misclassified gallery
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text("Run finished").wait_for(timeout=120_000)
+    wait_idle(page)
+    assert page.get_by_text("Misclassified test images").count() == 1
+    assert page.locator(".js-plotly-plot").count() >= 3
+    shot(page, "train-done")
+    assert_clean(page)
+    # reload: the runs are found again (the session id is in the URL)
+    page.reload()
+    page.get_by_text("Misclassified test images").wait_for(timeout=30_000)
+    page.context.close()
+
+
+def png_bytes() -> bytes:
+    a = np.zeros((120, 100, 3), np.uint8)
+    a[20:100, 30:70] = 230
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_explore_upload_and_bad_upload(server, browser, tmp_path):
+    url, _ = server
+    page = open_page(browser, url, "explore")
+    assert_clean(page)
+    good, bad = tmp_path / "item.png", tmp_path / "notes.png"
+    good.write_bytes(png_bytes())
+    bad.write_text("this is not an image")
+    page.locator("input[type=file]").first.set_input_files(str(good))
+    page.get_by_text("your image (100×120)").wait_for()
+    page.get_by_text("strongest (highest mean) first").wait_for()
+    assert page.get_by_text("Top predictions").count() >= 1
+    assert_clean(page)
+    shot(page, "explore")
+    page.locator("input[type=file]").first.set_input_files(str(bad))
+    page.get_by_text("That file cannot be used").wait_for()
+    assert_clean(page)
+    shot(page, "explore-bad-upload")
+    page.context.close()
+
+
+def saved_run(page) -> str:
+    text = page.locator("[data-testid='stAlert']").filter(has_text="saved in").inner_text()
+    return Path(text.split("saved in")[-1].strip().strip("`")).name
+
+
+def test_five_sessions_at_once(server, browser):
+    """Five users: every page answers; two trainings queue; nobody sees another's runs."""
+    url, _ = server
+    pages = [open_page(browser, url, path) for path in ("", "train", "explore", "train", "train")]
+    for p in pages:
+        assert_clean(p)
+    a, b = pages[3], pages[4]
+    start_training(a, batches=150, epochs=2)
+    start_training(b, batches=5)
+    b.get_by_text("Queued: place").wait_for(timeout=30_000)  # one job at a time on the server
+    a.get_by_text("Run finished").wait_for(timeout=180_000)
+    b.get_by_text("Run finished").wait_for(timeout=180_000)
+    wait_idle(a)
+    wait_idle(b)
+    name_a, name_b = saved_run(a), saved_run(b)
+    assert name_a != name_b
+    # "Compare runs" preselects the session's newest runs by name: each sees its own, never the other's
+    assert a.get_by_text(name_a).count() >= 1 and a.get_by_text(name_b).count() == 0
+    assert b.get_by_text(name_b).count() >= 1 and b.get_by_text(name_a).count() == 0
+    for p in pages:
+        assert_clean(p)
+        p.context.close()
