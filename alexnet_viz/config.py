@@ -105,13 +105,21 @@ def _fields_from(cls, d: dict, where: str) -> dict:
     return out
 
 
+def _conv_from(d: dict, where: str) -> ConvSpec:
+    kw = _fields_from(ConvSpec, d, where)
+    missing = [f for f in ("out_channels", "kernel") if f not in kw]
+    if missing:
+        raise ConfigError(f"{where}: missing {', '.join(missing)} — every conv block needs at least these")
+    return ConvSpec(**kw)
+
+
 def arch_from_dict(d: dict) -> ArchConfig:
     """Parse and validate a dict (from JSON); raises ConfigError naming the bad field."""
     kw = _fields_from(ArchConfig, d, "config")
     convs = kw.get("convs", ())
     if not isinstance(convs, (list, tuple)):
         raise ConfigError("config.convs: expected a list of conv blocks")
-    kw["convs"] = tuple(ConvSpec(**_fields_from(ConvSpec, c, f"conv{i + 1}")) for i, c in enumerate(convs))
+    kw["convs"] = tuple(_conv_from(c, f"conv{i + 1}") for i, c in enumerate(convs))
     hidden = kw.get("hidden", (4096, 4096))
     if not isinstance(hidden, (list, tuple)) or not all(isinstance(h, int) and not isinstance(h, bool) for h in hidden):
         raise ConfigError(f"config.hidden: expected a list of whole numbers, got {hidden!r}")

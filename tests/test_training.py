@@ -176,7 +176,7 @@ def test_killed_training_process_keeps_its_run(tmp_path):
         deadline = time.time() + 120
         while time.time() < deadline:
             found = list(runs.glob("*/weights.pt"))
-            if found and sum('"epoch"' in line for line in (found[0].parent / "metrics.jsonl").read_text().splitlines()) >= 2:
+            if found and sum('"kind": "epoch"' in line for line in (found[0].parent / "metrics.jsonl").read_text().splitlines()) >= 2:
                 break
             time.sleep(0.2)
         else:
