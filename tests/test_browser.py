@@ -144,7 +144,7 @@ def test_architect_page_edits_and_errors(server, browser):
     assert metric(page, "Parameters") == f"{edited:,}"  # the last valid network stays
     shot(page, "architect-error")
     choose(page, "Preset", "mini28")
-    assert metric(page, "Parameters") == "198,954"
+    assert metric(page, "Parameters") == "161,994"
     assert_clean(page)
     page.context.close()
 

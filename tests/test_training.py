@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from alexnet_viz import train as engine
-from alexnet_viz.config import ArchConfig, ConvSpec, TrainConfig, get_preset
+from alexnet_viz.config import ArchConfig, ConvSpec, TrainConfig, default_training, get_preset
 from alexnet_viz.data import Dataset, DeviceData, load_fashion_mnist, random_crop_flip
 from alexnet_viz.runs import Run, RunError, list_runs
 from alexnet_viz.train import confusion, train
@@ -208,7 +208,20 @@ def test_cli_train_json_on_the_sample(tmp_path):
 @pytest.mark.slow
 def test_mini28_one_epoch_on_real_data(real_data):
     """The issue's target: one CPU epoch of mini28 reaches test accuracy ≥ 0.85 (time is in the bench)."""
-    recs = list(train(get_preset("mini28"), replace(TrainConfig(), **{"epochs": 1, "lr": 0.05, "optimizer": "momentum",
-                                                                      "weight_decay": 5e-4, "device": "cpu"})))
+    recs = list(train(get_preset("mini28"), replace(default_training("mini28"), device="cpu")))
     assert recs[-1].status == "finished"
     assert [r for r in recs if r.kind == "epoch"][-1].test_acc >= 0.85
+
+
+def test_disk_full_mid_run_ends_cleanly(tmp_path, monkeypatch):
+    """A write that fails mid-run (disk full) ends the run with a message, not an exception."""
+    t = TrainConfig(epochs=2, batch_size=64, device="cpu")
+    run = Run.create(TINY, t, "synthetic", tmp_path)
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(Run, "save_checkpoint", full)
+    recs = list(train(TINY, t, synthetic(), run=run))
+    assert recs[-1].kind == "end" and recs[-1].status == "error"
+    assert "No space left on device" in recs[-1].message and "ALEXNET_VIZ_RUNS" in recs[-1].message
+    assert [m["kind"] for m in run.metrics()].count("epoch") == 1  # what was written before stays
