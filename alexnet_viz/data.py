@@ -107,9 +107,7 @@ class DeviceData:
             x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
         if self.channels != 1:
             x = x.expand(-1, self.channels, -1, -1)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x.contiguous() if not self.channels_last else x
+        return x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
 
     def train_batches(self, batch_size: int, gen: torch.Generator, augment: bool = False):
         n = len(self.train_y)

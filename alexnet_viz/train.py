@@ -124,11 +124,11 @@ def setup(arch: ArchConfig, t: TrainConfig, ds: Dataset):
     model = build_model(arch)
     if t.init == "xavier":
         init_weights(model)
-    cl = True  # channels_last: faster on CUDA and on CPU alike (measured: +36% for mini28 on 2 CPU cores)
-    if cl:
+    if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    model = model.to(device, memory_format=torch.channels_last if cl else torch.preserve_format)
-    data = DeviceData(ds, device, arch.input_size, arch.in_channels, channels_last=cl)
+    # channels_last on every device: on 2 CPU cores it made mini28's steps 36% faster
+    model = model.to(device, memory_format=torch.channels_last)
+    data = DeviceData(ds, device, arch.input_size, arch.in_channels, channels_last=True)
     return model, make_optimizer(model, t), data, amp_dtype(device, t.amp)
 
 

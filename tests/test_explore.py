@@ -229,3 +229,14 @@ def test_cli_predict_bad_image_one_line_error(tmp_path):
     out = _cli(str(bad), "--untrained", "--preset", "mini28")
     assert out.returncode == 1
     assert out.stderr.strip().count("\n") == 0 and out.stderr.startswith("error: ") and "Traceback" not in out.stderr
+
+
+def test_upload_limits_agree_and_are_enforced():
+    import tomllib
+
+    from alexnet_viz.images import MAX_BYTES
+    cfg = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert cfg["server"]["maxUploadSize"] * 2**20 == MAX_BYTES  # Streamlit refuses larger files first
+    assert cfg["client"]["showErrorDetails"] == "none"          # and never shows a trace
+    with pytest.raises(ImageError, match="limit is 25 MB"):
+        open_image(b"\x89PNG" + b"\0" * MAX_BYTES)
