@@ -19,6 +19,9 @@ from .config import ArchConfig
 from .model import build_model
 
 
+SHAPE_KEEPING = (nn.BatchNorm2d, nn.LocalResponseNorm, nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.Dropout)
+
+
 @dataclass(frozen=True)
 class LayerRow:
     name: str                      # conv1, relu1, pool1, fc1 ...
@@ -85,7 +88,8 @@ def summarize(cfg: ArchConfig) -> Summary:
     with torch.no_grad():
         for name, m in leaf_layers(model):
             side_in = x.shape[-1] if x.dim() == 4 else None
-            y = m(x)
+            # elementwise layers keep the shape; on meta, BatchNorm alone costs ~2 ms a call (prims)
+            y = x if isinstance(m, SHAPE_KEEPING) else m(x)
             macs = 0
             if isinstance(m, nn.Conv2d):
                 macs = y[0].numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]

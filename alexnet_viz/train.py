@@ -85,7 +85,8 @@ def amp_dtype(device: torch.device, want: bool) -> torch.dtype | None:
         return None
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
-    if device.type == "cpu" and torch.cpu._is_amx_tile_supported():
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    if device.type == "cpu" and amx():  # without AMX, bf16 convs ran 10× slower here (AVX2 EPYC)
         return torch.bfloat16
     return None
 

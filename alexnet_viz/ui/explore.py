@@ -90,7 +90,8 @@ def layers_ui(maps) -> None:
     default = "relu1" if "relu1" in spatial else spatial[0]
     layer = st.select_slider("Layer", spatial, value=default, key="layer")
     t = maps[layer]
-    grid, order = mosaic(t, max_channels=min(t.shape[0], 96))
+    H, W = t.shape[-2:]
+    grid, order = mosaic(t, max_channels=min(t.shape[0], max(16, 2_000_000 // (H * W))))  # all, unless huge
     c = st.columns([3, 1])
     c[0].image(colorize(grid), caption=f"{layer}: {shape_str(tuple(t.shape))} — {len(order)} of {t.shape[0]} "
                f"channels, strongest (highest mean) first", width="stretch", clamp=True)
