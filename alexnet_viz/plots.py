@@ -120,12 +120,14 @@ def layer_stats_chart(stats: list[dict]) -> go.Figure:
     return fig
 
 
-def colorize(a: np.ndarray) -> np.ndarray:
-    """2-D array in 0..1 (NaN = gap) -> H×W×3 uint8 viridis image, gaps white."""
+def colorize(a: np.ndarray, min_side: int = 0) -> np.ndarray:
+    """2-D array in 0..1 (NaN = gap) -> H×W×3 uint8 viridis image, gaps white; enlarged with
+    sharp pixels until its width reaches `min_side` (browsers blur small images they stretch)."""
     idx = np.nan_to_num(np.clip(a, 0, 1) * 255, nan=0).astype(np.uint8)
     out = _VIRIDIS[idx]
     out[np.isnan(a)] = 255
-    return out
+    k = max(1, min_side // max(out.shape[1], 1))
+    return np.repeat(np.repeat(out, k, 0), k, 1) if k > 1 else out
 
 
 def overlay_heatmap(image: np.ndarray, cam: np.ndarray, alpha: float = 0.5) -> np.ndarray:

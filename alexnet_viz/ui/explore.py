@@ -93,13 +93,13 @@ def layers_ui(maps) -> None:
     H, W = t.shape[-2:]
     grid, order = mosaic(t, max_channels=min(t.shape[0], max(16, 2_000_000 // (H * W))))  # all, unless huge
     c = st.columns([3, 1])
-    c[0].image(colorize(grid), caption=f"{layer}: {shape_str(tuple(t.shape))} — {len(order)} of {t.shape[0]} "
+    c[0].image(colorize(grid, 800), caption=f"{layer}: {shape_str(tuple(t.shape))} — {len(order)} of {t.shape[0]} "
                f"channels, strongest (highest mean) first", width="stretch", clamp=True)
     ch = c[1].selectbox("Enlarge channel", order, key=f"ch-{layer}",
                         format_func=lambda k: f"#{k} (rank {order.index(k) + 1})")
     one = t[ch].float()
     one = (one - one.min()) / (one.max() - one.min()).clamp_min(1e-12)
-    c[1].image(colorize(one.numpy()), width="stretch", caption=f"channel {ch}: mean {t[ch].mean():.3f}, "
+    c[1].image(colorize(one.numpy(), 256), width="stretch", caption=f"channel {ch}: mean {t[ch].mean():.3f}, "
                f"max {t[ch].max():.3f}, zeros {(t[ch] == 0).float().mean():.0%}")
 
 
