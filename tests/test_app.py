@@ -166,3 +166,22 @@ def test_explore_pretrained_offline_says_so():
     at.radio[0].set_value("ImageNet AlexNet (torchvision)").run()
     no_exception(at)
     assert at.warning and "weights" in at.warning[0].value
+
+
+def test_train_page_lists_a_killed_run_as_stopped():
+    import json
+    import subprocess
+    import sys
+
+    from alexnet_viz.config import TrainConfig
+    from alexnet_viz.runs import Run
+    run = Run.create(PRESETS["lenet5"], TrainConfig(), "synthetic")  # as the CLI makes it: no owner
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    st = json.loads((run.path / "status.json").read_text()) | {"pid": dead.pid, "state": "running"}
+    (run.path / "status.json").write_text(json.dumps(st))
+    at = app("train")
+    next(c for c in at.checkbox if c.label.startswith("Include runs")).check().run()
+    no_exception(at)
+    table = at.dataframe[0].value
+    assert table["state"].tolist() == ["stopped"] and "ended without finishing" in table["note"][0]
