@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import threading
 from dataclasses import replace
@@ -53,6 +54,12 @@ def _train(a) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     last_epoch, end, stop = None, None, threading.Event()
+
+    def on_ctrl_c(*_):  # first Ctrl-C: stop after this batch and save; a second one aborts
+        print("\nstopping after this batch… (Ctrl-C again to abort)", file=sys.stderr)
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, on_ctrl_c)
     try:
         for r in train(arch, t, ds, stop=stop, run=run):
             if r.kind == "step":
@@ -65,9 +72,8 @@ def _train(a) -> int:
                       file=sys.stderr)
             else:
                 end = r
-    except KeyboardInterrupt:  # Ctrl-C: the engine saves what it has at the next batch
-        stop.set()
-        print("\nstopping…", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("\naborted; the run keeps its last saved epoch", file=sys.stderr)
     print(f"{end.status if end else 'stopped'}: {end.message if end else ''} — run saved in {run.path}",
           file=sys.stderr)
     if a.json:

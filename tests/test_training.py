@@ -225,3 +225,21 @@ def test_disk_full_mid_run_ends_cleanly(tmp_path, monkeypatch):
     assert recs[-1].kind == "end" and recs[-1].status == "error"
     assert "No space left on device" in recs[-1].message and "ALEXNET_VIZ_RUNS" in recs[-1].message
     assert [m["kind"] for m in run.metrics()].count("epoch") == 1  # what was written before stays
+
+
+def test_ctrl_c_stops_the_cli_run_and_saves_it(tmp_path):
+    env = {**os.environ, "ALEXNET_VIZ_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    env.pop("ALEXNET_VIZ_DATA", None)
+    p = subprocess.Popen([sys.executable, "-m", "alexnet_viz", "train", "--preset", "lenet5", "--epochs", "50",
+                          "--device", "cpu", "--run-dir", str(tmp_path), "--json"],
+                         env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(tmp_path.glob("*/metrics.jsonl")):
+        time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 1 and "Traceback" not in err
+    assert json.loads(out.strip().splitlines()[-1])["status"] == "stopped"
+    (info,) = list_runs(tmp_path)
+    assert info.state == "stopped" and "stopped by the user" in info.message
+    assert Run(info.path).load_model() is not None
