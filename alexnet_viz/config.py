@@ -91,7 +91,7 @@ def _fields_from(cls, d: dict, where: str) -> dict:
         if f.name in ("convs", "hidden"):
             out[f.name] = v
         elif f.type == "int" or f.type is int:
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or float(v) != int(v):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and not v.is_integer()):
                 raise ConfigError(f"{where}.{f.name}: expected a whole number, got {v!r}")
             out[f.name] = int(v)
         elif f.type == "float" or f.type is float:

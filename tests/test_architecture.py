@@ -119,6 +119,8 @@ def test_classifier_width_follows_the_features():
     ('{"convs": [{"out_channels": 8, "kernel": 3, "colour": 1}]}', "conv1: unknown field"),
     ('{"input_size": "big"}', "expected a whole number"),
     ('{"hidden": [1.5]}', "hidden"),
+    ('{"input_size": NaN}', "whole number"),
+    ('{"input_size": Infinity}', "whole number"),
     ("[]", "expected an object"),
 ])
 def test_bad_json_is_a_config_error(text, msg):
