@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,9 @@ from .runs import Run
 from .summary import leaf_layers
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# The app shares one model object between browser sessions (st.cache_resource); forward hooks on a
+# shared model would catch other sessions' passes, so hooked passes take turns (~60 ms each).
+_HOOKED = threading.Lock()
 
 
 class ModelUnavailable(RuntimeError):
@@ -100,17 +104,18 @@ def pretrained() -> Loaded:
 @torch.no_grad()
 def feature_maps(model: nn.Module, x: torch.Tensor) -> tuple["OrderedDict[str, torch.Tensor]", torch.Tensor]:
     """Every layer's output for x (1 image) in one pass, and the logits; the model's mode is restored."""
-    was = model.training
-    model.eval()
     out: OrderedDict[str, torch.Tensor] = OrderedDict()
-    hooks = [m.register_forward_hook(lambda _m, _i, y, n=n: out.__setitem__(n, y[0].detach().clone()))
-             for n, m in leaf_layers(model)]
-    try:
-        logits = model(x)
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was)
+    with _HOOKED:
+        was = model.training
+        model.eval()
+        hooks = [m.register_forward_hook(lambda _m, _i, y, n=n: out.__setitem__(n, y[0].detach().clone()))
+                 for n, m in leaf_layers(model)]
+        try:
+            logits = model(x)
+        finally:
+            for h in hooks:
+                h.remove()
+            model.train(was)
     return out, logits[0]
 
 
@@ -164,19 +169,20 @@ def grad_cam(model: nn.Module, x: torch.Tensor, layer: str, cls: int | None = No
     layer's maps, the weights being the class score's mean gradient over each map.
     """
     m = dict(leaf_layers(model))[layer]
-    was = model.training
-    model.eval()
     saved = {}
-    h = m.register_forward_hook(lambda _m, _i, y: saved.__setitem__("a", y))
-    try:
-        with torch.enable_grad():
-            logits = model(x.detach().requires_grad_(True))
-            cls = int(logits[0].argmax()) if cls is None else cls
-            a = saved["a"]                                     # 1×C×h×w
-            g, = torch.autograd.grad(logits[0, cls], a)
-    finally:
-        h.remove()
-        model.train(was)
+    with _HOOKED:
+        was = model.training
+        model.eval()
+        h = m.register_forward_hook(lambda _m, _i, y: saved.__setitem__("a", y))
+        try:
+            with torch.enable_grad():
+                logits = model(x.detach().requires_grad_(True))
+                cls = int(logits[0].argmax()) if cls is None else cls
+                a = saved["a"]                                     # 1×C×h×w
+                g, = torch.autograd.grad(logits[0, cls], a)
+        finally:
+            h.remove()
+            model.train(was)
     cam = F.relu((g.mean((2, 3), keepdim=True) * a).sum(1, keepdim=True)).detach()
     cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
     hi = float(cam.max())

@@ -240,3 +240,19 @@ def test_upload_limits_agree_and_are_enforced():
     assert cfg["client"]["showErrorDetails"] == "none"          # and never shows a trace
     with pytest.raises(ImageError, match="limit is 25 MB"):
         open_image(b"\x89PNG" + b"\0" * MAX_BYTES)
+
+
+def test_shared_model_serves_concurrent_sessions():
+    """The app caches one model for every session: hooked passes must not see each other's images."""
+    from concurrent.futures import ThreadPoolExecutor
+    m = untrained(get_preset("mini28"))
+    xs = [torch.randn(1, 1, 28, 28) for _ in range(8)]
+    want = [feature_maps(m.model, x)[0]["conv4"] for x in xs]
+
+    def look(i):
+        maps, _ = feature_maps(m.model, xs[i % 8])
+        cam, _ = grad_cam(m.model, xs[i % 8], "conv2")
+        return i % 8, maps["conv4"]
+    with ThreadPoolExecutor(4) as pool:
+        for i, got in pool.map(look, range(64)):
+            torch.testing.assert_close(got, want[i])
