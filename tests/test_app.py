@@ -185,3 +185,18 @@ def test_train_page_lists_a_killed_run_as_stopped():
     no_exception(at)
     table = at.dataframe[0].value
     assert table["state"].tolist() == ["stopped"] and "ended without finishing" in table["note"][0]
+
+
+def test_edits_survive_a_visit_to_another_page():
+    at = app("nav")
+    at.number_input(key="c0_kernel").set_value(7).run()
+    at.selectbox(key="c2_pool").set_value("max").run()
+    before = table_shapes(at)
+    at.session_state["away"] = True
+    at.run()
+    at.run()
+    at.session_state["away"] = False
+    at.run()
+    no_exception(at)
+    assert at.number_input(key="c0_kernel").value == 7
+    assert table_shapes(at) == before

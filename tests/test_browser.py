@@ -144,7 +144,16 @@ def test_architect_page_edits_and_errors(server, browser):
     assert metric(page, "Parameters") == f"{edited:,}"  # the last valid network stays
     shot(page, "architect-error")
     choose(page, "Preset", "mini28")
-    assert metric(page, "Parameters") == "161,994"
+    set_number(page, "out ch", 48)                 # conv1: 32 -> 48 filters
+    edited = f"{summarize(with_conv(get_preset('mini28'), 0, out_channels=48)).total_params:,}"
+    assert metric(page, "Parameters") == edited
+    # another page and back: the edited network is still there
+    page.get_by_role("link", name="Train").click()
+    page.get_by_text("Start training").wait_for()
+    page.get_by_role("link", name="Architect").click()
+    page.locator("[data-testid='stMetric']").first.wait_for()
+    wait_idle(page)
+    assert metric(page, "Parameters") == edited
     assert_clean(page)
     page.context.close()
 

@@ -55,6 +55,7 @@ def config_from_widgets() -> ArchConfig:
 
 
 def _on_preset():
+    st.session_state["preset_name"] = st.session_state["preset"]
     load_into_widgets(get_preset(st.session_state["preset"]))
 
 
@@ -164,18 +165,27 @@ def export_ui(cfg: ArchConfig) -> None:
         st.code(to_pytorch_code(cfg), language="python")
 
 
+def _widget_keys(cfg: ArchConfig) -> list[str]:
+    return (["preset", "in_channels", "input_size", "num_classes", "adaptive_pool", "dropout", "fc_activation",
+             "hidden"] + [f"c{i}_{f}" for i in range(len(cfg.convs)) for f in CONV_FIELDS])
+
+
 def page() -> None:
     ss = st.session_state
-    if "n_convs" not in ss:
-        ss["preset"] = "d2l"
-        load_into_widgets(get_preset("d2l"))
+    # Streamlit drops a widget's state while its page is not drawn: the draft (a plain key) keeps
+    # the user's network across visits to other pages and puts it back into the widgets.
+    if "draft" not in ss:
+        ss["draft"], ss["preset_name"] = get_preset("d2l"), "d2l"
+    if any(k not in ss for k in _widget_keys(ss["draft"])):
+        ss["preset"] = ss["preset_name"]
+        load_into_widgets(ss["draft"])
     st.title("Architect")
     st.caption(PRESET_NOTES.get(ss["preset"], ""))
     network_inputs_ui()
     with st.expander("Conv blocks: conv → activation → norm → pool", expanded=True):
         conv_blocks_ui()
     try:
-        cfg = config_from_widgets()
+        cfg = ss["draft"] = config_from_widgets()
         if cfg != get_preset(ss["preset"]) and not cfg.name.endswith("(edited)"):
             cfg = replace(cfg, name=_custom(cfg.name))
         validate(cfg)
