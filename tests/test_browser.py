@@ -131,6 +131,7 @@ def metric(page, label: str) -> str:
 def test_architect_page_edits_and_errors(server, browser):
     url, _ = server
     page = open_page(browser, url)
+    page.locator("[data-testid='stMetric']").first.wait_for()
     assert_clean(page)
     assert metric(page, "Parameters") == "46,764,746"
     shot(page, "architect")
@@ -170,7 +171,7 @@ def test_train_page_charts_grow_and_stop_works(server, browser):
     url, runs = server
     page = open_page(browser, url, "train")
     assert_clean(page)
-    assert page.get_by_text("bundled sample").count() > 0  # offline in tests, and the page says so
+    page.get_by_text("bundled sample").wait_for()  # offline in tests, and the page says so
     start_training(page, batches=60, epochs=2)
     page.get_by_text("examples/sec").first.wait_for()
     page.locator(".js-plotly-plot").first.wait_for()
@@ -185,6 +186,9 @@ def test_train_page_charts_grow_and_stop_works(server, browser):
     assert_clean(page)
     # a complete capped run: charts, confusion matrix and the misclassified gallery
     page.get_by_role("button", name="Start training").click()
+    page.get_by_text("examples/sec").first.wait_for()
+    page.reload()  # mid-run: the page finds its job again through the session id in the URL
+    page.get_by_text("examples/sec").first.wait_for()
     page.get_by_text("Run finished").wait_for(timeout=120_000)
     wait_idle(page)
     assert page.get_by_text("Misclassified test images").count() == 1
