@@ -64,6 +64,8 @@ def image_ui() -> tuple[bytes | None, str | None]:
     with tabs[2]:
         from .train import manager
         ds = manager().data()
+        if ds.is_sample:
+            st.caption("Offline: these are the test images of the bundled sample in assets/.")
         i = st.number_input(f"Test image # (0–{len(ds.test_y) - 1})", 0, len(ds.test_y) - 1, 0, key="test_idx")
         use_test = st.checkbox("Use this test image", key="use_test")
         st.image(ds.test_x[i].numpy(), width=112, caption=f"true label: {CLASSES[int(ds.test_y[i])]}")
