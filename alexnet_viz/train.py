@@ -115,7 +115,7 @@ def evaluate(model: nn.Module, data: DeviceData, amp: torch.dtype | None) -> tup
             preds.append(model(x).argmax(1))
     model.train(was)
     p = torch.cat(preds)
-    return (p == data.test_y).float().mean().item(), p.to(torch.uint8).cpu().numpy()
+    return (p == data.test_y).float().mean().item(), p.to(torch.int16).cpu().numpy()  # up to 1000 classes
 
 
 def setup(arch: ArchConfig, t: TrainConfig, ds: Dataset):

@@ -103,7 +103,7 @@ def live_ui(job_id: str) -> None:
 
 
 def results_ui(owner: str) -> None:
-    runs = [r for r in list_runs(owner=owner)]
+    runs = list_runs(owner=owner)
     if st.checkbox("Include runs made from the command line"):
         runs = sorted(runs + list_runs(owner=""), key=lambda r: r.created, reverse=True)
     if not runs:
@@ -120,7 +120,7 @@ def results_ui(owner: str) -> None:
     pick = st.selectbox("Look at one run", names)
     run = Run(by_name[pick].path)
     c = st.columns([1, 1, 4])
-    if c[0].button("Delete this run", icon=":material/delete:"):
+    if c[0].button("Delete this run", icon=":material/delete:", disabled=by_name[pick].state == "running"):
         delete_run(run.path)
         st.rerun()
     if by_name[pick].state in ("stopped", "finished") and c[1].button("Resume (+1 epoch)", icon=":material/play_arrow:"):
@@ -140,7 +140,12 @@ def results_ui(owner: str) -> None:
     if len(labels) != len(preds):
         st.warning("This run was trained on a different test set than the one loaded now.")
         return
-    st.plotly_chart(confusion_matrix(confusion(preds.astype(np.int64), labels), CLASSES), width="stretch")
+    inside = preds < len(CLASSES)  # a net with more outputs than Fashion-MNIST's 10 classes can say "class 537"
+    if not inside.all():
+        st.caption(f"{(~inside).sum():,} predictions fell on outputs beyond the 10 Fashion-MNIST classes; "
+                   f"the matrix leaves them out.")
+    cm = confusion(preds[inside].astype(np.int64), labels[inside])
+    st.plotly_chart(confusion_matrix(cm, CLASSES), width="stretch")
     wrong = np.flatnonzero(preds != labels)
     st.markdown(f"**Misclassified test images**: {len(wrong):,} of {len(labels):,}")
     shown = wrong[:24]
@@ -161,7 +166,7 @@ def page() -> None:
     else:
         st.caption(f"Fashion-MNIST from {ds.source}: {len(ds.train_y):,} training and {len(ds.test_y):,} test images.")
     arch, t = settings_ui()
-    mine = [j for j in mgr.jobs_for(owner)]
+    mine = mgr.jobs_for(owner)
     active = next((j for j in reversed(mine) if j.active), None)
     if st.button("Start training", icon=":material/play_arrow:", type="primary", disabled=active is not None):
         active = mgr.submit(owner, arch, t)
