@@ -69,7 +69,7 @@ def load_fashion_mnist() -> Dataset:
         try:
             return Dataset(*_from_torchvision(root, download=True), source=f"{root} (downloaded)", is_sample=False)
         except Exception as e:  # noqa: BLE001 - any network failure means: use the sample
-            problems.append(f"download failed ({type(e).__name__})")
+            problems.append(f"download failed ({type(e).__name__}: no network?)")
     why = "; ".join(problems) or "offline mode"
     return Dataset(*_from_sample(), source=f"bundled sample in assets/ — full dataset unavailable: {why}",
                    is_sample=True)
