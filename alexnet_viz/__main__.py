@@ -9,12 +9,22 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
-from .config import PRESETS, ConfigError, default_training, get_preset
+from .config import PRESETS, ArchConfig, ConfigError, default_training, get_preset
+
+
+def _network(a) -> ArchConfig:
+    """--config FILE (a JSON exported from the Architect page) or --preset NAME."""
+    if getattr(a, "config", None):
+        try:
+            return ArchConfig.from_json(Path(a.config).read_text())
+        except OSError as e:
+            raise ConfigError(f"cannot read {a.config}: {e.strerror or e}") from None
+    return get_preset(a.preset)
 
 
 def _summary(a) -> int:
     from .summary import human, summarize, table
-    s = summarize(get_preset(a.preset))
+    s = summarize(_network(a))
     if a.json:
         print(json.dumps(s.to_dict()))
         return 0
@@ -39,8 +49,8 @@ def _train(a) -> int:
     from .data import load_fashion_mnist
     from .runs import Run, RunError
     from .train import train
-    arch = get_preset(a.preset)
-    t = default_training(a.preset)
+    arch = _network(a)
+    t = default_training(arch.name)
     changes = {k: v for k, v in dict(epochs=a.epochs, max_batches=a.max_batches, device=a.device,
                                      batch_size=a.batch_size, lr=a.lr, optimizer=a.optimizer,
                                      seed=a.seed).items() if v is not None}
@@ -94,7 +104,7 @@ def _predict(a) -> int:
         if a.pretrained:
             m = pretrained()
         elif a.untrained:
-            m = untrained(get_preset(a.preset))
+            m = untrained(_network(a))
         elif a.run:
             m = from_run(a.run)
         else:
@@ -124,9 +134,11 @@ def main(argv=None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("summary", help="per-layer table of a preset")
     s.add_argument("--preset", default="d2l", choices=PRESETS)
+    s.add_argument("--config", help="a network JSON exported from the Architect page (instead of --preset)")
     s.add_argument("--json", action="store_true")
     t = sub.add_parser("train", help="train a preset on Fashion-MNIST")
     t.add_argument("--preset", default="mini28", choices=PRESETS)
+    t.add_argument("--config", help="a network JSON exported from the Architect page (instead of --preset)")
     t.add_argument("--epochs", type=int)
     t.add_argument("--max-batches", type=int, help="cap on batches per epoch (quick demo)")
     t.add_argument("--batch-size", type=int)
@@ -142,6 +154,7 @@ def main(argv=None) -> int:
     r.add_argument("--pretrained", action="store_true", help="torchvision's ImageNet AlexNet")
     r.add_argument("--untrained", action="store_true")
     r.add_argument("--preset", default="d2l", choices=PRESETS)
+    r.add_argument("--config", help="with --untrained: a network JSON instead of --preset")
     r.add_argument("--topk", type=int, default=5)
     r.add_argument("--invert", action=argparse.BooleanOptionalAction, default=None,
                    help="invert brightness (default: for Fashion-MNIST models, when the background is light)")

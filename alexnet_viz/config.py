@@ -323,7 +323,8 @@ PRESET_TRAINING: dict[str, TrainConfig] = {
 
 
 def default_training(name: str) -> TrainConfig:
-    return PRESET_TRAINING.get(name, TrainConfig())
+    """The training settings for a network named after a preset ("mini28 (edited)" counts as mini28)."""
+    return PRESET_TRAINING.get(name.split(" ")[0], TrainConfig())
 
 
 __all__ = [

@@ -183,3 +183,16 @@ def test_random_json_gives_config_or_config_error(d):
         ArchConfig.from_dict(d)
     except ConfigError as e:
         assert str(e)
+
+
+def test_cli_summary_of_an_exported_config(tmp_path, capsys):
+    from alexnet_viz.__main__ import main
+    path = tmp_path / "net.json"
+    path.write_text(with_conv(get_preset("lenet5"), 0, out_channels=8).to_json())
+    assert main(["summary", "--config", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["layers"][0]["output_shape"] == [8, 28, 28]
+    path.write_text('{"convs": [{"out_channels": 8, "kernel": 40}]}')
+    assert main(["summary", "--config", str(path)]) == 2
+    assert "conv1" in capsys.readouterr().err
+    assert main(["summary", "--config", str(tmp_path / "missing.json")]) == 2
+    assert "cannot read" in capsys.readouterr().err

@@ -41,7 +41,7 @@ def settings_ui() -> tuple | None:
         arch = get_preset(st.selectbox("Preset", list(PRESETS), index=list(PRESETS).index("mini28")))
     else:
         arch = current_arch()
-    base = default_training(arch.name.split(" ")[0])
+    base = default_training(arch.name)
     st.caption(f"**{arch.name}**: {arch.in_channels}×{arch.input_size}×{arch.input_size} input, "
                f"{len(arch.convs)} conv blocks, hidden {list(arch.hidden)}. Fashion-MNIST is resized to the "
                f"network's input on the device.")
