@@ -200,3 +200,19 @@ def test_edits_survive_a_visit_to_another_page():
     no_exception(at)
     assert at.number_input(key="c0_kernel").value == 7
     assert table_shapes(at) == before
+
+
+def test_an_upload_survives_a_visit_to_another_page():
+    at = app("nav_explore")
+    img = np.zeros((40, 30, 3), np.uint8)
+    at.file_uploader(key="upload").set_value(("mine.png", png(img), "image/png")).run()
+    no_exception(at)
+    at.session_state["away"] = True
+    at.run()
+    at.session_state["away"] = False
+    at.run()
+    no_exception(at)
+    assert any("earlier upload, mine.png" in c.value for c in at.caption)
+    next(b for b in at.button if b.label == "Forget it").click().run()
+    no_exception(at)
+    assert not any("earlier upload" in c.value for c in at.caption)

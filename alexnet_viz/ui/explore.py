@@ -53,12 +53,22 @@ def model_ui(owner: str):
         return None
 
 
+def _keep_upload() -> None:
+    """An upload (or its removal) by the user: kept in this session only, in memory, never on disk."""
+    f = st.session_state.get("upload")
+    st.session_state["kept_upload"] = (f.name, f.getvalue()) if f is not None else None
+
+
 def image_ui() -> tuple[bytes | None, str | None]:
     """(file bytes, true label if known) from upload, camera, test set or examples."""
     tabs = st.tabs(["Upload", "Camera", "Test set", "Examples"])
     with tabs[0]:
         up = st.file_uploader("An image (PNG, JPEG, WebP, GIF, BMP)", type=["png", "jpg", "jpeg", "webp", "gif", "bmp"],
-                              key="upload")
+                              key="upload", on_change=_keep_upload)
+        kept = st.session_state.get("kept_upload")
+        if up is None and kept:  # the uploader forgets its file when the user visits another page
+            st.caption(f"Using your earlier upload, {kept[0]}.")
+            st.button("Forget it", on_click=st.session_state.pop, args=("kept_upload", None))
     with tabs[1]:
         cam = st.camera_input("Take a photo", key="camera") if st.toggle("Use the camera") else None
     with tabs[2]:
@@ -75,6 +85,8 @@ def image_ui() -> tuple[bytes | None, str | None]:
                           key="example")
     if up is not None:
         return up.getvalue(), None
+    if kept:
+        return kept[1], None
     if cam is not None:
         return cam.getvalue(), None
     if use_test:
