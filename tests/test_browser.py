@@ -138,10 +138,11 @@ def test_architect_page_edits_and_errors(server, browser):
     set_number(page, "kernel", 7)                   # conv1 kernel 11 -> 7
     edited = summarize(with_conv(get_preset("d2l"), 0, kernel=7)).total_params
     assert metric(page, "Parameters") == f"{edited:,}"
-    assert page.get_by_text("96×55×55").count() > 0  # the block drawing's label for conv1
+    page.get_by_text("96×55×55").first.wait_for()  # the block drawing's label for conv1
     set_number(page, "Input size (px)", 40)         # the network cannot work any more
     err = page.locator("[data-testid='stAlert']").filter(has_text="cannot work")
-    assert err.count() == 1 and "smaller than" in err.inner_text()
+    err.wait_for()
+    assert "smaller than" in err.inner_text()
     assert metric(page, "Parameters") == f"{edited:,}"  # the last valid network stays
     shot(page, "architect-error")
     choose(page, "Preset", "mini28")
@@ -191,8 +192,8 @@ def test_train_page_charts_grow_and_stop_works(server, browser):
     page.get_by_text("examples/sec").first.wait_for()
     page.get_by_text("Run finished").wait_for(timeout=120_000)
     wait_idle(page)
-    assert page.get_by_text("Misclassified test images").count() == 1
-    assert page.locator(".js-plotly-plot").count() >= 3
+    page.get_by_text("Misclassified test images").wait_for()
+    page.locator(".js-plotly-plot").nth(2).wait_for()  # live curves, runs compared, confusion matrix
     shot(page, "train-done")
     assert_clean(page)
     # reload: the runs are found again (the session id is in the URL)
@@ -219,7 +220,7 @@ def test_explore_upload_and_bad_upload(server, browser, tmp_path):
     page.locator("input[type=file]").first.set_input_files(str(good))
     page.get_by_text("your image (100×120)").wait_for()
     page.get_by_text("strongest (highest mean) first").wait_for()
-    assert page.get_by_text("Top predictions").count() >= 1
+    page.get_by_text("Top predictions").first.wait_for()  # a Plotly title: drawn after the script ends
     assert_clean(page)
     shot(page, "explore")
     page.locator("input[type=file]").first.set_input_files(str(bad))
@@ -251,8 +252,9 @@ def test_five_sessions_at_once(server, browser):
     name_a, name_b = saved_run(a), saved_run(b)
     assert name_a != name_b
     # "Compare runs" preselects the session's newest runs by name: each sees its own, never the other's
-    assert a.get_by_text(name_a).count() >= 1 and a.get_by_text(name_b).count() == 0
-    assert b.get_by_text(name_b).count() >= 1 and b.get_by_text(name_a).count() == 0
+    a.get_by_text(name_a).first.wait_for()
+    b.get_by_text(name_b).first.wait_for()
+    assert a.get_by_text(name_b).count() == 0 and b.get_by_text(name_a).count() == 0
     for p in pages:
         assert_clean(p)
         p.context.close()
