@@ -51,7 +51,10 @@ def open_image(data: bytes) -> Image.Image:
         raise ImageError(f"the image could not be decoded ({msg or type(e).__name__})") from None
     if im.width < 1 or im.height < 1:
         raise ImageError("the image has no pixels")
-    return _to_l_or_rgb(im)
+    try:
+        return _to_l_or_rgb(im)
+    except (ValueError, OSError) as e:  # a colour mode Pillow cannot turn into RGB
+        raise ImageError(f"the image's colour mode ({im.mode}) cannot be converted ({e})") from None
 
 
 def _to_l_or_rgb(im: Image.Image) -> Image.Image:
