@@ -75,15 +75,17 @@ def load_fashion_mnist() -> Dataset:
                    is_sample=True)
 
 
-def pick_device(choice: str = "auto") -> torch.device:
-    """CUDA, then Apple MPS, then CPU, unless chosen."""
-    if choice != "auto":
-        return torch.device(choice)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
+def available_devices() -> list[str]:
+    """Best first: CUDA, then Apple MPS, then CPU."""
+    out = ["cuda"] if torch.cuda.is_available() else []
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+        out.append("mps")
+    return out + ["cpu"]
+
+
+def pick_device(choice: str = "auto") -> torch.device:
+    """The best available device, unless chosen."""
+    return torch.device(available_devices()[0] if choice == "auto" else choice)
 
 
 class DeviceData:

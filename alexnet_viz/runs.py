@@ -16,6 +16,7 @@ import re
 import shutil
 import time
 from dataclasses import dataclass
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,8 @@ class Run:
                     break
                 except FileExistsError:
                     continue
+            else:
+                raise OSError(f"100 runs named {stamp}-{slug} already exist")
             run = Run(path)
             (path / "config.json").write_text(json.dumps(
                 {"arch": arch.to_dict(), "train": train.to_dict(), "data": data_source,
@@ -142,7 +145,8 @@ class Run:
         try:
             ck = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - unpickling errors come in many types
-            raise RunError(f"{self.path.name}: weights.pt is damaged or not a weights file ({type(e).__name__})") from None
+            raise RunError(f"{self.path.name}: weights.pt is damaged or not a weights file "
+                           f"({type(e).__name__})") from None
         if not isinstance(ck, dict) or "model" not in ck:
             raise RunError(f"{self.path.name}: weights.pt does not hold a model state")
         return ck
@@ -177,8 +181,9 @@ class RunInfo:
     owner: str
 
 
-def list_runs(root: Path | None = None, owner: str | None = None) -> list[RunInfo]:
-    """Runs newest first; unreadable folders are listed with their problem, not skipped silently."""
+def list_runs(root: Path | None = None, owners: Collection[str] | None = None) -> list[RunInfo]:
+    """Runs newest first (of `owners` only, if given; "" = made from the command line); unreadable
+    folders are listed with their problem, not skipped silently."""
     root = Path(root or runs_dir())
     if not root.is_dir():
         return []
@@ -193,7 +198,7 @@ def list_runs(root: Path | None = None, owner: str | None = None) -> list[RunInf
             preset, created, who = raw["arch"].get("name", "?"), raw.get("created", 0), raw.get("owner", "")
         except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError):
             preset, created, who, st = "?", 0, "", {"state": "damaged", "message": "config.json unreadable"}
-        if owner is not None and who != owner:
+        if owners is not None and who not in owners:
             continue
         epochs = [m for m in run.metrics() if m.get("kind") == "epoch"]
         out.append(RunInfo(str(p), p.name, preset, st.get("state", "unknown"), st.get("message", ""),

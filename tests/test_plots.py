@@ -8,7 +8,7 @@ from alexnet_viz.summary import summarize
 
 def rows():
     s = summarize(get_preset("d2l"))
-    return [r.to_dict() | {"type": r.type} for r in s.rows]
+    return [r.to_dict() for r in s.rows]
 
 
 def test_per_layer_bars_show_only_layers_with_the_quantity():

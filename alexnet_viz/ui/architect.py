@@ -25,7 +25,7 @@ COLS = [0.8] + [1.4 if f in ("activation", "norm", "pool") else 1 for f in CONV_
 def cached_summary(cfg: ArchConfig):
     """Keyed on the frozen config: flipping back and forth costs nothing."""
     s = summarize(cfg)
-    return [r.to_dict() | {"type": r.type} for r in s.rows], table(s), s.total_params, s.total_macs, s.total_memory
+    return [r.to_dict() for r in s.rows], table(s), s.total_params, s.total_macs, s.total_memory
 
 
 def load_into_widgets(cfg: ArchConfig) -> None:
@@ -156,13 +156,14 @@ def results_ui(cfg: ArchConfig) -> None:
 def export_ui(cfg: ArchConfig) -> None:
     c = st.columns(3)
     slug = cfg.name.replace(" ", "_").replace("(", "").replace(")", "")
+    code = to_pytorch_code(cfg)
     c[0].download_button("Download config JSON", cfg.to_json(), f"{slug}.json", "application/json")
-    c[1].download_button("Download PyTorch code", to_pytorch_code(cfg), f"{slug}.py", "text/x-python")
+    c[1].download_button("Download PyTorch code", code, f"{slug}.py", "text/x-python")
     c[2].file_uploader("Import a config JSON", type=["json"], key="import_json", on_change=_on_import)
     if st.session_state.get("import_error"):
         st.error(st.session_state["import_error"])
     with st.expander("PyTorch code"):
-        st.code(to_pytorch_code(cfg), language="python")
+        st.code(code, language="python")
 
 
 def _widget_keys(cfg: ArchConfig) -> list[str]:

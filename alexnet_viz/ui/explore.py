@@ -34,7 +34,7 @@ def cached_untrained(cfg):
 
 def model_ui(owner: str):
     """The model to look at, or None with a message when it cannot be had."""
-    runs = [r for r in list_runs(owner=owner) + list_runs(owner="") if r.state != "damaged"]
+    runs = [r for r in list_runs(owners={owner, ""}) if r.state != "damaged"]
     kinds = (["A run trained here"] if runs else []) + ["Untrained (the Architect's network)",
                                                          "ImageNet AlexNet (torchvision)"]
     kind = st.radio("Model", kinds, horizontal=True,

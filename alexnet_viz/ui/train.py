@@ -7,7 +7,7 @@ import numpy as np
 import streamlit as st
 
 from ..config import PRESETS, TrainConfig, default_training, get_preset
-from ..data import CLASSES
+from ..data import CLASSES, available_devices
 from ..jobs import JobManager
 from ..plots import compare_runs, confusion_matrix, training_curves
 from ..runs import Run, RunError, delete_run, list_runs
@@ -21,21 +21,10 @@ def manager() -> JobManager:
     return JobManager()
 
 
-def devices() -> list[str]:
-    import torch
-    out = ["auto", "cpu"]
-    if torch.cuda.is_available():
-        out.append("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        out.append("mps")
-    return out
-
-
 def settings_ui() -> tuple | None:
     """The network and the training settings; returns (arch, TrainConfig) or None if the config is bad."""
-    import torch
     source = st.radio("Network", ["The Architect's network", "A preset"], horizontal=True,
-                      index=0 if torch.cuda.is_available() else 1,
+                      index=0 if available_devices()[0] == "cuda" else 1,
                       help="On a CPU, mini28 trains an epoch in under a minute; d2l's 224×224 net takes hours.")
     if source == "A preset":
         arch = get_preset(st.selectbox("Preset", list(PRESETS), index=list(PRESETS).index("mini28")))
@@ -56,7 +45,7 @@ def settings_ui() -> tuple | None:
     cap = c[1].number_input("Max batches per epoch (0 = all)", 0, 100_000, 0,
                             help="A cap for quick demos: a few batches show the curves move.")
     seed = c[2].number_input("Seed", 0, 2**31 - 1, base.seed)
-    device = c[3].selectbox("Device", devices(), help="auto = CUDA, then Apple MPS, then CPU")
+    device = c[3].selectbox("Device", ["auto", *available_devices()], help="auto = CUDA, then Apple MPS, then CPU")
     c = st.columns(4)
     augment = c[0].checkbox("Augment (random crop + flip)", base.augment)
     amp = c[1].checkbox("Mixed precision (bf16)", base.amp, help="Used on CUDA, and on CPUs with AMX units.")
@@ -103,9 +92,8 @@ def live_ui(job_id: str) -> None:
 
 
 def results_ui(owner: str) -> None:
-    runs = list_runs(owner=owner)
-    if st.checkbox("Include runs made from the command line"):
-        runs = sorted(runs + list_runs(owner=""), key=lambda r: r.created, reverse=True)
+    cli = st.checkbox("Include runs made from the command line")
+    runs = list_runs(owners={owner, ""} if cli else {owner})
     if not runs:
         st.caption("No saved runs yet: start one above.")
         return
@@ -123,7 +111,8 @@ def results_ui(owner: str) -> None:
     if c[0].button("Delete this run", icon=":material/delete:", disabled=by_name[pick].state == "running"):
         delete_run(run.path)
         st.rerun()
-    if by_name[pick].state in ("stopped", "finished") and c[1].button("Resume (+1 epoch)", icon=":material/play_arrow:"):
+    resumable = by_name[pick].state in ("stopped", "finished")
+    if resumable and c[1].button("Resume (+1 epoch)", icon=":material/play_arrow:"):
         try:
             arch, t, _ = run.config()
             done = int(run.checkpoint()["epoch"])
