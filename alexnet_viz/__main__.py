@@ -97,7 +97,7 @@ def _train(a) -> int:
 
 
 def _predict(a) -> int:
-    from .activations import ModelUnavailable, analyze, from_run, pretrained, untrained
+    from .activations import ModelUnavailable, from_run, predict, pretrained, untrained
     from .images import ImageError, load_image
     try:
         im = load_image(a.image)
@@ -110,7 +110,7 @@ def _predict(a) -> int:
         else:
             print("error: say which model: --run DIR, --pretrained or --untrained --preset NAME", file=sys.stderr)
             return 2
-        top = analyze(m, im, invert=a.invert, k=a.topk).top
+        top = predict(m, im, invert=a.invert, k=a.topk)
     except (ImageError, ModelUnavailable, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

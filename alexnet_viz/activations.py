@@ -203,14 +203,30 @@ class Analysis:
     cam_class: int
 
 
+def preprocess(loaded: Loaded, im, invert: bool | None = None) -> torch.Tensor:
+    """PIL image -> the 1×C×H×W tensor this model takes; invert=None: only a light-background
+    image for a Fashion-MNIST model."""
+    from .images import light_background, to_tensor
+    if invert is None:
+        invert = loaded.invert and light_background(im)
+    return to_tensor(im, loaded.cfg.in_channels, loaded.cfg.input_size, loaded.mean, loaded.std, invert)
+
+
+@torch.no_grad()
+def predict(loaded: Loaded, im, invert: bool | None = None, k: int = 5) -> list[tuple[str, float]]:
+    """Top-k for one PIL image: a plain forward pass, no hooks, no gradients."""
+    was = loaded.model.training
+    loaded.model.eval()
+    try:
+        return topk(loaded.model(preprocess(loaded, im, invert))[0], loaded.classes, k)
+    finally:
+        loaded.model.train(was)
+
+
 def analyze(loaded: Loaded, im, invert: bool | None = None, cam_layer: str | None = None,
             cam_class: int | None = None, k: int = 5) -> Analysis:
     """Upload-to-results: preprocess, all feature maps, top-k and Grad-CAM for one PIL image."""
-    from .images import light_background, to_tensor
-    cfg = loaded.cfg
-    if invert is None:
-        invert = loaded.invert and light_background(im)
-    x = to_tensor(im, cfg.in_channels, cfg.input_size, loaded.mean, loaded.std, invert)
+    x = preprocess(loaded, im, invert)
     maps, logits = feature_maps(loaded.model, x)
     layer = cam_layer or conv_layers(loaded.model)[-1]
     cam, cls = grad_cam(loaded.model, x, layer, cam_class)

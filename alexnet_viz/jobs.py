@@ -32,7 +32,6 @@ class Job:
     resume_dir: str | None = None
     steps: list[dict] = field(default_factory=list)
     epochs: list[dict] = field(default_factory=list)
-    created: float = field(default_factory=time.time)
     stop: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property

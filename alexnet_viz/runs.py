@@ -177,7 +177,6 @@ class RunInfo:
     message: str
     epochs_done: float
     test_acc: float | None
-    created: float
     owner: str
 
 
@@ -195,15 +194,15 @@ def list_runs(root: Path | None = None, owners: Collection[str] | None = None) -
         st = run.status()
         try:
             raw = json.loads((p / "config.json").read_text())
-            preset, created, who = raw["arch"].get("name", "?"), raw.get("created", 0), raw.get("owner", "")
+            preset, who = raw["arch"].get("name", "?"), raw.get("owner", "")
         except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError):
-            preset, created, who, st = "?", 0, "", {"state": "damaged", "message": "config.json unreadable"}
+            preset, who, st = "?", "", {"state": "damaged", "message": "config.json unreadable"}
         if owners is not None and who not in owners:
             continue
         epochs = [m for m in run.metrics() if m.get("kind") == "epoch"]
         out.append(RunInfo(str(p), p.name, preset, st.get("state", "unknown"), st.get("message", ""),
                            float(st.get("epochs_done", len(epochs))),
-                           epochs[-1]["test_acc"] if epochs else None, created, who))
+                           epochs[-1]["test_acc"] if epochs else None, who))
     return out
 
 

@@ -256,3 +256,12 @@ def test_shared_model_serves_concurrent_sessions():
     with ThreadPoolExecutor(4) as pool:
         for i, got in pool.map(look, range(64)):
             torch.testing.assert_close(got, want[i])
+
+
+def test_predict_equals_the_full_analysis():
+    from alexnet_viz.activations import predict
+    m = untrained(get_preset("mini28"))
+    im = open_image(save(rgb(), "PNG"))
+    top = predict(m, im, k=3)
+    assert [c for c, _ in top] == [c for c, _ in analyze(m, im, k=3).top]
+    assert [p for _, p in top] == pytest.approx([p for _, p in analyze(m, im, k=3).top])

@@ -6,7 +6,7 @@ from dataclasses import replace
 import numpy as np
 import streamlit as st
 
-from ..config import PRESETS, TrainConfig, default_training, get_preset
+from ..config import PRESETS, default_training, get_preset
 from ..data import CLASSES, available_devices
 from ..jobs import JobManager
 from ..plots import compare_runs, confusion_matrix, training_curves
