@@ -5,9 +5,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from alexnet_viz.activations import analyze, untrained
+from alexnet_viz.activations import analyze, preprocess, untrained
 from alexnet_viz.config import get_preset
-from alexnet_viz.images import open_image, to_tensor
+from alexnet_viz.images import open_image
 
 from . import print_table, timeit
 
@@ -25,7 +25,6 @@ def main(quick: bool = False) -> None:
     data = photo_bytes()
     n = 5 if quick else 20
     rows = []
-    torch.set_grad_enabled(True)
     for preset in ("d2l", "torchvision", "mini28"):
         m = untrained(get_preset(preset))
 
@@ -33,7 +32,7 @@ def main(quick: bool = False) -> None:
             analyze(m, open_image(data))
 
         def bare():
-            x = to_tensor(open_image(data), m.cfg.in_channels, m.cfg.input_size, m.mean, m.std)
+            x = preprocess(m, open_image(data))
             with torch.no_grad():
                 m.model(x)
         ours, base = timeit(full, n, 2), timeit(bare, n, 2)
