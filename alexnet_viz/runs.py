@@ -178,6 +178,7 @@ class RunInfo:
     epochs_done: float
     test_acc: float | None
     owner: str
+    epochs: tuple[dict, ...]  # the per-epoch metric records, for comparing runs
 
 
 def list_runs(root: Path | None = None, owners: Collection[str] | None = None) -> list[RunInfo]:
@@ -202,7 +203,7 @@ def list_runs(root: Path | None = None, owners: Collection[str] | None = None) -
         epochs = [m for m in run.metrics() if m.get("kind") == "epoch"]
         out.append(RunInfo(str(p), p.name, preset, st.get("state", "unknown"), st.get("message", ""),
                            float(st.get("epochs_done", len(epochs))),
-                           epochs[-1]["test_acc"] if epochs else None, who))
+                           epochs[-1]["test_acc"] if epochs else None, who, tuple(epochs)))
     return out
 
 

@@ -102,7 +102,7 @@ def results_ui(owner: str) -> None:
     names = [r.name for r in runs]
     by_name = {r.name: r for r in runs}
     chosen = st.multiselect("Compare runs", names, default=names[:min(3, len(names))])
-    curves = {n: [m for m in Run(by_name[n].path).metrics() if m.get("kind") == "epoch"] for n in chosen}
+    curves = {n: list(by_name[n].epochs) for n in chosen}
     if any(curves.values()):
         st.plotly_chart(compare_runs({k: v for k, v in curves.items() if v}), width="stretch")
     pick = st.selectbox("Look at one run", names)
