@@ -134,6 +134,8 @@ def test_architect_page_edits_and_errors(server, browser):
     page.locator("[data-testid='stMetric']").first.wait_for()
     assert_clean(page)
     assert metric(page, "Parameters") == "46,764,746"
+    page.locator(".js-plotly-plot .shapelayer path").first.wait_for()  # the block drawing is drawn
+    page.wait_for_timeout(500)
     shot(page, "architect")
     set_number(page, "kernel", 7)                   # conv1 kernel 11 -> 7
     edited = summarize(with_conv(get_preset("d2l"), 0, kernel=7)).total_params
@@ -221,6 +223,7 @@ def test_explore_upload_and_bad_upload(server, browser, tmp_path):
     page.get_by_text("strongest (highest mean) first").wait_for()
     page.get_by_text("Top predictions").first.wait_for()  # a Plotly title: drawn after the script ends
     assert_clean(page)
+    page.wait_for_timeout(500)
     shot(page, "explore")
     page.locator("input[type=file]").first.set_input_files(str(bad))
     page.get_by_text("That file cannot be used").wait_for()
