@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from .config import ArchConfig, TrainConfig
 from .data import Dataset, load_fashion_mnist
-from .runs import Run, RunError
+from .runs import Run, RunError, step_curve
 from .train import train
 
 
@@ -112,7 +112,7 @@ class JobManager:
                 kept = run.metrics()
                 job.epochs = [m for m in kept if m.get("kind") == "epoch"]
                 last = job.epochs[-1]["epoch"] if job.epochs else 0  # a stopped epoch is trained again
-                job.steps = [m for m in kept if m.get("kind") == "step" and m["epoch"] <= last]
+                job.steps = [m for m in step_curve(kept) if m["epoch"] <= last]
             else:
                 run, resume = Run.create(job.arch, job.train, ds.source, owner=job.owner, tags=job.tags), None
             job.run_dir = str(run.path)

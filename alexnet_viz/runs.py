@@ -218,6 +218,18 @@ def list_runs(root: Path | None = None, owners: Collection[str] | None = None) -
     return out
 
 
+def step_curve(metrics: list[dict]) -> list[dict]:
+    """The Step records as one curve: where a resumed run trained part of an epoch again (it was
+    stopped inside it), the second pass replaces the first."""
+    out: list[dict] = []
+    for m in metrics:
+        if m.get("kind") == "step":
+            while out and out[-1]["epoch"] >= m["epoch"]:
+                out.pop()
+            out.append(m)
+    return out
+
+
 def delete_run(path: str | Path) -> None:
     p = Path(path)
     if not (p / "config.json").exists():
