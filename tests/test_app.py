@@ -316,3 +316,26 @@ def test_a_stopped_run_shows_no_eta():
     no_exception(at)
     assert at.success and "stopped" in at.success[0].value
     assert at.get("progress") and not any("ETA" in p.proto.text for p in at.get("progress"))
+
+
+def test_experiments_page_queues_a_capped_set_and_says_what_it_shows():
+    at = app("experiments")
+    no_exception(at)
+    assert at.selectbox(key="ex_name").value == "relu-vs-sigmoid"
+    at.number_input(key="ex_cap").set_value(3).run()
+    at.selectbox(key="ex_device").set_value("cpu").run()
+    assert any("4 runs, 12 training batches" in c.value for c in at.caption)  # 2 variants × 2 seeds × 3 batches
+    next(b for b in at.button if b.label == "Queue 4 runs").click().run()
+    deadline = time.time() + 120
+    while time.time() < deadline and not (at.info and "not finished" not in at.info[0].value):
+        time.sleep(0.3)
+        at.run()
+    no_exception(at)
+    table = at.dataframe[0].value
+    assert table["variant"].tolist() == ["ReLU", "sigmoid"] and table["seeds"].tolist() == [2, 2]
+    sentence = at.info[0].value
+    best = table.sort_values("test acc", ascending=False).iloc[0]
+    assert sentence.startswith(best["variant"]) and f"{best['test acc']:.3f}" in sentence
+    assert len(at.get("plotly_chart")) == 1
+    # the two-run diff: two runs of the set differ in their activations (and seed, if it was picked)
+    assert at.selectbox(key="diff_a").value != at.selectbox(key="diff_b").value
