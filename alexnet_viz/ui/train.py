@@ -121,11 +121,20 @@ def live_ui(job_id: str) -> None:
     elif job.state == "running":
         st.progress(0.0, text="starting: loading the data onto the device…")
     if job.steps:
-        # One key for the job's whole life and a constant uirevision in the figure: the chart is
-        # updated in place, so the user's zoom and hover survive the updates every second.
+        # Streamlit (1.67) derives a chart's identity from its figure, so a chart whose data changed is
+        # mounted afresh and loses the user's zoom, whatever its key. Holding the chart draws the same
+        # figure again: the same chart stays, zoom and hover with it, while the progress bar goes on.
+        hold = st.toggle("Hold the chart", key=f"hold-{job.id}", disabled=not job.active,
+                         help="Zoom and hover in peace: the chart stops redrawing; the run goes on.")
+        now, held = (len(job.steps), len(job.epochs)), f"held-{job.id}"
+        if hold and job.active:
+            st.session_state.setdefault(held, now)
+        else:
+            st.session_state.pop(held, None)
+        n_steps, n_epochs = st.session_state.get(held, now)
         book = D2L_REFERENCE if is_d2l_recipe(job.arch, job.train) else None
-        st.plotly_chart(training_curves(job.steps, job.epochs, job.arch.name, book), width="stretch",
-                        key=f"curves-{job.id}")
+        st.plotly_chart(training_curves(job.steps[:n_steps], job.epochs[:n_epochs], job.arch.name, book),
+                        width="stretch", key=f"curves-{job.id}")
     if job.epochs:
         e = job.epochs[-1]
         st.caption(f"epoch {e['epoch']}: loss {e['train_loss']:.3f}, train acc {e['train_acc']:.3f}, "
