@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,15 +12,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ArchConfig, get_preset
+from .inspect.walk import layer_outputs
 from .data import CLASSES, MEAN, STD
 from .model import build_model
 from .runs import Run
 from .summary import leaf_layers
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-# The app shares one model object between browser sessions (st.cache_resource); forward hooks on a
-# shared model would catch other sessions' passes, so hooked passes take turns (~60 ms each).
-_HOOKED = threading.Lock()
 
 
 class ModelUnavailable(RuntimeError):
@@ -106,20 +103,13 @@ def pretrained() -> Loaded:
 
 @torch.no_grad()
 def feature_maps(model: nn.Module, x: torch.Tensor) -> tuple["OrderedDict[str, torch.Tensor]", torch.Tensor]:
-    """Every layer's output for x (1 image) in one pass, and the logits; the model's mode is restored."""
-    out: OrderedDict[str, torch.Tensor] = OrderedDict()
-    with _HOOKED:
-        was = model.training
-        model.eval()
-        hooks = [m.register_forward_hook(lambda _m, _i, y, n=n: out.__setitem__(n, y[0].detach().clone()))
-                 for n, m in leaf_layers(model)]
-        try:
-            logits = model(x)
-        finally:
-            for h in hooks:
-                h.remove()
-            model.train(was)
-    return out, logits[0]
+    """Every layer's output for x (1 image) in one pass, and the logits.
+
+    No hooks and no mode switch on `model` (the app shares it between sessions): the layers are
+    walked in order on a private eval-mode copy, so concurrent sessions never wait on each other."""
+    outs = layer_outputs(model, x)
+    maps = OrderedDict((n, y[0]) for n, y in outs.items())
+    return maps, next(reversed(maps.values()))
 
 
 def topk(logits: torch.Tensor, classes: tuple[str, ...], k: int = 5) -> list[tuple[str, float]]:
@@ -168,24 +158,13 @@ def conv1_filters(model: nn.Module) -> np.ndarray:
 def grad_cam(model: nn.Module, x: torch.Tensor, layer: str, cls: int | None = None) -> tuple[np.ndarray, int]:
     """Grad-CAM (Selvaraju et al. 2017) at a conv layer: (H×W heat map in 0..1 at the input's size, class).
 
-    Written out (15 lines) rather than pulling in captum: the method is a weighted sum of the
-    layer's maps, the weights being the class score's mean gradient over each map.
-    """
-    m = dict(leaf_layers(model))[layer]
-    saved = {}
-    with _HOOKED:
-        was = model.training
-        model.eval()
-        h = m.register_forward_hook(lambda _m, _i, y: saved.__setitem__("a", y))
-        try:
-            with torch.enable_grad():
-                logits = model(x.detach().requires_grad_(True))
-                cls = int(logits[0].argmax()) if cls is None else cls
-                a = saved["a"]                                     # 1×C×h×w
-                g, = torch.autograd.grad(logits[0, cls], a)
-        finally:
-            h.remove()
-            model.train(was)
+    The layer's maps weighted by the class score's mean gradient over each map, summed, ReLU."""
+    with torch.enable_grad():
+        outs = layer_outputs(model, x.detach(), upto=None)
+        logits = next(reversed(outs.values()))
+        cls = int(logits[0].argmax()) if cls is None else cls
+        a = outs[layer]                                         # 1×C×h×w
+        g, = torch.autograd.grad(logits[0, cls], a)
     cam = F.relu((g.mean((2, 3), keepdim=True) * a).sum(1, keepdim=True)).detach()
     cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
     hi = float(cam.max())

@@ -59,19 +59,58 @@ def block_diagram(rows: list[dict], input_shape: tuple[int, int, int]) -> go.Fig
     return _layout(fig, "The network, block by block (height: spatial size, width: channels)", 300)
 
 
-def training_curves(steps: list[dict], epochs: list[dict], title: str = "") -> go.Figure:
-    """d2l's animated plot: train loss, train acc (per report) and test acc (per epoch) against epochs."""
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=[s["epoch"] for s in steps], y=[s["loss"] for s in steps], name="train loss",
-                             mode="lines", line=dict(color="#1f77b4")))
-    fig.add_trace(go.Scatter(x=[s["epoch"] for s in steps], y=[s["acc"] for s in steps], name="train acc",
-                             mode="lines", line=dict(color="#ff7f0e", dash="dash")))
+def training_curves(steps: list[dict], epochs: list[dict], title: str = "",
+                    reference: dict | None = None) -> go.Figure:
+    """d2l's animated plot in two panels: train loss (left), train and test accuracy (right), against
+    epochs. `reference` ({"epoch", "train_loss", "train_acc", "test_acc"}) adds the book's published
+    figures as marked points. A constant uirevision keeps the user's zoom while the data grows."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"), horizontal_spacing=0.08)
+    x = [s["epoch"] for s in steps]
+    fig.add_trace(go.Scatter(x=x, y=[s["loss"] for s in steps], name="train loss", mode="lines",
+                             line=dict(color="#1f77b4")), 1, 1)
+    fig.add_trace(go.Scatter(x=x, y=[s["acc"] for s in steps], name="train acc", mode="lines",
+                             line=dict(color="#ff7f0e", dash="dash")), 1, 2)
     fig.add_trace(go.Scatter(x=[e["epoch"] for e in epochs], y=[e["test_acc"] for e in epochs], name="test acc",
-                             mode="lines+markers", line=dict(color="#2ca02c", dash="dot")))
+                             mode="lines+markers", line=dict(color="#2ca02c", dash="dot")), 1, 2)
+    if reference:
+        marks = [("train_loss", "book: train loss", "#1f77b4", 1), ("train_acc", "book: train acc", "#ff7f0e", 2),
+                 ("test_acc", "book: test acc", "#2ca02c", 2)]
+        for key, name, color, col in marks:
+            fig.add_trace(go.Scatter(
+                x=[reference["epoch"]], y=[reference[key]], name=name, mode="markers+text",
+                text=[f"d2l {reference[key]:.3f}"], textposition="bottom left" if col == 2 and key == "test_acc"
+                else "top left", marker=dict(symbol="star", size=14, color=color, line=dict(color="#333", width=1)),
+                hovertemplate=f"d2l's published {key.replace('_', ' ')} after %{{x}} epochs: %{{y}}<extra></extra>"),
+                1, col)
     fig.update_xaxes(title="epoch", rangemode="tozero")
-    fig.update_yaxes(rangemode="tozero")
+    fig.update_yaxes(title="cross-entropy", rangemode="tozero", col=1)
+    fig.update_yaxes(title="fraction correct", range=[0, 1.02], col=2)
+    _layout(fig, title, 380)
+    fig.update_layout(showlegend=True, legend=dict(orientation="h", y=-0.25), uirevision="keep")
+    return fig
+
+
+def experiment_curves(series: dict[str, list[tuple[list[dict], list[dict]]]], title: str = "") -> go.Figure:
+    """Variants of one experiment on shared axes: test accuracy per epoch (left) and train loss (right).
+    `series` maps a variant's label to (steps, epochs) of each of its runs (one per seed)."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("test accuracy", "train loss"), shared_xaxes="all",
+                        horizontal_spacing=0.08)
+    palette = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
+    for k, (label, runs) in enumerate(series.items()):
+        color = palette[k % len(palette)]
+        for j, (steps, epochs) in enumerate(runs):
+            seed = f"{label}, run {j + 1}" if len(runs) > 1 else label
+            fig.add_trace(go.Scatter(x=[e["epoch"] for e in epochs], y=[e["test_acc"] for e in epochs], name=label,
+                                     legendgroup=label, showlegend=j == 0, mode="lines+markers",
+                                     line=dict(color=color), hovertemplate=f"{seed}: %{{y:.3f}}<extra></extra>"), 1, 1)
+            fig.add_trace(go.Scatter(x=[s["epoch"] for s in steps], y=[s["loss"] for s in steps], name=label,
+                                     legendgroup=label, showlegend=False, mode="lines", line=dict(color=color),
+                                     opacity=0.8, hovertemplate=f"{seed}: %{{y:.3f}}<extra></extra>"), 1, 2)
+    fig.update_xaxes(title="epoch", rangemode="tozero")
+    fig.update_yaxes(title="fraction correct", range=[0, 1.02], col=1)
+    fig.update_yaxes(title="cross-entropy", rangemode="tozero", col=2)
     _layout(fig, title, 360)
-    fig.update_layout(showlegend=True, legend=dict(orientation="h", y=-0.2))
+    fig.update_layout(showlegend=True, legend=dict(orientation="h", y=-0.25), uirevision="keep")
     return fig
 
 

@@ -1,6 +1,6 @@
 """Runs on disk. One folder a run:
 
-    config.json     {"arch": ..., "train": ..., "data": ..., "created": ...}
+    config.json     {"arch": ..., "train": ..., "data": ..., "created": ..., "owner": ..., "tags": {...}}
     metrics.jsonl   one JSON record a line, appended as they arrive
     status.json     {"state": running|finished|stopped|error, "message", "pid", "epochs_done"}
     weights.pt      {"model", "optimizer", "epoch"}: written to a temp file, then renamed
@@ -17,7 +17,7 @@ import os
 import re
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from collections.abc import Collection
 from pathlib import Path
 
@@ -62,7 +62,7 @@ class Run:
 
     @staticmethod
     def create(arch: ArchConfig, train: TrainConfig, data_source: str, root: Path | None = None,
-               owner: str = "") -> "Run":
+               owner: str = "", tags: dict | None = None) -> "Run":
         root = Path(root or runs_dir())
         stamp = time.strftime("%Y%m%d-%H%M%S")
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", arch.name).strip("-") or "net"
@@ -80,7 +80,7 @@ class Run:
             run = Run(path)
             (path / "config.json").write_text(json.dumps(
                 {"arch": arch.to_dict(), "train": train.to_dict(), "data": data_source,
-                 "created": time.time(), "owner": owner}, indent=2))
+                 "created": time.time(), "owner": owner, "tags": tags or {}}, indent=2))
             run.set_status("running")
         except OSError as e:
             raise RunError(f"cannot write the run folder under {root}: {e.strerror or e} — "
@@ -95,6 +95,12 @@ class Run:
     def append_internals(self, record: dict) -> None:
         with open(self.path / "internals.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
+
+    def set_train(self, train: TrainConfig) -> None:
+        """Record new training settings (a resumed run trains for more epochs than it was made with)."""
+        raw = json.loads((self.path / "config.json").read_text())
+        raw["train"] = train.to_dict()
+        _write_atomic(self.path / "config.json", lambda p: p.write_text(json.dumps(raw, indent=2)))
 
     def set_status(self, state: str, message: str = "", epochs_done: float = 0) -> None:
         data = {"state": state, "message": message, "pid": os.getpid(), "epochs_done": epochs_done,
@@ -213,6 +219,8 @@ class RunInfo:
     test_acc: float | None
     owner: str
     epochs: tuple[dict, ...]  # the per-epoch metric records, for comparing runs
+    tags: dict = field(default_factory=dict)     # e.g. {"experiment", "variant", "seed"}: see experiments.py
+    config: dict = field(default_factory=dict)   # config.json's {"arch", "train"}, to show what differs
 
 
 def list_runs(root: Path | None = None, owners: Collection[str] | None = None) -> list[RunInfo]:
@@ -230,14 +238,29 @@ def list_runs(root: Path | None = None, owners: Collection[str] | None = None) -
         try:
             raw = json.loads((p / "config.json").read_text())
             preset, who = raw["arch"].get("name", "?"), raw.get("owner", "")
+            tags = raw.get("tags") if isinstance(raw.get("tags"), dict) else {}
+            cfg = {"arch": raw["arch"], "train": raw.get("train") or {}}
         except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError):
             preset, who, st = "?", "", {"state": "damaged", "message": "config.json unreadable"}
+            tags, cfg = {}, {}
         if owners is not None and who not in owners:
             continue
         epochs = [m for m in run.metrics() if m.get("kind") == "epoch"]
         out.append(RunInfo(str(p), p.name, preset, st.get("state", "unknown"), st.get("message", ""),
                            float(st.get("epochs_done", len(epochs))),
-                           epochs[-1]["test_acc"] if epochs else None, who, tuple(epochs)))
+                           epochs[-1]["test_acc"] if epochs else None, who, tuple(epochs), tags, cfg))
+    return out
+
+
+def step_curve(metrics: list[dict]) -> list[dict]:
+    """The Step records as one curve: where a resumed run trained part of an epoch again (it was
+    stopped inside it), the second pass replaces the first."""
+    out: list[dict] = []
+    for m in metrics:
+        if m.get("kind") == "step":
+            while out and out[-1]["epoch"] >= m["epoch"]:
+                out.pop()
+            out.append(m)
     return out
 
 

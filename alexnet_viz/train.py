@@ -167,6 +167,7 @@ def train(arch: ArchConfig, t: TrainConfig, ds: Dataset | None = None, stop: thr
         watch = Watch(model, run, per_epoch, t.epochs, start_epoch)  # snapshots and internals
         yield from watch.start()
         t0, seen, step, last = time.perf_counter(), 0, 0, time.perf_counter()
+        eval_s = 0.0  # time spent evaluating: not training, so not in examples/sec
         for epoch in range(start_epoch, t.epochs):
             model.train()
             loss_sum = torch.zeros((), device=data.device)
@@ -189,16 +190,19 @@ def train(arch: ArchConfig, t: TrainConfig, ds: Dataset | None = None, stop: thr
                 if now - last >= REPORT_EVERY_S or i == per_epoch - 1:
                     ls, hs = loss_sum.item(), hit_sum.item()  # the only sync inside an epoch
                     w_loss, w_hit = ls - e_loss, hs - e_hit
+                    busy = now - t0 - eval_s
                     rec = Step(epoch + (i + 1) / per_epoch, step, w_loss / w_n, w_hit / w_n,
-                               seen / (now - t0), now - t0, (total - step) * (now - t0) / step, step / total)
+                               seen / busy, now - t0, (total - step) * busy / step, step / total)
                     e_loss, e_hit, e_n, w_n, last = ls, hs, e_n + w_n, 0, now
                     if run:
                         run.append_metric(rec.to_dict())
                     yield rec
             n = max(e_n + w_n, 1)
+            e0 = time.perf_counter()
             test_acc, preds = evaluate(model, data, amp)
+            eval_s += time.perf_counter() - e0
             rec = Epoch(epoch + 1, loss_sum.item() / n, hit_sum.item() / n, test_acc,
-                        seen / (time.perf_counter() - t0), time.perf_counter() - t0)
+                        seen / (time.perf_counter() - t0 - eval_s), time.perf_counter() - t0)
             done = epoch + 1.0
             if run:
                 run.append_metric(rec.to_dict())
