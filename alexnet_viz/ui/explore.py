@@ -12,14 +12,14 @@ from ..images import ImageError, denormalize, open_image
 from ..plots import colorize, filter_grid, layer_stats_chart, overlay_heatmap, topk_bars
 from ..runs import list_runs
 from ..summary import shape_str
-from .common import current_arch, owner_id
+from .common import current_arch, owner_id, snapshot_picker
 
 EXAMPLES = ASSETS / "examples"
 
 
 @st.cache_resource(max_entries=4)
-def cached_run_model(path: str, mtime: float):
-    return from_run(path)
+def cached_run_model(path: str, mtime: float, at: str | None = None):
+    return from_run(path, at)
 
 
 @st.cache_resource(max_entries=1)
@@ -44,7 +44,7 @@ def model_ui(owner: str):
             r = st.selectbox("Run", runs, format_func=lambda r: f"{r.name} · {r.state} · test acc "
                              + (f"{r.test_acc:.3f}" if r.test_acc is not None else "–"))
             return cached_run_model(r.path, Path(r.path, "weights.pt").stat().st_mtime if
-                                    Path(r.path, "weights.pt").exists() else 0.0)
+                                    Path(r.path, "weights.pt").exists() else 0.0, snapshot_picker(r.path))
         if kind.startswith("Untrained"):
             return cached_untrained(current_arch())
         return cached_pretrained()
