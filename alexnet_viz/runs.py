@@ -161,8 +161,9 @@ class Run:
         from .model import build_model
         arch, _, _ = self.config()
         model = build_model(arch)
+        state = self.checkpoint()["model"]  # its RunError ("no weights saved yet") is not a misfit
         try:
-            model.load_state_dict(self.checkpoint()["model"])
+            model.load_state_dict(state)
         except RuntimeError as e:
             raise RunError(f"{self.path.name}: weights do not fit its config ({str(e).splitlines()[0]})") from None
         return model.eval()
@@ -235,3 +236,15 @@ def delete_run(path: str | Path) -> None:
     if not (p / "config.json").exists():
         raise RunError(f"{p} is not a run folder")
     shutil.rmtree(p)
+
+
+def best_first(runs: list[RunInfo]) -> list[RunInfo]:
+    """Runs to look at: finished ones with weights first, highest test accuracy first; then the
+    others (still training, stopped, no weights yet), newest first as listed."""
+    def done(r: RunInfo) -> bool:
+        return r.state == "finished" and (Path(r.path) / "weights.pt").exists()
+    return sorted(runs, key=lambda r: (not done(r), -(r.test_acc or 0.0) if done(r) else 0.0))
+
+
+def has_weights(r: RunInfo) -> bool:
+    return (Path(r.path) / "weights.pt").exists()
