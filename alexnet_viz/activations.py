@@ -52,15 +52,18 @@ def untrained(cfg: ArchConfig, seed: int = 0) -> Loaded:
     return _fashion(build_model(cfg), cfg, f"untrained {cfg.name} (seed {seed})")
 
 
-def from_run(path: str | Path) -> Loaded:
+def from_run(path: str | Path, at: float | str | None = None) -> Loaded:
+    """A saved run's final weights, or its snapshot at epoch/label `at` (see Run.load_model)."""
     from .runs import RunError
+    from .snapshots import find, read_index
     try:
         run = Run(Path(path))
-        model = run.load_model()
+        model = run.load_model(at)
         cfg = run.config()[0]
+        when = "" if at is None else f" at {find(read_index(run.path), at).label}"
     except RunError as e:
         raise ModelUnavailable(str(e)) from None
-    return _fashion(model, cfg, f"run {Path(path).name}")
+    return _fashion(model, cfg, f"run {Path(path).name}{when}")
 
 
 def pretrained_path() -> Path:

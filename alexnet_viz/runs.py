@@ -5,6 +5,8 @@
     status.json     {"state": running|finished|stopped|error, "message", "pid", "epochs_done"}
     weights.pt      {"model", "optimizer", "epoch"}: written to a temp file, then renamed
     test_preds.npy  the test-set predictions of the saved weights
+    snapshots/      the weights at a few moments of training (see snapshots.py)
+    internals.jsonl per-layer gradient norms, update ratios, dead units, histograms (see internals.py)
 
 Weights are only ever read with torch.load(weights_only=True).
 """
@@ -90,6 +92,10 @@ class Run:
         with open(self.path / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
 
+    def append_internals(self, record: dict) -> None:
+        with open(self.path / "internals.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
     def set_train(self, train: TrainConfig) -> None:
         """Record new training settings (a resumed run trains for more epochs than it was made with)."""
         raw = json.loads((self.path / "config.json").read_text())
@@ -121,10 +127,10 @@ class Run:
         except ConfigError as e:
             raise RunError(f"{self.path.name}: config.json describes a network that cannot work: {e}") from None
 
-    def metrics(self) -> list[dict]:
+    def metrics(self, name: str = "metrics.jsonl") -> list[dict]:
         out = []
         try:
-            lines = (self.path / "metrics.jsonl").read_text().splitlines()
+            lines = (self.path / name).read_text().splitlines()
         except OSError:
             return out
         for line in lines:
@@ -157,14 +163,41 @@ class Run:
             raise RunError(f"{self.path.name}: weights.pt does not hold a model state")
         return ck
 
-    def load_model(self) -> torch.nn.Module:
+    def internals(self) -> list[dict]:
+        return self.metrics("internals.jsonl")
+
+    def snapshots(self) -> list[dict]:
+        """The kept snapshots, oldest first: {"label", "epoch", "step", "file"} each."""
+        from .snapshots import read_index
+        return [{k: v for k, v in s.to_dict().items() if k in ("label", "epoch", "step", "file")}
+                for s in read_index(self.path)]
+
+    def snapshot_state(self, at: float | str) -> tuple[dict, str]:
+        """(model state, label) of the snapshot named or nearest to `at` (an epoch or a label)."""
+        from .snapshots import find, read_index
+        snaps = read_index(self.path)
+        s = find(snaps, at)
+        if s is None:
+            have = ", ".join(x.label for x in snaps) or "none"
+            raise RunError(f"{self.path.name}: no snapshot {at!r} (kept: {have})")
+        try:
+            state = torch.load(self.path / "snapshots" / s.file, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - unpickling errors come in many types
+            raise RunError(f"{self.path.name}: snapshot {s.file} is damaged or not a weights file "
+                           f"({type(e).__name__})") from None
+        if not isinstance(state, dict):
+            raise RunError(f"{self.path.name}: snapshot {s.file} does not hold a model state")
+        return state, s.label
+
+    def load_model(self, at: float | str | None = None) -> torch.nn.Module:
+        """The saved model: its final weights, or (with `at`) the snapshot at that epoch or label."""
         from .model import build_model
         arch, _, _ = self.config()
         model = build_model(arch)
-        state = self.checkpoint()["model"]  # its RunError ("no weights saved yet") is not a misfit
+        state = self.checkpoint()["model"] if at is None else self.snapshot_state(at)[0]
         try:
-            model.load_state_dict(state)
-        except RuntimeError as e:
+            model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+        except (RuntimeError, AttributeError) as e:
             raise RunError(f"{self.path.name}: weights do not fit its config ({str(e).splitlines()[0]})") from None
         return model.eval()
 

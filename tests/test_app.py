@@ -342,3 +342,13 @@ def test_experiments_page_queues_a_capped_set_and_says_what_it_shows():
     assert len(at.get("plotly_chart")) == 1
     # the two-run diff: two runs of the set differ in their activations (and seed, if it was picked)
     assert at.selectbox(key="diff_a").value != at.selectbox(key="diff_b").value
+
+
+def test_d2l_recipe_is_announced_with_the_books_figures():
+    at = app("train")
+    at.radio(key="tr_source").set_value("A preset").run()
+    at.selectbox(key="tr_preset").set_value("d2l").run()
+    no_exception(at)
+    assert any("d2l's recipe" in c.value and "0.883" in c.value for c in at.caption)
+    at.number_input(key="tr_epochs").set_value(2).run()
+    assert not any("d2l's recipe" in c.value for c in at.caption)

@@ -124,10 +124,10 @@ def live_ui(job_id: str) -> None:
         # Streamlit (1.67) derives a chart's identity from its figure, so a chart whose data changed is
         # mounted afresh and loses the user's zoom, whatever its key. Holding the chart draws the same
         # figure again: the same chart stays, zoom and hover with it, while the progress bar goes on.
-        hold = st.toggle("Hold the chart", key=f"hold-{job.id}", disabled=not job.active,
-                         help="Zoom and hover in peace: the chart stops redrawing; the run goes on.")
+        hold = job.active and st.toggle("Hold the chart", key=f"hold-{job.id}",
+                                        help="Zoom and hover in peace: the chart stops redrawing; the run goes on.")
         now, held = (len(job.steps), len(job.epochs)), f"held-{job.id}"
-        if hold and job.active:
+        if hold:
             st.session_state.setdefault(held, now)
         else:
             st.session_state.pop(held, None)
