@@ -181,7 +181,9 @@ def unit_picker(a: np.ndarray, layer: str, ch: int) -> tuple[int, int]:
     """The enlarged channel as a clickable heat map, with row/column inputs that follow the click."""
     H, W = a.shape
     ident = (st.session_state.get("image_digest"), layer, ch)
-    if st.session_state.get("unit_for") != ident:  # a new image, layer or channel: its strongest unit
+    # a new image, layer or channel (or back from another page, which drops widget state): its strongest unit
+    if st.session_state.get("unit_for") != ident or "unit_row" not in st.session_state \
+            or "unit_col" not in st.session_state:
         st.session_state["unit_for"] = ident
         r, c = np.unravel_index(int(a.argmax()), a.shape)
         st.session_state["unit_row"], st.session_state["unit_col"] = int(r), int(c)
