@@ -8,16 +8,18 @@ from pathlib import Path
 
 import numpy as np
 import streamlit as st
+import torch
 
 from ..activations import (ModelUnavailable, analyze, conv1_filters, conv_layers, from_run, input_box, knows_only,
                            layer_stats, mosaic, pretrained, untrained, verdict)
 from ..data import ASSETS, CLASSES
 from ..images import ImageError, denormalize, display_copy, open_image
 from ..inspect.arithmetic import explain_unit
+from ..inspect.attribution import METHODS, attributions
 from ..inspect.featviz import visualize_channel
 from ..inspect.receptive import effective_field, unit_box
 from ..inspect.top import index_layer, pass_size, top_images
-from ..plots import (channel_heatmap, colorize, field_overlay, filter_grid, kernel_products, layer_stats_chart,
+from ..plots import (attribution_panels, channel_heatmap, colorize, field_overlay, filter_grid, kernel_products, layer_stats_chart,
                      overlay_heatmap, topk_bars)
 from ..runs import best_first, has_weights, list_runs
 from ..summary import describe_layers, shape_str, summarize
@@ -308,6 +310,26 @@ def featviz_ui(m, layer: str, ch: int) -> None:
                f"{v.start:.3f} (faint noise) to {v.reached:.3f}.")
 
 
+def attributions_ui(m, a, im) -> None:
+    """captum's five methods for the Grad-CAM class, over the user's original image, one colour scale."""
+    cls = m.classes[a.cam_class]
+    st.subheader(f"Where the network looked for '{cls}': five attribution methods")
+    if m.cfg.input_size > SMALL and not st.toggle("Compute them (10–30 s for a 224-pixel network)", key="attr"):
+        return
+    with st.spinner("Integrated Gradients, Occlusion, …"):
+        black = ((torch.zeros_like(a.x) - torch.tensor(m.mean).view(1, -1, 1, 1))
+                 / torch.tensor(m.std).view(1, -1, 1, 1))
+        maps = attributions(m.model, a.x, a.cam_class, a.cam_layer, black)
+    shown = display_copy(im, 320)
+    k = shown.width / im.width, shown.height / im.height
+    x0, y0, x1, y1 = input_box(m, im.size)
+    st.plotly_chart(attribution_panels(np.asarray(shown.convert("RGB")), maps,
+                                       (x0 * k[0], y0 * k[1], x1 * k[0], y1 * k[1]), cls),
+                    width="stretch", key="attributions")
+    st.caption(" · ".join(f"**{n}**: {d}" for n, d in METHODS.items())
+               + f". Grad-CAM and Guided Grad-CAM at {a.cam_layer}; each map divided by its largest |value|.")
+
+
 def side_by_side(m, a, m2, im, invert, layer: str, cam_layer: str) -> None:
     """The same image and layer through a second model: predictions, maps and Grad-CAM next to each other."""
     a2 = analyze(m2, im, invert=invert, cam_layer=cam_layer if cam_layer in conv_layers(m2.model) else None)
@@ -377,6 +399,7 @@ def page() -> None:
     if m2 is not None:
         side_by_side(m, a, m2, im, invert, layer, cam_layer)
 
+    attributions_ui(m, a, im)
     st.plotly_chart(layer_stats_chart(layer_stats(a.maps)), width="stretch")
     c = st.columns(2)
     with c[0]:
