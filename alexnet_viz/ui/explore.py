@@ -12,6 +12,7 @@ import torch
 
 from ..activations import (ModelUnavailable, analyze, conv1_filters, conv_layers, from_run, input_box, knows_only,
                            layer_stats, mosaic, pretrained, untrained, verdict)
+from ..config import ConfigError
 from ..data import ASSETS, CLASSES
 from ..images import ImageError, denormalize, display_copy, open_image
 from ..inspect.arithmetic import explain_unit
@@ -70,7 +71,7 @@ def model_ui(owner: str):
         if kind.startswith("Untrained"):
             return cached_untrained(current_arch())
         return cached_pretrained()
-    except ModelUnavailable as e:
+    except (ModelUnavailable, ConfigError) as e:  # ConfigError: OverBudget, a network too big for this machine
         st.warning(f"{e}. The other models still work.")
         return None
 
@@ -85,7 +86,7 @@ def compare_ui(owner: str, m):
             return cached_untrained(m.cfg)
         if kind == "Another run":
             return _load_run(st.selectbox("Other run", runs, format_func=_run_label, key="compare_run"))
-    except ModelUnavailable as e:
+    except (ModelUnavailable, ConfigError) as e:
         st.warning(str(e))
     return None
 
@@ -373,7 +374,11 @@ def page() -> None:
     cam_layer = c[1].selectbox("Grad-CAM layer", convs, index=len(convs) - 1, key="cam_layer")
     cam_choice = c[2].selectbox("Grad-CAM class", ["predicted class"] + list(m.classes), key="cam_class")
     cam_class = None if cam_choice == "predicted class" else m.classes.index(cam_choice)
-    a = analyze(m, im, invert=invert, cam_layer=cam_layer, cam_class=cam_class)
+    try:
+        a = analyze(m, im, invert=invert, cam_layer=cam_layer, cam_class=cam_class)
+    except ConfigError as e:  # OverBudget: refused before anything is allocated
+        st.error(str(e))
+        return
     seen = denormalize(a.x, m.mean, m.std)
     c = st.columns([1, 1, 2])
     c[0].image(display_copy(im, 480), caption=f"your image ({im.width}×{im.height})", width="stretch")
