@@ -143,6 +143,7 @@ def test_explore_upload_renders_maps_and_predictions():
     at = app("explore")
     no_exception(at)
     img = (np.random.default_rng(0).random((64, 80, 3)) * 255).astype(np.uint8)
+    at.radio(key="source").set_value("Upload").run()
     at.file_uploader(key="upload").set_value(("photo.png", png(img), "image/png")).run()
     no_exception(at)
     assert not at.error
@@ -153,17 +154,18 @@ def test_explore_upload_renders_maps_and_predictions():
 
 def test_explore_bad_upload_shows_a_message_and_stays_usable():
     at = app("explore")
+    at.radio(key="source").set_value("Upload").run()
     at.file_uploader(key="upload").set_value(("notes.png", b"this is text", "image/png")).run()
     no_exception(at)
     assert at.error and "cannot be used" in at.error[0].value
-    at.file_uploader(key="upload").set_value(None).run()  # back to the example image
+    at.radio(key="source").set_value("Example").run()  # back to the example image
     no_exception(at)
     assert not at.error
 
 
 def test_explore_pretrained_offline_says_so():
     at = app("explore")
-    at.radio[0].set_value("ImageNet AlexNet (torchvision)").run()
+    at.radio(key="model_kind").set_value("ImageNet AlexNet (torchvision)").run()
     no_exception(at)
     assert at.warning and "weights" in at.warning[0].value
 
@@ -204,6 +206,7 @@ def test_edits_survive_a_visit_to_another_page():
 
 def test_an_upload_survives_a_visit_to_another_page():
     at = app("nav_explore")
+    at.radio(key="source").set_value("Upload").run()
     img = np.zeros((40, 30, 3), np.uint8)
     at.file_uploader(key="upload").set_value(("mine.png", png(img), "image/png")).run()
     no_exception(at)

@@ -71,6 +71,13 @@ def _macs_upto(cfg, layer: str) -> int:
     raise ValueError(f"no layer named {layer!r}")
 
 
+def pass_size(model: nn.Module, n_test: int, layer: str, max_macs: float = MAX_MACS) -> tuple[int, float]:
+    """(images a pass looks at, its multiply-accumulates): to warn before a long one."""
+    per_image = _macs_upto(model.cfg, layer)
+    n = min(n_test, int(max_macs // per_image))
+    return n, n * per_image
+
+
 def balanced_subset(labels: torch.Tensor, n: int) -> torch.Tensor:
     """n test indices, the first ones of each class in turn (all of them when n ≥ len)."""
     if n >= len(labels):
@@ -85,12 +92,14 @@ def balanced_subset(labels: torch.Tensor, n: int) -> torch.Tensor:
 
 @torch.no_grad()
 def index_layer(model: nn.Module, test_x: torch.Tensor, test_y: torch.Tensor, layer: str, mean: tuple, std: tuple,
-                progress: Callable[[float], None] | None = None, max_macs: float = MAX_MACS) -> ChannelIndex:
-    """One batched pass over the test images up to `layer` (cached per model, layer and test set)."""
+                progress: Callable[[float], None] | None = None, max_macs: float = MAX_MACS,
+                only_cached: bool = False) -> ChannelIndex | None:
+    """One batched pass over the test images up to `layer` (cached per model, layer and test set);
+    with only_cached, None instead of a pass."""
     key = (layer, len(test_x), int(test_x.sum()), mean, std, max_macs)  # the test set's fingerprint
     with _CACHE_LOCK:
         hit = _CACHE.get(model, {}).get(key)
-    if hit is not None:
+    if hit is not None or only_cached:
         return hit
     cfg = model.cfg
     per_image = _macs_upto(cfg, layer)
