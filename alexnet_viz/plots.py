@@ -290,6 +290,7 @@ def attribution_panels(image: np.ndarray, maps: dict[str, np.ndarray], cover: tu
         tickvals=[-1, 0, 1], ticktext=[f"−1: against {label}", "0", f"+1: for {label}"])))
     _layout(fig, "", 300)
     fig.update_layout(margin=dict(l=10, r=10, t=40, b=10))
+    return fig
 
 
 def internals_lines(records: list[dict], key: str, title: str, log_y: bool = False) -> go.Figure:

@@ -57,7 +57,8 @@ def test_internals_embedding_and_snapshot_scrubbing(server, browser):  # noqa: F
     wait_idle(page)
     first = top_predictions(page)
     assert first != final
-    assert_clean(page)
+    wait_idle(page)
     page.wait_for_timeout(800)
+    assert_clean(page)
     shot(page, "explore-snapshot")
     page.context.close()
