@@ -71,17 +71,18 @@ def _train(a) -> int:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGINT, on_ctrl_c)
     try:
-        for r in train(arch, t, ds, stop=stop, run=run):
-            if r.kind == "step":
-                print(f"\r{_bar(r.progress)} epoch {r.epoch:5.2f}  loss {r.loss:.3f}  acc {r.acc:.3f}  "
-                      f"{r.examples_per_sec:,.0f} ex/s  ETA {r.eta:4.0f}s ", end="", file=sys.stderr, flush=True)
-            elif r.kind == "epoch":
-                last_epoch = r
-                print(f"\repoch {r.epoch}: train loss {r.train_loss:.3f}, train acc {r.train_acc:.3f}, "
-                      f"test acc {r.test_acc:.3f}, {r.examples_per_sec:,.0f} examples/sec" + " " * 20,
-                      file=sys.stderr)
-            else:
-                end = r
+        with run.heartbeat():  # seen as dead soon after a kill, even if its pid goes to another program
+            for r in train(arch, t, ds, stop=stop, run=run):
+                if r.kind == "step":
+                    print(f"\r{_bar(r.progress)} epoch {r.epoch:5.2f}  loss {r.loss:.3f}  acc {r.acc:.3f}  "
+                          f"{r.examples_per_sec:,.0f} ex/s  ETA {r.eta:4.0f}s ", end="", file=sys.stderr, flush=True)
+                elif r.kind == "epoch":
+                    last_epoch = r
+                    print(f"\repoch {r.epoch}: train loss {r.train_loss:.3f}, train acc {r.train_acc:.3f}, "
+                          f"test acc {r.test_acc:.3f}, {r.examples_per_sec:,.0f} examples/sec" + " " * 20,
+                          file=sys.stderr)
+                elif r.kind == "end":
+                    end = r
     except KeyboardInterrupt:
         print("\naborted; the run keeps its last saved epoch", file=sys.stderr)
     print(f"{end.status if end else 'stopped'}: {end.message if end else ''} — run saved in {run.path}",

@@ -65,14 +65,17 @@ def live_ui(job_id: str) -> None:
     place = mgr.place(job)
     last = job.latest()
     if job.state == "queued":
-        st.info(f"Queued: place {place} — one training job runs at a time on this server.")
+        wait = mgr.estimated_start(job)
+        when = f" — estimated start in about {wait / 60:.0f} min" if wait and wait >= 90 else (
+            f" — estimated start in about {wait:.0f} s" if wait else "")
+        st.info(f"Queued: place {place}{when} (from the estimates of the jobs ahead). {mgr.admission_rule()}")
     elif last:
         st.progress(min(last["progress"], 1.0),
                     text=f"epoch {last['epoch']:.2f} / {job.train.epochs} · loss {last['loss']:.3f} · "
                          f"train acc {last['acc']:.3f} · {last['examples_per_sec']:,.0f} examples/sec · "
                          f"ETA {last['eta']:.0f} s")
     elif job.state == "running":
-        st.progress(0.0, text="starting: loading the data onto the device…")
+        st.progress(0.0, text="starting: the training process is loading the data onto the device…")
     if job.steps:
         st.plotly_chart(training_curves(job.steps, job.epochs, job.arch.name), width="stretch",
                         key=f"curves-{job.id}-{len(job.steps)}")
