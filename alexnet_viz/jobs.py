@@ -23,11 +23,10 @@ import torch
 
 from .config import ArchConfig, TrainConfig
 from .data import Dataset, load_fashion_mnist, pick_device
-from .runs import Run, RunError
+from .runs import Run, RunError, step_curve
 from .worker import Worker
 
-GRACE_S = 30.0                # after Stop, how long a run may take to end by itself before it is ended
-CUDA_CONTEXT_BYTES = 512 << 20  # each training process holds its own CUDA context besides its tensors
+GRACE_S = 30.0  # after Stop, how long a run may take to end by itself before its process is ended
 
 
 @dataclass
@@ -72,7 +71,7 @@ def fits(running: list[Job], job: Job, budget_bytes: int | None, shared: tuple[s
         return True
     if job.device not in shared or budget_bytes is None:
         return False
-    return sum(j.need_bytes + CUDA_CONTEXT_BYTES for j in same) + job.need_bytes + CUDA_CONTEXT_BYTES <= budget_bytes
+    return sum(j.need_bytes for j in same) + job.need_bytes <= budget_bytes
 
 
 def estimated_starts(running: list[Job], queued: list[Job], budget_bytes: int | None, now: float,
@@ -90,24 +89,12 @@ def estimated_starts(running: list[Job], queued: list[Job], budget_bytes: int | 
     return out
 
 
-def rough_estimate(arch: ArchConfig, t: TrainConfig, n_train: int, flops: float) -> tuple[int, float]:
-    """(peak bytes, seconds) of a training run, counted from the layer table.
-
-    Memory: weights, gradients and optimizer state in float32; each layer's output kept for the
-    backward pass and its gradient, for a whole batch; the uint8 dataset on the device. Time: 3×
-    the forward MACs (forward + backward), 2 FLOP each, at `flops` FLOP/s.
-    """
-    from .summary import summarize
-    s = summarize(arch)
-    states = {"sgd": 0, "momentum": 1, "adam": 2}.get(t.optimizer, 2)
-    weights = s.total_params * 4 * (2 + states)
-    acts = t.batch_size * (s.total_memory * 2 + arch.in_channels * arch.input_size ** 2 * 4)
-    data = (n_train + 10_000) * 28 * 28
-    batches = -(-n_train // t.batch_size)
-    if t.max_batches:
-        batches = min(batches, t.max_batches)
-    seconds = t.epochs * batches * t.batch_size * s.total_macs * 6 / flops
-    return weights + acts + data, seconds
+def estimate(arch: ArchConfig, t: TrainConfig, n_train: int, device: str) -> tuple[int, float]:
+    """(peak bytes, seconds) of a whole training job, from the cost estimator (cost.py): its peak
+    includes the process's own overhead (the CUDA context on a GPU)."""
+    from .cost import estimate_training
+    e = estimate_training(arch, t, n_train=n_train, device=device)
+    return e.peak_memory_bytes, e.seconds_per_epoch * t.epochs
 
 
 class JobManager:
@@ -132,8 +119,7 @@ class JobManager:
         self._data: Dataset | None = None
         self._data_lock = threading.Lock()
         self.budget_bytes = budget_bytes if budget_bytes is not None else _gpu_budget()
-        self._estimate = estimate or self._rough
-        self._flops = {"cpu": 5e10, "mps": 1e12, "cuda": 1e13}  # FLOP/s, replaced by what runs measure
+        self._estimate = estimate or globals()["estimate"]
         self.grace_s, self.shared = grace_s, shared_devices
         self._thread = threading.Thread(target=self._admit_forever, name="alexnet-viz-jobs", daemon=True)
         self._thread.start()
@@ -237,9 +223,13 @@ class JobManager:
 
     def _train(self, job: Job) -> None:
         ds = self.data()
-        if job.resume_dir:  # the same run folder goes on: same metrics file, the curves continue
+        if job.resume_dir:  # the same run folder goes on: its metrics so far, then the new epochs after them
             run = Run(job.resume_dir)
             run.set_train(job.train)
+            kept = run.metrics()
+            job.epochs = [m for m in kept if m.get("kind") == "epoch"]
+            last = job.epochs[-1]["epoch"] if job.epochs else 0  # a stopped epoch is trained again
+            job.steps = [m for m in step_curve(kept) if m["epoch"] <= last]
         else:
             run = Run.create(job.arch, job.train, ds.source, owner=job.owner, tags=job.tags)
         job.run_dir = str(run.path)
@@ -266,7 +256,6 @@ class JobManager:
                 break
             else:
                 job.records.setdefault(kind, []).append(r)
-        self._learn_speed(job)
         worker.end(self._grace(job) if job.stop_requested else 5)
         worker.close()
         if end is None:  # the process died without its End record: say why, in the run folder too
@@ -285,19 +274,10 @@ class JobManager:
         per_batch = last["elapsed"] / max(last["step"], 1) if last else 0.0
         return max(self.grace_s, 3 * per_batch)
 
-    def _learn_speed(self, job: Job) -> None:
-        last = job.latest()
-        if last and last["examples_per_sec"] > 0:
-            from .summary import summarize
-            self._flops[job.device] = last["examples_per_sec"] * summarize(job.arch).total_macs * 6
-
-    def _rough(self, arch: ArchConfig, t: TrainConfig, n_train: int, device: str) -> tuple[int, float]:
-        return rough_estimate(arch, t, n_train, self._flops.get(device, 5e10))
-
 
 def _gpu_budget() -> int | None:
-    """The CUDA GPU's free memory now (None without one: jobs then run one at a time)."""
+    """What the CUDA GPU has free now (None without one: jobs then run one at a time)."""
     if not torch.cuda.is_available():
         return None
-    free, _ = torch.cuda.mem_get_info()
-    return int(free * 0.9)  # a tenth left for the allocator's fragmentation
+    from .cost import memory_budget
+    return memory_budget("cuda")

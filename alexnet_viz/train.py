@@ -5,6 +5,8 @@ records. Each batch is made on the device from the uint8 dataset (see data.Devic
 """
 from __future__ import annotations
 
+import errno
+import math
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -16,11 +18,28 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ArchConfig, TrainConfig
+from .cost import eval_batch_size
 from .data import Dataset, DeviceData, load_fashion_mnist, pick_device
 from .model import build_model
 from .runs import Run
+from .internals import Internals
+from .snapshots import Snapshot
+from .watch import Watch
 
 REPORT_EVERY_S = 0.5  # how often a Step is emitted (each one costs a device sync)
+DIVERGED_X = 1e3      # a loss this many times the first one (or not finite) ends the run
+
+
+class Diverged(RuntimeError):
+    """The loss became NaN/inf or exploded: the run cannot recover, so it ends and says why."""
+
+
+def check_loss(loss: float, first: float, classes: int, epoch: float) -> None:
+    """Raise Diverged when `loss` is not finite or DIVERGED_X times the first loss (or ln classes)."""
+    ref = max(min(first, math.log(classes)), 0.01)
+    if not math.isfinite(loss) or loss > DIVERGED_X * ref:
+        raise Diverged(f"diverged — lower the learning rate (the loss reached {loss:,.4g} at epoch {epoch:.2f}, "
+                       f"from {first:.3g} at the start)")
 
 
 @dataclass(frozen=True)
@@ -104,11 +123,12 @@ def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: DeviceData, amp: torch.dtype | None) -> tuple[float, np.ndarray]:
-    """(test accuracy, predictions) in large batches; model mode restored."""
+def evaluate(model: nn.Module, data: DeviceData, amp: torch.dtype | None,
+             batch_size: int | None = None) -> tuple[float, np.ndarray]:
+    """(test accuracy, predictions) in large batches (cost.eval_batch_size picks them); mode restored."""
     was = model.training
     model.eval()
-    bs = 1000 if data.size <= 64 else 250
+    bs = batch_size or (1000 if data.size <= 64 else 250)
     preds = []
     with torch.autocast(data.device.type, dtype=amp or torch.float32, enabled=amp is not None):
         for x, _ in data.test_batches(bs):
@@ -134,8 +154,9 @@ def setup(arch: ArchConfig, t: TrainConfig, ds: Dataset):
 
 
 def train(arch: ArchConfig, t: TrainConfig, ds: Dataset | None = None, stop: threading.Event | None = None,
-          run: Run | None = None, resume: Run | None = None) -> Iterator[Step | Epoch | End]:
-    """Train arch with t; yields Step records during an epoch, an Epoch at each end, then one End.
+          run: Run | None = None, resume: Run | None = None) -> Iterator[Step | Epoch | End | Internals | Snapshot]:
+    """Train arch with t; yields Step records during an epoch, an Epoch at each end, then one End;
+    between them Internals every few steps and a Snapshot at each kept moment (see watch.py).
 
     `stop` is checked before every batch. With `run`, metrics are appended and weights saved at
     each epoch end and when stopped. With `resume`, weights and optimizer come from that run and
@@ -160,7 +181,12 @@ def train(arch: ArchConfig, t: TrainConfig, ds: Dataset | None = None, stop: thr
         if t.max_batches:
             per_epoch = min(per_epoch, t.max_batches)
         total = per_epoch * max(t.epochs - start_epoch, 0)
+        eval_bs = eval_batch_size(arch, data.device, amp is not None, t.batch_size)  # follows the budget
+        first_loss = None
+        watch = Watch(model, run, per_epoch, t.epochs, start_epoch)  # snapshots and internals
+        yield from watch.start()
         t0, seen, step, last = time.perf_counter(), 0, 0, time.perf_counter()
+        eval_s = 0.0  # time spent evaluating: not training, so not in examples/sec
         for epoch in range(start_epoch, t.epochs):
             model.train()
             loss_sum = torch.zeros((), device=data.device)
@@ -173,39 +199,50 @@ def train(arch: ArchConfig, t: TrainConfig, ds: Dataset | None = None, stop: thr
                     done = epoch + i / per_epoch
                     yield from _stopped(run, model, opt, done)
                     return
+                watch.before_step(step + 1)
                 out, loss = train_step(model, opt, x, y, amp)
                 loss_sum += loss.detach() * len(y)
                 hit_sum += (out.argmax(1) == y).sum()
                 seen, step, w_n = seen + len(y), step + 1, w_n + len(y)
+                yield from watch.after_step(step, epoch + (i + 1) / per_epoch)
                 now = time.perf_counter()
                 if now - last >= REPORT_EVERY_S or i == per_epoch - 1:
                     ls, hs = loss_sum.item(), hit_sum.item()  # the only sync inside an epoch
                     w_loss, w_hit = ls - e_loss, hs - e_hit
+                    first_loss = w_loss / w_n if first_loss is None else first_loss
+                    check_loss(w_loss / w_n, first_loss, arch.num_classes, epoch + (i + 1) / per_epoch)
+                    busy = now - t0 - eval_s
                     rec = Step(epoch + (i + 1) / per_epoch, step, w_loss / w_n, w_hit / w_n,
-                               seen / (now - t0), now - t0, (total - step) * (now - t0) / step, step / total)
+                               seen / busy, now - t0, (total - step) * busy / step, step / total)
                     e_loss, e_hit, e_n, w_n, last = ls, hs, e_n + w_n, 0, now
                     if run:
                         run.append_metric(rec.to_dict())
                     yield rec
             n = max(e_n + w_n, 1)
-            test_acc, preds = evaluate(model, data, amp)
+            e0 = time.perf_counter()
+            test_acc, preds = evaluate(model, data, amp, eval_bs)
+            eval_s += time.perf_counter() - e0
             rec = Epoch(epoch + 1, loss_sum.item() / n, hit_sum.item() / n, test_acc,
-                        seen / (time.perf_counter() - t0), time.perf_counter() - t0)
+                        seen / (time.perf_counter() - t0 - eval_s), time.perf_counter() - t0)
             done = epoch + 1.0
             if run:
                 run.append_metric(rec.to_dict())
                 run.save_checkpoint(model, opt, done, preds)
                 run.set_status("running", epochs_done=done)
             yield rec
+            yield from watch.epoch_end(epoch + 1, step)
         if run:
             run.set_status("finished", epochs_done=done)
         yield End("finished", f"trained {t.epochs} epoch(s)", done, run_dir)
     except torch.cuda.OutOfMemoryError:
         msg = ("the GPU ran out of memory — lower the batch size, the input size or the hidden widths")
         yield from _fail(run, msg, done)
+    except Diverged as e:  # the weights are garbage now: the last saved epoch is kept, not these
+        yield from _fail(run, str(e), done)
     except OSError as e:  # disk full, folder removed or unwritable while running
-        yield from _fail(run, f"cannot write the run folder ({e.strerror or e}) — free some disk space "
-                              f"or set ALEXNET_VIZ_RUNS to a writable folder; epochs saved so far are kept", done)
+        why = "disk full" if e.errno == errno.ENOSPC else f"cannot write the run folder ({e.strerror or e})"
+        yield from _fail(run, f"{why} — free some disk space or set ALEXNET_VIZ_RUNS to a writable folder; "
+                              f"epochs saved so far are kept", done)
     except Exception as e:  # noqa: BLE001 - a crashed run keeps its files and says why
         yield from _fail(run, f"{type(e).__name__}: {e}", done)
 

@@ -138,8 +138,7 @@ def fake(device="cuda", need_gb=1.0, need_s=60.0, eta=None) -> Job:
 
 
 def test_admission_by_estimated_memory():
-    ctx = jobs.CUDA_CONTEXT_BYTES / 2**30
-    budget = int((3 * (1.0 + ctx)) * 2**30)  # room for three 1 GB runs, each with its CUDA context
+    budget = 3 * 2**30  # room for three 1 GB runs
     running = [fake(), fake()]
     assert fits(running, fake(), budget)
     assert not fits(running + [fake()], fake(), budget)
@@ -150,10 +149,9 @@ def test_admission_by_estimated_memory():
 
 
 def test_estimated_starts_follow_the_jobs_ahead():
-    ctx = jobs.CUDA_CONTEXT_BYTES / 2**30
     now = 1000.0
     # one GPU with room for two 1 GB runs: a running job with 30 s left, then three queued of 60 s
-    budget = int(2 * (1.0 + ctx) * 2**30)
+    budget = 2 * 2**30
     running = [fake(eta=30.0)]
     starts = estimated_starts(running, [fake(), fake(), fake()], budget, now)
     assert starts == [0.0, 30.0, 60.0]  # beside the running one; when it ends; when the first queued ends
@@ -164,7 +162,7 @@ def test_estimated_starts_follow_the_jobs_ahead():
 
 def test_two_jobs_run_at_once_when_the_budget_allows(mgr, monkeypatch):
     """A simulated budget that holds two CPU jobs: both processes train at the same time."""
-    monkeypatch.setattr(mgr, "budget_bytes", 2 * (1000 + jobs.CUDA_CONTEXT_BYTES))
+    monkeypatch.setattr(mgr, "budget_bytes", 2000)
     monkeypatch.setattr(mgr, "shared", ("cpu",))
     monkeypatch.setattr(mgr, "_estimate", lambda *a: (1000, 10.0))
     a, b = mgr.submit("ann", TINY, LONG), mgr.submit("bob", TINY, LONG)
