@@ -53,7 +53,7 @@ def _train(a) -> int:
     t = default_training(arch.name)
     changes = {k: v for k, v in dict(epochs=a.epochs, max_batches=a.max_batches, device=a.device,
                                      batch_size=a.batch_size, lr=a.lr, optimizer=a.optimizer,
-                                     seed=a.seed).items() if v is not None}
+                                     seed=a.seed, precision=a.precision).items() if v is not None}
     t = replace(t, **changes)
     ds = load_fashion_mnist()
     if ds.is_sample:
@@ -63,7 +63,7 @@ def _train(a) -> int:
     except RunError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    last_epoch, end, stop = None, None, threading.Event()
+    last_epoch, end, precision, stop = None, None, None, threading.Event()
 
     def on_ctrl_c(*_):  # first Ctrl-C: stop after this batch and save; a second one aborts
         print("\nstopping after this batch… (Ctrl-C again to abort)", file=sys.stderr)
@@ -72,7 +72,10 @@ def _train(a) -> int:
     signal.signal(signal.SIGINT, on_ctrl_c)
     try:
         for r in train(arch, t, ds, stop=stop, run=run):
-            if r.kind == "step":
+            if r.kind == "precision":
+                precision = r
+                print(f"precision on {r.device}: {r.reason}", file=sys.stderr)
+            elif r.kind == "step":
                 print(f"\r{_bar(r.progress)} epoch {r.epoch:5.2f}  loss {r.loss:.3f}  acc {r.acc:.3f}  "
                       f"{r.examples_per_sec:,.0f} ex/s  ETA {r.eta:4.0f}s ", end="", file=sys.stderr, flush=True)
             elif r.kind == "epoch":
@@ -80,7 +83,7 @@ def _train(a) -> int:
                 print(f"\repoch {r.epoch}: train loss {r.train_loss:.3f}, train acc {r.train_acc:.3f}, "
                       f"test acc {r.test_acc:.3f}, {r.examples_per_sec:,.0f} examples/sec" + " " * 20,
                       file=sys.stderr)
-            else:
+            elif r.kind == "end":
                 end = r
     except KeyboardInterrupt:
         print("\naborted; the run keeps its last saved epoch", file=sys.stderr)
@@ -88,6 +91,8 @@ def _train(a) -> int:
           file=sys.stderr)
     if a.json:
         out = {"status": end.status if end else "stopped", "run_dir": str(run.path), "data": ds.source}
+        if precision:
+            out |= {"precision": precision.dtype, "precision_reason": precision.reason}
         if last_epoch:
             out |= {"test_acc": last_epoch.test_acc, "train_loss": last_epoch.train_loss,
                     "train_acc": last_epoch.train_acc, "examples_per_sec": last_epoch.examples_per_sec,
@@ -146,6 +151,8 @@ def main(argv=None) -> int:
     t.add_argument("--optimizer", choices=("sgd", "momentum", "adam"))
     t.add_argument("--seed", type=int)
     t.add_argument("--device", help="auto | cuda | mps | cpu")
+    t.add_argument("--precision", choices=("auto", "bf16", "fp32"),
+                   help="auto (default): bf16 where a short measurement on this machine says it pays")
     t.add_argument("--run-dir", help="folder to keep the run in (default: ./runs or $ALEXNET_VIZ_RUNS)")
     t.add_argument("--json", action="store_true")
     r = sub.add_parser("predict", help="top-k predictions for an image")

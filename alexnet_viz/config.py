@@ -294,7 +294,8 @@ class TrainConfig:
     optimizer: str = "sgd"             # sgd | momentum (SGD, 0.9) | adam
     weight_decay: float = 0.0          # L2 penalty
     augment: bool = False              # random crop (pad 2 px) + horizontal flip, on the device
-    amp: bool = True                   # bf16 autocast where the device has it (CUDA; CPU if bf16 units)
+    amp: bool = True                   # bf16 autocast where it pays (off = fp32 everywhere)
+    precision: str = "auto"            # with amp: auto (measured on this CPU, see precision.py) | bf16 | fp32
     seed: int = 0                      # init, shuffling and augmentation
     device: str = "auto"               # auto | cuda | mps | cpu
     max_batches: int = 0               # 0 = whole epoch, else a cap per epoch for quick demos
@@ -309,6 +310,8 @@ class TrainConfig:
         t = TrainConfig(**kw)
         if t.optimizer not in ("sgd", "momentum", "adam"):
             raise ConfigError(f"optimizer {t.optimizer!r} is not one of sgd, momentum, adam")
+        if t.precision not in ("auto", "bf16", "fp32"):
+            raise ConfigError(f"precision {t.precision!r} is not one of auto, bf16, fp32")
         if t.epochs < 1 or t.batch_size < 1 or not t.lr > 0:
             raise ConfigError("epochs, batch size and learning rate must be positive")
         return t

@@ -32,6 +32,7 @@ class Job:
     resume_dir: str | None = None
     steps: list[dict] = field(default_factory=list)
     epochs: list[dict] = field(default_factory=list)
+    records: dict[str, list[dict]] = field(default_factory=dict)  # any other kind, e.g. "precision"
     stop: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property
@@ -110,8 +111,10 @@ class JobManager:
                     job.steps.append(r.to_dict())
                 elif r.kind == "epoch":
                     job.epochs.append(r.to_dict())
-                else:
+                elif r.kind == "end":
                     job.state, job.message = r.status, r.message
+                else:
+                    job.records.setdefault(r.kind, []).append(r.to_dict())
         except RunError as e:
             job.state, job.message = "error", str(e)
         except Exception as e:  # noqa: BLE001 - the worker must survive any one job

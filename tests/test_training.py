@@ -203,6 +203,7 @@ def test_cli_train_json_on_the_sample(tmp_path):
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert {"test_acc", "train_loss", "examples_per_sec", "run_dir"} <= set(res)
     assert "bundled sample" in out.stderr and 0.1 < res["test_acc"] <= 1
+    assert res["precision"] in ("bf16", "fp32") and f"precision on cpu: {res['precision_reason']}" in out.stderr
 
 
 @pytest.mark.slow

@@ -48,7 +48,8 @@ def settings_ui() -> tuple | None:
     device = c[3].selectbox("Device", ["auto", *available_devices()], help="auto = CUDA, then Apple MPS, then CPU")
     c = st.columns(4)
     augment = c[0].checkbox("Augment (random crop + flip)", base.augment)
-    amp = c[1].checkbox("Mixed precision (bf16)", base.amp, help="Used on CUDA, and on CPUs with AMX units.")
+    amp = c[1].checkbox("Mixed precision (bf16)", base.amp, help="On: bf16 on CUDA, and on a CPU when a short measurement "
+                                                                  "shows it is faster there (the run says which). Off: fp32.")
     xavier = c[2].checkbox("Xavier init (d2l)", base.init == "xavier")
     t = replace(base, epochs=int(epochs), batch_size=int(batch), lr=float(lr), optimizer=opt,
                 weight_decay=float(wd), max_batches=int(cap), seed=int(seed), device=device, augment=augment,
@@ -73,6 +74,8 @@ def live_ui(job_id: str) -> None:
                          f"ETA {last['eta']:.0f} s")
     elif job.state == "running":
         st.progress(0.0, text="starting: loading the data onto the device…")
+    for p in job.records.get("precision", [])[-1:]:
+        st.caption(f"Precision on {p['device']}: {p['reason']}")
     if job.steps:
         st.plotly_chart(training_curves(job.steps, job.epochs, job.arch.name), width="stretch",
                         key=f"curves-{job.id}-{len(job.steps)}")
