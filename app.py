@@ -1,7 +1,7 @@
 """AlexNet Explorer: `streamlit run app.py`. The pages live in alexnet_viz/ui."""
 import streamlit as st
 
-from alexnet_viz.ui import architect, explore, train
+from alexnet_viz.ui import architect, experiments, explore, train
 from alexnet_viz.ui.common import guarded
 
 st.set_page_config(page_title="AlexNet Explorer", page_icon=":material/neurology:", layout="wide")
@@ -9,4 +9,5 @@ st.navigation([
     st.Page(guarded(architect.page), title="Architect", icon=":material/architecture:", default=True),
     st.Page(guarded(train.page), title="Train", icon=":material/monitoring:", url_path="train"),
     st.Page(guarded(explore.page), title="Explore", icon=":material/search:", url_path="explore"),
+    st.Page(guarded(experiments.page), title="Experiments", icon=":material/science:", url_path="experiments"),
 ]).run()

@@ -111,7 +111,7 @@ def _predict(a) -> int:
         elif a.untrained:
             m = untrained(_network(a))
         elif a.run:
-            m = from_run(a.run)
+            m = from_run(a.run, a.at)
         else:
             print("error: say which model: --run DIR, --pretrained or --untrained --preset NAME", file=sys.stderr)
             return 2
@@ -158,6 +158,8 @@ def main(argv=None) -> int:
     r = sub.add_parser("predict", help="top-k predictions for an image")
     r.add_argument("image")
     r.add_argument("--run", help="a run folder")
+    r.add_argument("--at", help="with --run: a snapshot, by epoch (0 = before training, 0.5, 3) or by label "
+                                "('step 16'); the nearest kept one is used. Default: the final weights")
     r.add_argument("--pretrained", action="store_true", help="torchvision's ImageNet AlexNet")
     r.add_argument("--untrained", action="store_true")
     r.add_argument("--preset", default="d2l", choices=PRESETS)

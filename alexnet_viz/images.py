@@ -41,7 +41,9 @@ def open_image(data: bytes) -> Image.Image:
     except ImageError:
         raise
     except UnidentifiedImageError:
-        raise ImageError("this is not an image we can read — upload a PNG, JPEG, WebP, GIF or BMP file") from None
+        kind = _other_format(data)
+        raise ImageError((f"this is {'an' if kind[0] in 'AEIOSH' else 'a'} {kind} file, not one of the image formats we read" if kind else
+                          "this is not an image we can read") + " — upload a PNG, JPEG, WebP, GIF or BMP file") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError("the image claims to be enormous (a decompression bomb?) — refused") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
@@ -55,6 +57,28 @@ def open_image(data: bytes) -> Image.Image:
         return _to_l_or_rgb(im)
     except (ValueError, OSError) as e:  # a colour mode Pillow cannot turn into RGB
         raise ImageError(f"the image's colour mode ({im.mode}) cannot be converted ({e})") from None
+
+
+_MAGIC = ((b"%PDF", "PDF"), (b"II*\0", "TIFF"), (b"MM\0*", "TIFF"), (b"\0\0\1\0", "ICO"),
+          (b"\0\0\2\0", "CUR"), (b"8BPS", "Photoshop"))
+
+
+def _other_format(data: bytes) -> str | None:
+    """The name of a well-known file kind we do not read, to say what was uploaded."""
+    for magic, name in _MAGIC:
+        if data.startswith(magic):
+            return name
+    if data[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1"):
+        return "HEIC"
+    return "SVG" if b"<svg" in data[:2048].lower() else None
+
+
+def display_copy(im: Image.Image, max_side: int = 640) -> Image.Image:
+    """A copy at most max_side on its long side, for showing; never 0 pixels on the short side
+    (a 20000×1 image scaled down naively would be 640×0)."""
+    k = min(1.0, max_side / max(im.size))
+    size = (max(1, round(im.width * k)), max(1, round(im.height * k)))
+    return im if size == im.size else im.resize(size, Image.Resampling.BILINEAR)
 
 
 def _to_l_or_rgb(im: Image.Image) -> Image.Image:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from .config import ArchConfig, TrainConfig
 from .data import Dataset, load_fashion_mnist
-from .runs import Run, RunError
+from .runs import Run, RunError, step_curve
 from .train import train
 
 
@@ -30,9 +30,10 @@ class Job:
     message: str = ""
     run_dir: str | None = None
     resume_dir: str | None = None
+    tags: dict = field(default_factory=dict)   # saved in config.json, e.g. an experiment's variant and seed
     steps: list[dict] = field(default_factory=list)
     epochs: list[dict] = field(default_factory=list)
-    records: dict[str, list[dict]] = field(default_factory=dict)  # any other kind, e.g. "precision"
+    records: dict[str, list[dict]] = field(default_factory=dict)  # other kinds: precision, internals, snapshot
     stop: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property
@@ -62,9 +63,12 @@ class JobManager:
             self._data = self._load()
         return self._data
 
-    def submit(self, owner: str, arch: ArchConfig, t: TrainConfig, resume_dir: str | None = None) -> Job:
+    def submit(self, owner: str, arch: ArchConfig, t: TrainConfig, resume_dir: str | None = None,
+               tags: dict | None = None) -> Job:
+        """Queue a run; with `resume_dir` it continues that run's folder (same metrics, same curves)."""
         with self._lock:
-            job = Job(f"job{next(self._ids)}-{int(time.time())}", owner, arch, t, resume_dir=resume_dir)
+            job = Job(f"job{next(self._ids)}-{int(time.time())}", owner, arch, t, resume_dir=resume_dir,
+                      tags=dict(tags or {}))
             self._jobs[job.id] = job
             self._queue.append(job)
             self._wake.notify()
@@ -103,9 +107,16 @@ class JobManager:
     def _run(self, job: Job) -> None:
         try:
             ds = self.data()
-            run = Run.create(job.arch, job.train, ds.source, owner=job.owner)
+            if job.resume_dir:  # the same folder: its metrics so far, then the new epochs after them
+                run = resume = Run(job.resume_dir)
+                run.set_train(job.train)
+                kept = run.metrics()
+                job.epochs = [m for m in kept if m.get("kind") == "epoch"]
+                last = job.epochs[-1]["epoch"] if job.epochs else 0  # a stopped epoch is trained again
+                job.steps = [m for m in step_curve(kept) if m["epoch"] <= last]
+            else:
+                run, resume = Run.create(job.arch, job.train, ds.source, owner=job.owner, tags=job.tags), None
             job.run_dir = str(run.path)
-            resume = Run(job.resume_dir) if job.resume_dir else None
             for r in train(job.arch, job.train, ds, stop=job.stop, run=run, resume=resume):
                 if r.kind == "step":
                     job.steps.append(r.to_dict())

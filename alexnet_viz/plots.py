@@ -59,19 +59,58 @@ def block_diagram(rows: list[dict], input_shape: tuple[int, int, int]) -> go.Fig
     return _layout(fig, "The network, block by block (height: spatial size, width: channels)", 300)
 
 
-def training_curves(steps: list[dict], epochs: list[dict], title: str = "") -> go.Figure:
-    """d2l's animated plot: train loss, train acc (per report) and test acc (per epoch) against epochs."""
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=[s["epoch"] for s in steps], y=[s["loss"] for s in steps], name="train loss",
-                             mode="lines", line=dict(color="#1f77b4")))
-    fig.add_trace(go.Scatter(x=[s["epoch"] for s in steps], y=[s["acc"] for s in steps], name="train acc",
-                             mode="lines", line=dict(color="#ff7f0e", dash="dash")))
+def training_curves(steps: list[dict], epochs: list[dict], title: str = "",
+                    reference: dict | None = None) -> go.Figure:
+    """d2l's animated plot in two panels: train loss (left), train and test accuracy (right), against
+    epochs. `reference` ({"epoch", "train_loss", "train_acc", "test_acc"}) adds the book's published
+    figures as marked points. A constant uirevision keeps the user's zoom while the data grows."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"), horizontal_spacing=0.08)
+    x = [s["epoch"] for s in steps]
+    fig.add_trace(go.Scatter(x=x, y=[s["loss"] for s in steps], name="train loss", mode="lines",
+                             line=dict(color="#1f77b4")), 1, 1)
+    fig.add_trace(go.Scatter(x=x, y=[s["acc"] for s in steps], name="train acc", mode="lines",
+                             line=dict(color="#ff7f0e", dash="dash")), 1, 2)
     fig.add_trace(go.Scatter(x=[e["epoch"] for e in epochs], y=[e["test_acc"] for e in epochs], name="test acc",
-                             mode="lines+markers", line=dict(color="#2ca02c", dash="dot")))
+                             mode="lines+markers", line=dict(color="#2ca02c", dash="dot")), 1, 2)
+    if reference:
+        marks = [("train_loss", "book: train loss", "#1f77b4", 1), ("train_acc", "book: train acc", "#ff7f0e", 2),
+                 ("test_acc", "book: test acc", "#2ca02c", 2)]
+        for key, name, color, col in marks:
+            fig.add_trace(go.Scatter(
+                x=[reference["epoch"]], y=[reference[key]], name=name, mode="markers+text",
+                text=[f"d2l {reference[key]:.3f}"], textposition="bottom left" if col == 2 and key == "test_acc"
+                else "top left", marker=dict(symbol="star", size=14, color=color, line=dict(color="#333", width=1)),
+                hovertemplate=f"d2l's published {key.replace('_', ' ')} after %{{x}} epochs: %{{y}}<extra></extra>"),
+                1, col)
     fig.update_xaxes(title="epoch", rangemode="tozero")
-    fig.update_yaxes(rangemode="tozero")
+    fig.update_yaxes(title="cross-entropy", rangemode="tozero", col=1)
+    fig.update_yaxes(title="fraction correct", range=[0, 1.02], col=2)
+    _layout(fig, title, 380)
+    fig.update_layout(showlegend=True, legend=dict(orientation="h", y=-0.25), uirevision="keep")
+    return fig
+
+
+def experiment_curves(series: dict[str, list[tuple[list[dict], list[dict]]]], title: str = "") -> go.Figure:
+    """Variants of one experiment on shared axes: test accuracy per epoch (left) and train loss (right).
+    `series` maps a variant's label to (steps, epochs) of each of its runs (one per seed)."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("test accuracy", "train loss"), shared_xaxes="all",
+                        horizontal_spacing=0.08)
+    palette = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
+    for k, (label, runs) in enumerate(series.items()):
+        color = palette[k % len(palette)]
+        for j, (steps, epochs) in enumerate(runs):
+            seed = f"{label}, run {j + 1}" if len(runs) > 1 else label
+            fig.add_trace(go.Scatter(x=[e["epoch"] for e in epochs], y=[e["test_acc"] for e in epochs], name=label,
+                                     legendgroup=label, showlegend=j == 0, mode="lines+markers",
+                                     line=dict(color=color), hovertemplate=f"{seed}: %{{y:.3f}}<extra></extra>"), 1, 1)
+            fig.add_trace(go.Scatter(x=[s["epoch"] for s in steps], y=[s["loss"] for s in steps], name=label,
+                                     legendgroup=label, showlegend=False, mode="lines", line=dict(color=color),
+                                     opacity=0.8, hovertemplate=f"{seed}: %{{y:.3f}}<extra></extra>"), 1, 2)
+    fig.update_xaxes(title="epoch", rangemode="tozero")
+    fig.update_yaxes(title="fraction correct", range=[0, 1.02], col=1)
+    fig.update_yaxes(title="cross-entropy", rangemode="tozero", col=2)
     _layout(fig, title, 360)
-    fig.update_layout(showlegend=True, legend=dict(orientation="h", y=-0.2))
+    fig.update_layout(showlegend=True, legend=dict(orientation="h", y=-0.25), uirevision="keep")
     return fig
 
 
@@ -98,10 +137,12 @@ def confusion_matrix(cm: np.ndarray, classes: tuple[str, ...]) -> go.Figure:
     return _layout(fig, "Confusion matrix (test set)", 480)
 
 
-def topk_bars(top: list[tuple[str, float]]) -> go.Figure:
+def topk_bars(top: list[tuple[str, float]], truth: str | None = None) -> go.Figure:
+    """Horizontal bars, best on top; the true label (when known) in green and marked."""
     top = top[::-1]
-    fig = go.Figure(go.Bar(x=[p for _, p in top], y=[c for c, _ in top], orientation="h",
-                           text=[f"{p:.1%}" for _, p in top], textposition="auto", marker_color="#1f77b4"))
+    fig = go.Figure(go.Bar(x=[p for _, p in top], y=[c + (" ✓ true label" if c == truth else "") for c, _ in top],
+                           orientation="h", text=[f"{p:.1%}" for _, p in top], textposition="auto",
+                           marker_color=["#2ca02c" if c == truth else "#1f77b4" for c, _ in top]))
     fig.update_xaxes(range=[0, 1], tickformat=".0%")
     return _layout(fig, "Top predictions", 280)
 
@@ -158,3 +199,71 @@ def filter_grid(filters: np.ndarray, cols: int = 16, scale: int = 4) -> np.ndarr
         r, q = divmod(i, cols)
         out[r * (K + gap):r * (K + gap) + K, q * (K + gap):q * (K + gap) + K] = f[i]
     return (out * 255).astype(np.uint8)
+
+
+def channel_heatmap(a: np.ndarray, selected: tuple[int, int] | None, title: str) -> go.Figure:
+    """One channel's map (H×W raw values) to click on: a heat map, and under each cell an invisible
+    marker (Plotly selects markers, not heat-map cells); the selected unit framed in red."""
+    H, W = a.shape
+    fig = go.Figure(go.Heatmap(z=a, colorscale="Viridis", colorbar=dict(title="value", thickness=12),
+                               hovertemplate="row %{y}, column %{x}: %{z:.4f}<extra></extra>"))
+    rr, cc = np.mgrid[0:H, 0:W]
+    fig.add_trace(go.Scatter(x=cc.ravel(), y=rr.ravel(), mode="markers", hoverinfo="skip", showlegend=False,
+                             marker=dict(symbol="square", size=max(4, 480 // max(H, W)), opacity=0.01,
+                                         color="white")))
+    if selected is not None:
+        r, c = selected
+        fig.add_shape(type="rect", x0=c - 0.5, x1=c + 0.5, y0=r - 0.5, y1=r + 0.5, line=dict(color="red", width=3))
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain", title="row")
+    fig.update_xaxes(constrain="domain", title="column")
+    fig.update_layout(clickmode="event+select", dragmode=False)
+    return _layout(fig, title, 460)
+
+
+def field_overlay(image: np.ndarray, erf: np.ndarray, box: tuple[int, int, int, int],
+                  cover: tuple[float, float, float, float], n: int) -> np.ndarray:
+    """A unit's receptive field on the image: |∂unit/∂input| as a heat overlay where it is non-zero,
+    and the theoretical box in red. erf and box (top, left, bottom, right, inclusive) are in the
+    network's n×n input; cover is the (left, top, right, bottom) of the image that input covers."""
+    from PIL import Image, ImageDraw
+    base = np.repeat(image[..., None], 3, -1) if image.ndim == 2 else image
+    h, w = base.shape[:2]
+    x0, y0, x1, y1 = cover
+    sx, sy = (x1 - x0) / n, (y1 - y0) / n
+    hi = float(erf.max())
+    out = base.astype(np.float32)
+    if hi > 0:
+        left, top = int(np.floor(x0)), int(np.floor(y0))
+        bw, bh = max(1, int(np.ceil(x1)) - left), max(1, int(np.ceil(y1)) - top)
+        e = np.asarray(Image.fromarray((erf / hi).astype(np.float32)).resize((bw, bh), Image.Resampling.BILINEAR))
+        full = np.zeros((h, w), np.float32)
+        t0, l0 = max(top, 0), max(left, 0)
+        full[t0:min(top + bh, h), l0:min(left + bw, w)] = e[t0 - top:min(top + bh, h) - top,
+                                                            l0 - left:min(left + bw, w) - left]
+        alpha = 0.65 * np.clip(full, 0, 1)[..., None] ** 0.5
+        out = out * (1 - alpha) + _jet(full) * alpha
+    im = Image.fromarray(out.astype(np.uint8))
+    t, lft, b, r = box
+    bx0, by0 = x0 + lft * sx, y0 + t * sy
+    bx1, by1 = max(bx0, x0 + (r + 1) * sx - 1), max(by0, y0 + (b + 1) * sy - 1)  # ≥ 1 px on a 1-px image
+    ImageDraw.Draw(im).rectangle([bx0, by0, bx1, by1], outline=(255, 0, 0), width=max(1, min(h, w) // 150))
+    return np.asarray(im)
+
+
+def kernel_products(terms: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]) -> go.Figure:
+    """For each shown input channel: the patch, the kernel and their element-wise products, as
+    heat maps with the numbers written in (CNN Explainer's view)."""
+    names = ("input patch", "kernel", "patch × kernel")
+    fig = make_subplots(rows=len(terms), cols=3, horizontal_spacing=0.04, vertical_spacing=0.08,
+                        subplot_titles=[f"{label}: {n}" for label, *_ in terms for n in names])
+    k = terms[0][1].shape[0]
+    for i, (_, patch, kernel, prod) in enumerate(terms, 1):
+        for j, z in enumerate((patch, kernel, prod), 1):
+            lim = float(np.abs(z).max()) or 1.0
+            fig.add_trace(go.Heatmap(z=z, zmin=-lim, zmax=lim, colorscale="RdBu", showscale=False,
+                                     text=np.round(z, 2), texttemplate="%{text}" if k <= 7 else None,
+                                     hovertemplate="%{z:.4f}<extra></extra>"), row=i, col=j)
+    fig.update_yaxes(autorange="reversed", showticklabels=False)
+    fig.update_xaxes(showticklabels=False)
+    fig.update_annotations(font_size=11)
+    return _layout(fig, "", 60 + 230 * len(terms))

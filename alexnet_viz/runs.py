@@ -1,10 +1,12 @@
 """Runs on disk. One folder a run:
 
-    config.json     {"arch": ..., "train": ..., "data": ..., "created": ...}
+    config.json     {"arch": ..., "train": ..., "data": ..., "created": ..., "owner": ..., "tags": {...}}
     metrics.jsonl   one JSON record a line, appended as they arrive
     status.json     {"state": running|finished|stopped|error, "message", "pid", "epochs_done"}
     weights.pt      {"model", "optimizer", "epoch"}: written to a temp file, then renamed
     test_preds.npy  the test-set predictions of the saved weights
+    snapshots/      the weights at a few moments of training (see snapshots.py)
+    internals.jsonl per-layer gradient norms, update ratios, dead units, histograms (see internals.py)
 
 Weights are only ever read with torch.load(weights_only=True).
 """
@@ -15,7 +17,7 @@ import os
 import re
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from collections.abc import Collection
 from pathlib import Path
 
@@ -60,7 +62,7 @@ class Run:
 
     @staticmethod
     def create(arch: ArchConfig, train: TrainConfig, data_source: str, root: Path | None = None,
-               owner: str = "") -> "Run":
+               owner: str = "", tags: dict | None = None) -> "Run":
         root = Path(root or runs_dir())
         stamp = time.strftime("%Y%m%d-%H%M%S")
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", arch.name).strip("-") or "net"
@@ -78,7 +80,7 @@ class Run:
             run = Run(path)
             (path / "config.json").write_text(json.dumps(
                 {"arch": arch.to_dict(), "train": train.to_dict(), "data": data_source,
-                 "created": time.time(), "owner": owner}, indent=2))
+                 "created": time.time(), "owner": owner, "tags": tags or {}}, indent=2))
             run.set_status("running")
         except OSError as e:
             raise RunError(f"cannot write the run folder under {root}: {e.strerror or e} — "
@@ -89,6 +91,16 @@ class Run:
     def append_metric(self, record: dict) -> None:
         with open(self.path / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
+
+    def append_internals(self, record: dict) -> None:
+        with open(self.path / "internals.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def set_train(self, train: TrainConfig) -> None:
+        """Record new training settings (a resumed run trains for more epochs than it was made with)."""
+        raw = json.loads((self.path / "config.json").read_text())
+        raw["train"] = train.to_dict()
+        _write_atomic(self.path / "config.json", lambda p: p.write_text(json.dumps(raw, indent=2)))
 
     def set_status(self, state: str, message: str = "", epochs_done: float = 0) -> None:
         data = {"state": state, "message": message, "pid": os.getpid(), "epochs_done": epochs_done,
@@ -115,10 +127,10 @@ class Run:
         except ConfigError as e:
             raise RunError(f"{self.path.name}: config.json describes a network that cannot work: {e}") from None
 
-    def metrics(self) -> list[dict]:
+    def metrics(self, name: str = "metrics.jsonl") -> list[dict]:
         out = []
         try:
-            lines = (self.path / "metrics.jsonl").read_text().splitlines()
+            lines = (self.path / name).read_text().splitlines()
         except OSError:
             return out
         for line in lines:
@@ -151,13 +163,41 @@ class Run:
             raise RunError(f"{self.path.name}: weights.pt does not hold a model state")
         return ck
 
-    def load_model(self) -> torch.nn.Module:
+    def internals(self) -> list[dict]:
+        return self.metrics("internals.jsonl")
+
+    def snapshots(self) -> list[dict]:
+        """The kept snapshots, oldest first: {"label", "epoch", "step", "file"} each."""
+        from .snapshots import read_index
+        return [{k: v for k, v in s.to_dict().items() if k in ("label", "epoch", "step", "file")}
+                for s in read_index(self.path)]
+
+    def snapshot_state(self, at: float | str) -> tuple[dict, str]:
+        """(model state, label) of the snapshot named or nearest to `at` (an epoch or a label)."""
+        from .snapshots import find, read_index
+        snaps = read_index(self.path)
+        s = find(snaps, at)
+        if s is None:
+            have = ", ".join(x.label for x in snaps) or "none"
+            raise RunError(f"{self.path.name}: no snapshot {at!r} (kept: {have})")
+        try:
+            state = torch.load(self.path / "snapshots" / s.file, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - unpickling errors come in many types
+            raise RunError(f"{self.path.name}: snapshot {s.file} is damaged or not a weights file "
+                           f"({type(e).__name__})") from None
+        if not isinstance(state, dict):
+            raise RunError(f"{self.path.name}: snapshot {s.file} does not hold a model state")
+        return state, s.label
+
+    def load_model(self, at: float | str | None = None) -> torch.nn.Module:
+        """The saved model: its final weights, or (with `at`) the snapshot at that epoch or label."""
         from .model import build_model
         arch, _, _ = self.config()
         model = build_model(arch)
+        state = self.checkpoint()["model"] if at is None else self.snapshot_state(at)[0]
         try:
-            model.load_state_dict(self.checkpoint()["model"])
-        except RuntimeError as e:
+            model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+        except (RuntimeError, AttributeError) as e:
             raise RunError(f"{self.path.name}: weights do not fit its config ({str(e).splitlines()[0]})") from None
         return model.eval()
 
@@ -179,6 +219,8 @@ class RunInfo:
     test_acc: float | None
     owner: str
     epochs: tuple[dict, ...]  # the per-epoch metric records, for comparing runs
+    tags: dict = field(default_factory=dict)     # e.g. {"experiment", "variant", "seed"}: see experiments.py
+    config: dict = field(default_factory=dict)   # config.json's {"arch", "train"}, to show what differs
 
 
 def list_runs(root: Path | None = None, owners: Collection[str] | None = None) -> list[RunInfo]:
@@ -196,14 +238,29 @@ def list_runs(root: Path | None = None, owners: Collection[str] | None = None) -
         try:
             raw = json.loads((p / "config.json").read_text())
             preset, who = raw["arch"].get("name", "?"), raw.get("owner", "")
+            tags = raw.get("tags") if isinstance(raw.get("tags"), dict) else {}
+            cfg = {"arch": raw["arch"], "train": raw.get("train") or {}}
         except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError):
             preset, who, st = "?", "", {"state": "damaged", "message": "config.json unreadable"}
+            tags, cfg = {}, {}
         if owners is not None and who not in owners:
             continue
         epochs = [m for m in run.metrics() if m.get("kind") == "epoch"]
         out.append(RunInfo(str(p), p.name, preset, st.get("state", "unknown"), st.get("message", ""),
                            float(st.get("epochs_done", len(epochs))),
-                           epochs[-1]["test_acc"] if epochs else None, who, tuple(epochs)))
+                           epochs[-1]["test_acc"] if epochs else None, who, tuple(epochs), tags, cfg))
+    return out
+
+
+def step_curve(metrics: list[dict]) -> list[dict]:
+    """The Step records as one curve: where a resumed run trained part of an epoch again (it was
+    stopped inside it), the second pass replaces the first."""
+    out: list[dict] = []
+    for m in metrics:
+        if m.get("kind") == "step":
+            while out and out[-1]["epoch"] >= m["epoch"]:
+                out.pop()
+            out.append(m)
     return out
 
 
@@ -212,3 +269,15 @@ def delete_run(path: str | Path) -> None:
     if not (p / "config.json").exists():
         raise RunError(f"{p} is not a run folder")
     shutil.rmtree(p)
+
+
+def best_first(runs: list[RunInfo]) -> list[RunInfo]:
+    """Runs to look at: finished ones with weights first, highest test accuracy first; then the
+    others (still training, stopped, no weights yet), newest first as listed."""
+    def done(r: RunInfo) -> bool:
+        return r.state == "finished" and (Path(r.path) / "weights.pt").exists()
+    return sorted(runs, key=lambda r: (not done(r), -(r.test_acc or 0.0) if done(r) else 0.0))
+
+
+def has_weights(r: RunInfo) -> bool:
+    return (Path(r.path) / "weights.pt").exists()

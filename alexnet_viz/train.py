@@ -20,6 +20,9 @@ from .data import Dataset, DeviceData, load_fashion_mnist, pick_device
 from .model import build_model
 from .precision import Choice, choose
 from .runs import Run
+from .internals import Internals
+from .snapshots import Snapshot
+from .watch import Watch
 
 REPORT_EVERY_S = 0.5  # how often a Step is emitted (each one costs a device sync)
 
@@ -135,8 +138,10 @@ def setup(arch: ArchConfig, t: TrainConfig, ds: Dataset) -> tuple[nn.Module, tor
 
 
 def train(arch: ArchConfig, t: TrainConfig, ds: Dataset | None = None, stop: threading.Event | None = None,
-          run: Run | None = None, resume: Run | None = None) -> Iterator[Precision | Step | Epoch | End]:
-    """Train arch with t; yields a Precision first, Steps during an epoch, an Epoch at each end, then one End.
+          run: Run | None = None, resume: Run | None = None
+          ) -> Iterator[Precision | Step | Epoch | End | Internals | Snapshot]:
+    """Train arch with t; yields a Precision first, Step records during an epoch, an Epoch at each end, then
+    one End; between them Internals every few steps and a Snapshot at each kept moment (see watch.py).
 
     `stop` is checked before every batch. With `run`, metrics are appended and weights saved at
     each epoch end and when stopped. With `resume`, weights and optimizer come from that run and
@@ -166,7 +171,10 @@ def train(arch: ArchConfig, t: TrainConfig, ds: Dataset | None = None, stop: thr
         if t.max_batches:
             per_epoch = min(per_epoch, t.max_batches)
         total = per_epoch * max(t.epochs - start_epoch, 0)
+        watch = Watch(model, run, per_epoch, t.epochs, start_epoch)  # snapshots and internals
+        yield from watch.start()
         t0, seen, step, last = time.perf_counter(), 0, 0, time.perf_counter()
+        eval_s = 0.0  # time spent evaluating: not training, so not in examples/sec
         for epoch in range(start_epoch, t.epochs):
             model.train()
             loss_sum = torch.zeros((), device=data.device)
@@ -179,30 +187,36 @@ def train(arch: ArchConfig, t: TrainConfig, ds: Dataset | None = None, stop: thr
                     done = epoch + i / per_epoch
                     yield from _stopped(run, model, opt, done)
                     return
+                watch.before_step(step + 1)
                 out, loss = train_step(model, opt, x, y, amp)
                 loss_sum += loss.detach() * len(y)
                 hit_sum += (out.argmax(1) == y).sum()
                 seen, step, w_n = seen + len(y), step + 1, w_n + len(y)
+                yield from watch.after_step(step, epoch + (i + 1) / per_epoch)
                 now = time.perf_counter()
                 if now - last >= REPORT_EVERY_S or i == per_epoch - 1:
                     ls, hs = loss_sum.item(), hit_sum.item()  # the only sync inside an epoch
                     w_loss, w_hit = ls - e_loss, hs - e_hit
+                    busy = now - t0 - eval_s
                     rec = Step(epoch + (i + 1) / per_epoch, step, w_loss / w_n, w_hit / w_n,
-                               seen / (now - t0), now - t0, (total - step) * (now - t0) / step, step / total)
+                               seen / busy, now - t0, (total - step) * busy / step, step / total)
                     e_loss, e_hit, e_n, w_n, last = ls, hs, e_n + w_n, 0, now
                     if run:
                         run.append_metric(rec.to_dict())
                     yield rec
             n = max(e_n + w_n, 1)
+            e0 = time.perf_counter()
             test_acc, preds = evaluate(model, data, amp)
+            eval_s += time.perf_counter() - e0
             rec = Epoch(epoch + 1, loss_sum.item() / n, hit_sum.item() / n, test_acc,
-                        seen / (time.perf_counter() - t0), time.perf_counter() - t0)
+                        seen / (time.perf_counter() - t0 - eval_s), time.perf_counter() - t0)
             done = epoch + 1.0
             if run:
                 run.append_metric(rec.to_dict())
                 run.save_checkpoint(model, opt, done, preds)
                 run.set_status("running", epochs_done=done)
             yield rec
+            yield from watch.epoch_end(epoch + 1, step)
         if run:
             run.set_status("finished", epochs_done=done)
         yield End("finished", f"trained {t.epochs} epoch(s)", done, run_dir)

@@ -144,6 +144,7 @@ def test_explore_upload_renders_maps_and_predictions():
     at = app("explore")
     no_exception(at)
     img = (np.random.default_rng(0).random((64, 80, 3)) * 255).astype(np.uint8)
+    at.radio(key="source").set_value("Upload").run()
     at.file_uploader(key="upload").set_value(("photo.png", png(img), "image/png")).run()
     no_exception(at)
     assert not at.error
@@ -154,17 +155,18 @@ def test_explore_upload_renders_maps_and_predictions():
 
 def test_explore_bad_upload_shows_a_message_and_stays_usable():
     at = app("explore")
+    at.radio(key="source").set_value("Upload").run()
     at.file_uploader(key="upload").set_value(("notes.png", b"this is text", "image/png")).run()
     no_exception(at)
     assert at.error and "cannot be used" in at.error[0].value
-    at.file_uploader(key="upload").set_value(None).run()  # back to the example image
+    at.radio(key="source").set_value("Example").run()  # back to the example image
     no_exception(at)
     assert not at.error
 
 
 def test_explore_pretrained_offline_says_so():
     at = app("explore")
-    at.radio[0].set_value("ImageNet AlexNet (torchvision)").run()
+    at.radio(key="model_kind").set_value("ImageNet AlexNet (torchvision)").run()
     no_exception(at)
     assert at.warning and "weights" in at.warning[0].value
 
@@ -205,6 +207,7 @@ def test_edits_survive_a_visit_to_another_page():
 
 def test_an_upload_survives_a_visit_to_another_page():
     at = app("nav_explore")
+    at.radio(key="source").set_value("Upload").run()
     img = np.zeros((40, 30, 3), np.uint8)
     at.file_uploader(key="upload").set_value(("mine.png", png(img), "image/png")).run()
     no_exception(at)
@@ -217,3 +220,136 @@ def test_an_upload_survives_a_visit_to_another_page():
     next(b for b in at.button if b.label == "Forget it").click().run()
     no_exception(at)
     assert not any("earlier upload" in c.value for c in at.caption)
+
+
+def test_train_settings_survive_another_page_and_a_reload():
+    at = app("nav_train")
+    at.radio(key="tr_source").set_value("A preset").run()
+    at.selectbox(key="tr_preset").set_value("lenet5").run()
+    assert at.number_input(key="tr_lr").value == 0.9  # lenet5's own training defaults came with it
+    at.number_input(key="tr_epochs").set_value(3).run()
+    at.number_input(key="tr_cap").set_value(7).run()
+    at.session_state["away"] = True
+    at.run()
+    at.run()
+    at.session_state["away"] = False
+    at.run()
+    no_exception(at)
+    assert (at.number_input(key="tr_epochs").value, at.number_input(key="tr_cap").value) == (3, 7)
+    assert at.selectbox(key="tr_preset").value == "lenet5"
+    # a reload is a new session: it takes the settings of the newest run this browser (sid) started
+    from alexnet_viz.config import TrainConfig
+    from alexnet_viz.runs import Run
+    Run.create(PRESETS["lenet5"], TrainConfig(epochs=4, lr=0.25, max_batches=9), "synthetic", owner="sid1")
+    at = AppTest.from_file(str(APPS / "train.py"), default_timeout=120)
+    at.query_params["sid"] = "sid1"
+    at.run()
+    no_exception(at)
+    assert at.selectbox(key="tr_preset").value == "lenet5"
+    assert [at.number_input(key=k).value for k in ("tr_epochs", "tr_lr", "tr_cap")] == [4, 0.25, 9]
+
+
+def trained_run(owner: str, epochs_done: float):
+    """A tiny run on the bundled sample, finished (1 epoch) or stopped before its first batch."""
+    import threading
+
+    from alexnet_viz.config import ArchConfig, ConvSpec, TrainConfig
+    from alexnet_viz.data import load_fashion_mnist
+    from alexnet_viz.runs import Run
+    from alexnet_viz.train import train
+    tiny = ArchConfig(name="tiny", input_size=12, convs=(ConvSpec(4, 3, 1, 1, pool_kernel=2, pool_stride=2),),
+                      hidden=(16,), dropout=0.0)
+    t = TrainConfig(epochs=1, batch_size=64, max_batches=2, device="cpu", lr=0.1 if epochs_done else 0.2)
+    run = Run.create(tiny, t, "sample", owner=owner)
+    stop = threading.Event()
+    if not epochs_done:
+        stop.set()
+    list(train(tiny, t, load_fashion_mnist(), stop=stop, run=run))
+    return run
+
+
+def test_train_page_picks_a_finished_run_resumes_it_in_place_and_asks_before_deleting():
+    finished = trained_run("sid2", 1)
+    time.sleep(1.1)  # run folders are named by the second
+    stopped = trained_run("sid2", 0)
+    at = AppTest.from_file(str(APPS / "train.py"), default_timeout=120)
+    at.query_params["sid"] = "sid2"
+    at.run()
+    no_exception(at)
+    table = at.dataframe[0].value
+    assert table["state"].tolist() == ["stopped", "finished"]
+    assert table["settings that differ"].tolist() == ["lr 0.2", "lr 0.1"]  # not just "<time>-tiny"
+    pick = next(s for s in at.selectbox if s.label == "Look at one run")
+    assert pick.value == finished.path.name  # not the newer stopped run
+    assert any("Misclassified" in m.value for m in at.markdown)  # its confusion matrix and gallery
+    next(b for b in at.button if b.label == "Resume (+1 epoch)").click().run()
+    no_exception(at)
+    deadline = time.time() + 60
+    while time.time() < deadline and not at.success:
+        time.sleep(0.3)
+        at.run()
+    assert at.success and "finished" in at.success[0].value and finished.path.name in at.success[0].value
+    epochs = [m["epoch"] for m in finished.metrics() if m["kind"] == "epoch"]
+    assert epochs == [1, 2] and len(at.dataframe[0].value) == 2  # the same folder, no new run
+    next(b for b in at.button if b.label == "Delete this run").click().run()
+    assert any("cannot be undone" in w.value for w in at.warning) and finished.path.exists()
+    next(b for b in at.button if b.label == "Keep it").click().run()
+    assert finished.path.exists()
+    next(b for b in at.button if b.label == "Delete this run").click().run()
+    next(b for b in at.button if b.label == "Yes, delete it").click().run()
+    no_exception(at)
+    assert not finished.path.exists() and stopped.path.exists()
+
+
+def test_a_stopped_run_shows_no_eta():
+    at = app("train")
+    at.radio(key="tr_source").set_value("A preset").run()
+    at.number_input(key="tr_cap").set_value(400).run()
+    at.number_input(key="tr_epochs").set_value(5).run()
+    at.selectbox(key="tr_device").set_value("cpu").run()
+    next(b for b in at.button if b.label == "Start training").click().run()
+    deadline = time.time() + 60
+    while time.time() < deadline and not any("ETA" in p.proto.text for p in at.get("progress")):
+        time.sleep(0.3)
+        at.run()
+    assert any("ETA" in p.proto.text for p in at.get("progress"))  # while it runs
+    next(b for b in at.button if b.label == "Stop").click().run()
+    while time.time() < deadline and not at.success:
+        time.sleep(0.3)
+        at.run()
+    no_exception(at)
+    assert at.success and "stopped" in at.success[0].value
+    assert at.get("progress") and not any("ETA" in p.proto.text for p in at.get("progress"))
+
+
+def test_experiments_page_queues_a_capped_set_and_says_what_it_shows():
+    at = app("experiments")
+    no_exception(at)
+    assert at.selectbox(key="ex_name").value == "relu-vs-sigmoid"
+    at.number_input(key="ex_cap").set_value(3).run()
+    at.selectbox(key="ex_device").set_value("cpu").run()
+    assert any("4 runs, 12 training batches" in c.value for c in at.caption)  # 2 variants × 2 seeds × 3 batches
+    next(b for b in at.button if b.label == "Queue 4 runs").click().run()
+    deadline = time.time() + 120
+    while time.time() < deadline and not (at.info and "not finished" not in at.info[0].value):
+        time.sleep(0.3)
+        at.run()
+    no_exception(at)
+    table = at.dataframe[0].value
+    assert table["variant"].tolist() == ["ReLU", "sigmoid"] and table["seeds"].tolist() == [2, 2]
+    sentence = at.info[0].value
+    best = table.sort_values("test acc", ascending=False).iloc[0]
+    assert sentence.startswith(best["variant"]) and f"{best['test acc']:.3f}" in sentence
+    assert len(at.get("plotly_chart")) == 1
+    # the two-run diff: two runs of the set differ in their activations (and seed, if it was picked)
+    assert at.selectbox(key="diff_a").value != at.selectbox(key="diff_b").value
+
+
+def test_d2l_recipe_is_announced_with_the_books_figures():
+    at = app("train")
+    at.radio(key="tr_source").set_value("A preset").run()
+    at.selectbox(key="tr_preset").set_value("d2l").run()
+    no_exception(at)
+    assert any("d2l's recipe" in c.value and "0.883" in c.value for c in at.caption)
+    at.number_input(key="tr_epochs").set_value(2).run()
+    assert not any("d2l's recipe" in c.value for c in at.caption)

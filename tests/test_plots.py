@@ -29,6 +29,19 @@ def test_training_curves_and_compare():
     fig = plots.training_curves(steps, [{"epoch": 1, "test_acc": 0.79}])
     assert [t.name for t in fig.data] == ["train loss", "train acc", "test acc"]
     assert list(fig.data[2].y) == [0.79]
+    # loss and accuracy on two labelled panels, accuracy on 0..1; zoom kept across updates
+    assert fig.data[0].yaxis != fig.data[1].yaxis == fig.data[2].yaxis
+    assert fig.layout.yaxis.title.text == "cross-entropy" and tuple(fig.layout.yaxis2.range) == (0, 1.02)
+    assert fig.layout.uirevision is not None
+    book = {"epoch": 10, "train_loss": 0.331, "train_acc": 0.878, "test_acc": 0.883}
+    fig = plots.training_curves(steps, [], reference=book)
+    marks = {t.name: (t.x[0], t.y[0], t.yaxis) for t in fig.data[3:]}
+    assert marks == {"book: train loss": (10, 0.331, "y"), "book: train acc": (10, 0.878, "y2"),
+                     "book: test acc": (10, 0.883, "y2")}
+    fig = plots.experiment_curves({"ReLU": [(steps, [{"epoch": 1, "test_acc": 0.8}])] * 2,
+                                   "sigmoid": [(steps, [{"epoch": 1, "test_acc": 0.3}])] * 2})
+    assert len(fig.data) == 8 and [t.name for t in fig.data if t.showlegend] == ["ReLU", "sigmoid"]
+    assert fig.data[0].line.color == fig.data[3].line.color != fig.data[4].line.color
     fig = plots.compare_runs({"a": [{"epoch": 1, "test_acc": 0.7}], "b": [{"epoch": 1, "test_acc": 0.8}]})
     assert [t.name for t in fig.data] == ["a", "b"]
 

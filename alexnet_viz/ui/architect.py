@@ -10,7 +10,7 @@ from ..config import (ACTIVATIONS, NORMS, POOLS, PRESET_NOTES, PRESETS, ArchConf
                       get_preset, validate)
 from ..model import to_pytorch_code
 from ..plots import block_diagram, per_layer_bars
-from ..summary import human, summarize, table
+from ..summary import describe_layers, human, summarize, table
 
 CONV_FIELDS = ("out_channels", "kernel", "stride", "padding", "groups", "activation", "norm", "pool",
                "pool_kernel", "pool_stride")
@@ -25,7 +25,7 @@ COLS = [0.8] + [1.4 if f in ("activation", "norm", "pool") else 1 for f in CONV_
 def cached_summary(cfg: ArchConfig):
     """Keyed on the frozen config: flipping back and forth costs nothing."""
     s = summarize(cfg)
-    return [r.to_dict() for r in s.rows], table(s), s.total_params, s.total_macs, s.total_memory
+    return [r.to_dict() for r in s.rows], table(s), s.total_params, s.total_macs, s.total_memory, describe_layers(s)
 
 
 def load_into_widgets(cfg: ArchConfig) -> None:
@@ -124,7 +124,7 @@ def conv_blocks_ui() -> None:
 
 
 def results_ui(cfg: ArchConfig) -> None:
-    rows, display, params, macs, memory = cached_summary(cfg)
+    rows, display, params, macs, memory, sentences = cached_summary(cfg)
     m = st.columns(4)
     m[0].metric("Parameters", f"{params:,}")
     m[1].metric("Multiply-accumulates / image", human(macs))
@@ -139,6 +139,8 @@ def results_ui(cfg: ArchConfig) -> None:
     st.dataframe(df, hide_index=True, width="stretch", height=36 * (len(df) + 1) + 4,
                  column_config={"params": st.column_config.NumberColumn(format="localized"),
                                 "MACs": st.column_config.NumberColumn(format="localized")})
+    with st.expander("Every layer in one sentence"):
+        st.markdown("\n".join(f"- **{t.split(': ', 1)[0]}**: {t.split(': ', 1)[1]}" for t in sentences))
     st.caption("MACs: multiply-accumulates for one image (conv and linear layers; elementwise layers count 0). "
                "Memory: the layer's output for one image in float32. Receptive field: the input window one "
                "output pixel sees, and the stride between neighbouring windows (jump).")

@@ -35,6 +35,14 @@ def guarded(page):
     return run
 
 
+@st.cache_resource
+def manager():
+    """One trainer for the whole server: jobs from every browser session queue here (Train and
+    Experiments pages alike)."""
+    from ..jobs import JobManager
+    return JobManager()
+
+
 def current_arch():
     """The Architect's current valid network (the d2l preset until the user changes it)."""
     from ..config import get_preset

@@ -6,54 +6,101 @@ from dataclasses import replace
 import numpy as np
 import streamlit as st
 
-from ..config import PRESETS, default_training, get_preset
+from ..config import PRESETS, ArchConfig, TrainConfig, default_training, get_preset
 from ..data import CLASSES, available_devices
-from ..jobs import JobManager
+from ..experiments import D2L_REFERENCE, distinguishing_labels, is_d2l_recipe
 from ..plots import compare_runs, confusion_matrix, training_curves
-from ..runs import Run, RunError, delete_run, list_runs
+from ..runs import Run, RunError, delete_run, list_runs, step_curve
 from ..train import confusion
-from .common import current_arch, owner_id
+from .common import current_arch, manager, owner_id
 
 
-@st.cache_resource
-def manager() -> JobManager:
-    """One trainer for the whole server: jobs from every browser session queue here."""
-    return JobManager()
+OPTIMIZERS = {"sgd": "SGD (d2l)", "momentum": "SGD + momentum 0.9", "adam": "Adam"}
+SOURCES = ("The Architect's network", "A preset")
+# The settings' widget keys. Streamlit forgets a widget's state while its page is not drawn, so a
+# draft (a plain key) keeps them across visits to other pages; a reload starts a new session, which
+# takes the settings of the newest run this browser started (the sid in the URL finds it).
+TRAIN_KEYS = ("tr_epochs", "tr_batch", "tr_lr", "tr_opt", "tr_wd", "tr_cap", "tr_seed", "tr_device",
+              "tr_augment", "tr_amp", "tr_xavier")
 
 
-def settings_ui() -> tuple | None:
-    """The network and the training settings; returns (arch, TrainConfig) or None if the config is bad."""
-    source = st.radio("Network", ["The Architect's network", "A preset"], horizontal=True,
-                      index=0 if available_devices()[0] == "cuda" else 1,
-                      help="On a CPU, mini28 trains an epoch in under a minute; d2l's 224×224 net takes hours.")
-    if source == "A preset":
-        arch = get_preset(st.selectbox("Preset", list(PRESETS), index=list(PRESETS).index("mini28")))
-    else:
-        arch = current_arch()
-    base = default_training(arch.name)
+def _training_values(t: TrainConfig) -> dict:
+    device = t.device if t.device in ("auto", *available_devices()) else "auto"
+    return {"tr_epochs": t.epochs, "tr_batch": t.batch_size, "tr_lr": float(t.lr), "tr_opt": t.optimizer,
+            "tr_wd": float(t.weight_decay), "tr_cap": t.max_batches, "tr_seed": t.seed, "tr_device": device,
+            "tr_augment": t.augment, "tr_amp": t.amp, "tr_xavier": t.init == "xavier"}
+
+
+def _first_draft(owner: str) -> dict:
+    """A new session's settings: those of the newest run this browser started, else mini28's defaults."""
+    source = 0 if available_devices()[0] == "cuda" else 1
+    draft = {"tr_source": SOURCES[source], "tr_preset": "mini28", **_training_values(default_training("mini28"))}
+    for r in list_runs(owners={owner}):
+        try:
+            arch, t, _ = Run(r.path).config()
+        except RunError:
+            continue
+        preset = next((n for n, p in PRESETS.items() if replace(p, name=arch.name) == arch), None)
+        if preset:
+            draft |= {"tr_source": "A preset", "tr_preset": preset}
+        return draft | _training_values(t)
+    return draft
+
+
+def _network() -> ArchConfig:
+    ss = st.session_state
+    return get_preset(ss["tr_preset"]) if ss["tr_source"] == "A preset" else current_arch()
+
+
+def _on_network() -> None:
+    """A new network brings its own training defaults; the cap, seed and device stay as chosen."""
+    ss = st.session_state
+    keep = {k: ss[k] for k in ("tr_cap", "tr_seed", "tr_device") if k in ss}
+    ss.update(_training_values(default_training(_network().name)) | keep)
+
+
+def settings_ui(owner: str) -> tuple[ArchConfig, TrainConfig]:
+    """The network and the training settings; returns (arch, TrainConfig)."""
+    ss = st.session_state
+    if "train_draft" not in ss:
+        ss["train_draft"] = _first_draft(owner)
+    for k, v in ss["train_draft"].items():
+        if k not in ss:  # back from another page (or a new session): the draft refills the widgets
+            ss[k] = v
+    st.radio("Network", SOURCES, horizontal=True, key="tr_source", on_change=_on_network,
+             help="On a CPU, mini28 trains an epoch in under a minute; d2l's 224×224 net takes hours.")
+    if ss["tr_source"] == "A preset":
+        st.selectbox("Preset", list(PRESETS), key="tr_preset", on_change=_on_network)
+    arch = _network()
     st.caption(f"**{arch.name}**: {arch.in_channels}×{arch.input_size}×{arch.input_size} input, "
                f"{len(arch.convs)} conv blocks, hidden {list(arch.hidden)}. Fashion-MNIST is resized to the "
                f"network's input on the device.")
     c = st.columns(4)
-    epochs = c[0].number_input("Epochs", 1, 100, base.epochs)
-    batch = c[1].number_input("Batch size", 1, 4096, base.batch_size)
-    lr = c[2].number_input("Learning rate", 1e-5, 10.0, base.lr, format="%.4f")
-    opt = c[3].selectbox("Optimizer", ["sgd", "momentum", "adam"], ["sgd", "momentum", "adam"].index(base.optimizer),
-                         format_func={"sgd": "SGD (d2l)", "momentum": "SGD + momentum 0.9", "adam": "Adam"}.get)
+    c[0].number_input("Epochs", 1, 100, key="tr_epochs")
+    c[1].number_input("Batch size", 1, 4096, key="tr_batch")
+    c[2].number_input("Learning rate", 1e-5, 10.0, format="%.4f", key="tr_lr")
+    c[3].selectbox("Optimizer", list(OPTIMIZERS), format_func=OPTIMIZERS.get, key="tr_opt")
     c = st.columns(4)
-    wd = c[0].number_input("Weight decay", 0.0, 1.0, base.weight_decay, format="%.5f")
-    cap = c[1].number_input("Max batches per epoch (0 = all)", 0, 100_000, 0,
-                            help="A cap for quick demos: a few batches show the curves move.")
-    seed = c[2].number_input("Seed", 0, 2**31 - 1, base.seed)
-    device = c[3].selectbox("Device", ["auto", *available_devices()], help="auto = CUDA, then Apple MPS, then CPU")
+    c[0].number_input("Weight decay", 0.0, 1.0, format="%.5f", key="tr_wd")
+    c[1].number_input("Max batches per epoch (0 = all)", 0, 100_000, key="tr_cap",
+                      help="A cap for quick demos: a few batches show the curves move.")
+    c[2].number_input("Seed", 0, 2**31 - 1, key="tr_seed")
+    c[3].selectbox("Device", ["auto", *available_devices()], key="tr_device",
+                   help="auto = CUDA, then Apple MPS, then CPU")
     c = st.columns(4)
-    augment = c[0].checkbox("Augment (random crop + flip)", base.augment)
-    amp = c[1].checkbox("Mixed precision (bf16)", base.amp, help="On: bf16 on CUDA, and on a CPU when a short measurement "
-                                                                  "shows it is faster there (the run says which). Off: fp32.")
-    xavier = c[2].checkbox("Xavier init (d2l)", base.init == "xavier")
-    t = replace(base, epochs=int(epochs), batch_size=int(batch), lr=float(lr), optimizer=opt,
-                weight_decay=float(wd), max_batches=int(cap), seed=int(seed), device=device, augment=augment,
-                amp=amp, init="xavier" if xavier else "default")
+    c[0].checkbox("Augment (random crop + flip)", key="tr_augment")
+    c[1].checkbox("Mixed precision (bf16)", key="tr_amp", help="On: bf16 on CUDA, and on a CPU when a short "
+                  "measurement shows it is faster there (the run says which). Off: fp32.")
+    c[2].checkbox("Xavier init (d2l)", key="tr_xavier")
+    ss["train_draft"] = {k: ss[k] for k in ("tr_source", "tr_preset", *TRAIN_KEYS) if k in ss}
+    t = replace(default_training(arch.name), epochs=int(ss["tr_epochs"]), batch_size=int(ss["tr_batch"]),
+                lr=float(ss["tr_lr"]), optimizer=ss["tr_opt"], weight_decay=float(ss["tr_wd"]),
+                max_batches=int(ss["tr_cap"]), seed=int(ss["tr_seed"]), device=ss["tr_device"],
+                augment=bool(ss["tr_augment"]), amp=bool(ss["tr_amp"]),
+                init="xavier" if ss["tr_xavier"] else "default")
+    if is_d2l_recipe(arch, t):
+        st.caption("This is d2l's recipe: the book's published figures after 10 epochs (loss 0.331, train acc "
+                   "0.878, test acc 0.883) are drawn on the curves as stars.")
     return arch, t
 
 
@@ -68,17 +115,29 @@ def live_ui(job_id: str) -> None:
     if job.state == "queued":
         st.info(f"Queued: place {place} — one training job runs at a time on this server.")
     elif last:
+        eta = f" · ETA {last['eta']:.0f} s" if job.state == "running" else ""  # a stopped run has no ETA
         st.progress(min(last["progress"], 1.0),
                     text=f"epoch {last['epoch']:.2f} / {job.train.epochs} · loss {last['loss']:.3f} · "
-                         f"train acc {last['acc']:.3f} · {last['examples_per_sec']:,.0f} examples/sec · "
-                         f"ETA {last['eta']:.0f} s")
+                         f"train acc {last['acc']:.3f} · {last['examples_per_sec']:,.0f} examples/sec{eta}")
     elif job.state == "running":
         st.progress(0.0, text="starting: loading the data onto the device…")
     for p in job.records.get("precision", [])[-1:]:
         st.caption(f"Precision on {p['device']}: {p['reason']}")
     if job.steps:
-        st.plotly_chart(training_curves(job.steps, job.epochs, job.arch.name), width="stretch",
-                        key=f"curves-{job.id}-{len(job.steps)}")
+        # Streamlit (1.67) derives a chart's identity from its figure, so a chart whose data changed is
+        # mounted afresh and loses the user's zoom, whatever its key. Holding the chart draws the same
+        # figure again: the same chart stays, zoom and hover with it, while the progress bar goes on.
+        hold = job.active and st.toggle("Hold the chart", key=f"hold-{job.id}",
+                                        help="Zoom and hover in peace: the chart stops redrawing; the run goes on.")
+        now, held = (len(job.steps), len(job.epochs)), f"held-{job.id}"
+        if hold:
+            st.session_state.setdefault(held, now)
+        else:
+            st.session_state.pop(held, None)
+        n_steps, n_epochs = st.session_state.get(held, now)
+        book = D2L_REFERENCE if is_d2l_recipe(job.arch, job.train) else None
+        st.plotly_chart(training_curves(job.steps[:n_steps], job.epochs[:n_epochs], job.arch.name, book),
+                        width="stretch", key=f"curves-{job.id}")
     if job.epochs:
         e = job.epochs[-1]
         st.caption(f"epoch {e['epoch']}: loss {e['train_loss']:.3f}, train acc {e['train_acc']:.3f}, "
@@ -94,35 +153,76 @@ def live_ui(job_id: str) -> None:
             st.rerun()  # once, the whole page: stop polling, list the new run
 
 
+def _default_pick(runs) -> int:
+    """The newest finished run (it has a confusion matrix), else the newest."""
+    return next((i for i, r in enumerate(runs) if r.state == "finished"), 0)
+
+
+def delete_ui(run_path: str, name: str, disabled: bool, col) -> None:
+    """Delete in two clicks: the first asks, the second deletes."""
+    ss = st.session_state
+    if col.button("Delete this run", icon=":material/delete:", disabled=disabled):
+        ss["confirm_delete"] = run_path
+    if ss.get("confirm_delete") != run_path:
+        return
+    st.warning(f"Delete **{name}** with its weights and metrics? This cannot be undone.")
+    c = st.columns([1, 1, 4])
+    if c[0].button("Yes, delete it", type="primary"):
+        ss.pop("confirm_delete")
+        delete_run(run_path)
+        st.rerun()
+    if c[1].button("Keep it"):
+        ss.pop("confirm_delete")
+        st.rerun()
+
+
+def resume_ui(owner: str, info, col) -> None:
+    """Resume trains more epochs into the same run folder: its curves go on where they stopped."""
+    done = float(info.epochs_done)
+    target = int(done) + 1  # a run stopped inside an epoch trains that epoch again, from its start
+    label = "Resume (+1 epoch)" if done.is_integer() else f"Resume (finish epoch {target})"
+    if info.state in ("stopped", "finished") and col.button(label, icon=":material/play_arrow:"):
+        try:
+            arch, t, _ = Run(info.path).config()
+            Run(info.path).checkpoint()  # says so now if there are no weights to resume from
+            job = manager().submit(owner, arch, replace(t, epochs=target), resume_dir=info.path, tags=info.tags)
+            st.session_state["job"] = job.id
+            st.rerun()
+        except RunError as e:
+            st.error(str(e))
+
+
 def results_ui(owner: str) -> None:
     cli = st.checkbox("Include runs made from the command line")
     runs = list_runs(owners={owner, ""} if cli else {owner})
     if not runs:
         st.caption("No saved runs yet: start one above.")
         return
-    st.dataframe([{"run": r.name, "network": r.preset, "state": r.state, "epochs": r.epochs_done,
-                   "test acc": r.test_acc, "note": r.message} for r in runs], hide_index=True, width="stretch")
+    settings = distinguishing_labels([r.config for r in runs])
+    st.dataframe([{"run": r.name, "network": r.preset, "settings that differ": s, "state": r.state,
+                   "epochs": r.epochs_done, "test acc": r.test_acc, "note": r.message}
+                  for r, s in zip(runs, settings)], hide_index=True, width="stretch")
     names = [r.name for r in runs]
     by_name = {r.name: r for r in runs}
-    chosen = st.multiselect("Compare runs", names, default=names[:min(3, len(names))])
-    curves = {n: list(by_name[n].epochs) for n in chosen}
+    label = {r.name: f"{r.name} · {s}" if s else r.name for r, s in zip(runs, settings)}
+    chosen = st.multiselect("Compare runs", names, default=names[:min(3, len(names))], format_func=label.get)
+    curves = {label[n]: list(by_name[n].epochs) for n in chosen}
     if any(curves.values()):
         st.plotly_chart(compare_runs({k: v for k, v in curves.items() if v}), width="stretch")
-    pick = st.selectbox("Look at one run", names)
-    run = Run(by_name[pick].path)
+    pick = st.selectbox("Look at one run", names, index=_default_pick(runs), format_func=label.get)
+    info = by_name[pick]
+    run = Run(info.path)
     c = st.columns([1, 1, 4])
-    if c[0].button("Delete this run", icon=":material/delete:", disabled=by_name[pick].state == "running"):
-        delete_run(run.path)
-        st.rerun()
-    resumable = by_name[pick].state in ("stopped", "finished")
-    if resumable and c[1].button("Resume (+1 epoch)", icon=":material/play_arrow:"):
+    delete_ui(info.path, pick, info.state == "running", c[0])
+    resume_ui(owner, info, c[1])
+    if run_curves := step_curve(run.metrics()):
         try:
             arch, t, _ = run.config()
-            done = int(run.checkpoint()["epoch"])
-            manager().submit(owner, arch, replace(t, epochs=done + 1), resume_dir=str(run.path))
-            st.rerun()
-        except RunError as e:
-            st.error(str(e))
+            book = D2L_REFERENCE if is_d2l_recipe(arch, t) else None
+        except RunError:
+            book = None
+        st.plotly_chart(training_curves(run_curves, list(info.epochs), pick, book), width="stretch",
+                        key="picked-curves")
     preds = run.test_preds()
     if preds is None:
         st.caption("No test-set predictions saved for this run (they are written at each epoch end).")
@@ -157,7 +257,7 @@ def page() -> None:
                    f"FashionMNIST/raw to use the full dataset.")
     else:
         st.caption(f"Fashion-MNIST from {ds.source}: {len(ds.train_y):,} training and {len(ds.test_y):,} test images.")
-    arch, t = settings_ui()
+    arch, t = settings_ui(owner)
     mine = mgr.jobs_for(owner)
     active = next((j for j in reversed(mine) if j.active), None)
     if st.button("Start training", icon=":material/play_arrow:", type="primary", disabled=active is not None):

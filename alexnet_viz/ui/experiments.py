@@ -1,0 +1,154 @@
+"""Experiments, "What did AlexNet change?": one click queues runs that differ in one thing."""
+from __future__ import annotations
+
+import statistics
+
+import pandas as pd
+import streamlit as st
+
+from ..data import available_devices
+from ..experiments import (EXPERIMENTS, Budget, base_network, collect_results, diff_configs,
+                           distinguishing_labels, experiment_runs, planned_runs, queue_experiment,
+                           summarize_experiment)
+from ..plots import experiment_curves
+from ..runs import Run, list_runs, step_curve
+from .common import manager, owner_id
+
+KEEP = dict(persist_state="session")  # the choices come back after a visit to another page
+
+
+def _title(name: str) -> str:
+    return "All of them" if name == "all" else EXPERIMENTS[name].title
+
+
+def _duration(s: float) -> str:
+    return f"{s:.0f} s" if s < 90 else f"{s / 60:.0f} min" if s < 5400 else f"{s / 3600:.1f} h"
+
+
+def estimate_line(plan: list, n_train: int) -> str:
+    """The whole set's time on this machine, from the cost model when it is there."""
+    batches = sum(t.epochs * min(-(-n_train // t.batch_size), t.max_batches or 10**9) for _, t, _ in plan)
+    head = f"{len(plan)} runs, {batches:,} training batches in all"
+    try:
+        from ..cost import estimate_training
+    except ImportError:  # no cost model in this build: the measured pace appears once a run has finished
+        return head + "; the time left is shown from the measured pace once the first run has finished."
+    seconds = sum(estimate_training(a, t, n_train=n_train).run_seconds for a, t, _ in plan)
+    return head + f": about {_duration(seconds)} on this machine, one run after another (estimated)."
+
+
+def budget_ui() -> tuple[str, Budget, list[int]]:
+    names = ["all", *EXPERIMENTS]
+    name = st.selectbox("Experiment", names, index=1, format_func=_title, key="ex_name", **KEEP)
+    c = st.columns(4)
+    epochs = c[0].number_input("Epochs per run", 1, 50, 1, key="ex_epochs", **KEEP)
+    cap = c[1].number_input("Max batches per epoch (0 = all)", 0, 100_000, 0, key="ex_cap", **KEEP,
+                            help="The same cap for every run: a quick demo still compares like with like.")
+    seeds = c[2].number_input("Seeds", 1, 5, 2, key="ex_seeds", **KEEP,
+                              help="Each variant is trained once per seed; with 2 or more the summary can "
+                                   "tell a real difference from seed noise.")
+    device = c[3].selectbox("Device", ["auto", *available_devices()], key="ex_device", **KEEP)
+    return name, Budget(int(epochs), int(cap), device), list(range(int(seeds)))
+
+
+def progress_ui(owner: str, set_id: str | None) -> None:
+    """The queued set, polled every second while any of its runs is still to finish."""
+    jobs = [j for j in manager().jobs_for(owner) if j.tags.get("set") == set_id]
+    if not jobs:
+        return
+    done = [j for j in jobs if not j.active]
+    running = next((j for j in jobs if j.state == "running"), None)
+    text = f"{len(done)} of {len(jobs)} runs done"
+    if running and running.steps:
+        text += f" · now {running.arch.name}, seed {running.train.seed}, epoch {running.steps[-1]['epoch']:.2f}"
+    pace = [j.epochs[-1]["examples_per_sec"] for j in done if j.epochs]
+    left = [j for j in jobs if j.active]
+    if pace and left:
+        n = manager().data().train_y.shape[0]
+        todo = sum(j.train.epochs * min(n, (j.train.max_batches or 10**9) * j.train.batch_size) for j in left)
+        text += f" · about {_duration(todo / statistics.fmean(pace))} left at the measured pace"
+    st.progress(len(done) / len(jobs), text=text)
+    failed = [j for j in done if j.state == "error"]
+    for j in failed:
+        st.error(f"{j.arch.name} (seed {j.train.seed}): {j.message}")
+    if not left and not st.session_state.get(f"ex-done-{set_id}"):
+        st.session_state[f"ex-done-{set_id}"] = True
+        st.rerun()  # once, the whole page: the results below take in the last runs
+
+
+def results_ui(runs: list, name: str) -> None:
+    exp = EXPERIMENTS[name]
+    mine = experiment_runs(runs, name)
+    if not mine:
+        return
+    st.subheader(exp.title)
+    st.caption(exp.question)
+    order = [v.label for v in exp.variants]
+    series: dict[str, list] = {label: [] for label in order}
+    for r in sorted(mine, key=lambda r: r.tags.get("seed", 0)):
+        series[r.tags["experiments"][name]].append((step_curve(Run(r.path).metrics()), list(r.epochs)))
+    st.plotly_chart(experiment_curves({k: v for k, v in series.items() if v}), width="stretch", key=f"ex-{name}")
+    rows, sentence = summarize_experiment(collect_results(runs, name))
+    if rows:
+        df = pd.DataFrame(rows)
+        st.dataframe(df, hide_index=True, width="stretch",
+                     column_config={c: st.column_config.NumberColumn(format="%.3f") for c in df.columns
+                                    if c not in ("variant", "seeds")})
+    unfinished = sum(r.state != "finished" for r in mine)
+    if unfinished:
+        sentence += f" ({unfinished} of {len(mine)} runs not finished yet.)"
+    st.info(sentence)
+
+
+def diff_ui(owner: str) -> None:
+    runs = list_runs(owners={owner, ""})
+    if len(runs) < 2:
+        st.caption("Two saved runs are needed to compare their settings.")
+        return
+    labels = {r.path: f"{r.name} · {s}" if s else r.name
+              for r, s in zip(runs, distinguishing_labels([r.config for r in runs]))}
+    paths = [r.path for r in runs]
+    c = st.columns(2)
+    a = c[0].selectbox("Run A", paths, index=0, format_func=labels.get, key="diff_a")
+    b = c[1].selectbox("Run B", paths, index=1, format_func=labels.get, key="diff_b")
+    by = {r.path: r for r in runs}
+    diff = diff_configs(by[a].config, by[b].config)
+    if not diff:
+        st.caption("The two runs have the same network and training settings (the seed included).")
+        return
+    show = lambda v: "—" if v is None else str(v)  # noqa: E731
+    st.table(pd.DataFrame([{"setting": k, "run A": show(x), "run B": show(y)} for k, x, y in diff]).set_index("setting"))
+    acc = [by[p].test_acc for p in (a, b)]
+    if None not in acc:
+        st.caption(f"Final test accuracy: run A {acc[0]:.3f}, run B {acc[1]:.3f}.")
+
+
+def page() -> None:
+    owner, ss = owner_id(), st.session_state
+    st.title("What did AlexNet change?")
+    st.caption("Each experiment trains the AlexNet-style mini28 network and variants that differ from it in "
+               "one thing, with the same budget and the same seeds, then says what the numbers show.")
+    ds = manager().data()
+    if ds.is_sample:
+        st.warning(f"Offline: the runs train on the {ds.source}.")
+    name, budget, seeds = budget_ui()
+    names = list(EXPERIMENTS) if name == "all" else [name]
+    if name != "all":
+        st.caption(f"{EXPERIMENTS[name].question} Variants: "
+                   f"{', '.join(v.label for v in EXPERIMENTS[name].variants)}.")
+    plan = planned_runs(names, budget, seeds, base_network())
+    st.caption(estimate_line(plan, len(ds.train_y)))
+    busy = any(j.active for j in manager().jobs_for(owner))
+    if st.button(f"Queue {len(plan)} runs", icon=":material/science:", type="primary", disabled=busy,
+                 help="Wait for your queued runs to finish first." if busy else None):
+        jobs = queue_experiment(manager(), owner, name, budget, seeds)
+        ss["ex_set"] = jobs[0].tags["set"]
+    set_id = ss.get("ex_set")
+    if set_id:
+        active = any(j.active for j in manager().jobs_for(owner) if j.tags.get("set") == set_id)
+        st.fragment(run_every=1.0 if active else None)(progress_ui)(owner, set_id)
+    runs = list_runs(owners={owner})
+    for n in names:
+        results_ui(runs, n)
+    st.subheader("Pick any two saved runs: what differs?")
+    diff_ui(owner)
