@@ -46,32 +46,55 @@ def _bar(frac: float, width: int = 30) -> str:
 
 
 def _train(a) -> int:
+    from . import distributed
     from .data import load_fashion_mnist
     from .runs import Run, RunError
     from .train import train
-    arch = _network(a)
-    t = default_training(arch.name)
+    resume = Run(a.resume) if a.resume else None
+    try:
+        arch, t, _ = resume.config() if resume else (_network(a), None, None)
+    except RunError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    t = t or default_training(arch.name)
     changes = {k: v for k, v in dict(epochs=a.epochs, max_batches=a.max_batches, device=a.device,
                                      batch_size=a.batch_size, lr=a.lr, optimizer=a.optimizer,
                                      seed=a.seed, precision=a.precision).items() if v is not None}
     t = replace(t, **changes)
     ds = load_fashion_mnist()
-    if ds.is_sample:
-        print(f"note: using the {ds.source}", file=sys.stderr)
-    try:
-        run = Run.create(arch, t, ds.source, Path(a.run_dir) if a.run_dir else None)
-    except RunError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    ctx = distributed.context(t.device)  # under torchrun: this rank; rank 0 alone prints and writes
     last_epoch, end, precision, stop = None, None, None, threading.Event()
 
     def on_ctrl_c(*_):  # first Ctrl-C: stop after this batch and save; a second one aborts
-        print("\nstopping after this batch… (Ctrl-C again to abort)", file=sys.stderr)
+        if ctx.is_main:
+            print("\nstopping after this batch… (Ctrl-C again to abort)", file=sys.stderr)
         stop.set()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if ctx.world == 1:  # under torchrun each rank gets the terminal's Ctrl-C and torchrun's copy of it
+            signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGINT, on_ctrl_c)
+    if not ctx.is_main:
+        try:
+            end = [r for r in train(arch, t, ds, stop=stop, resume=resume) if r.kind == "end"]
+        finally:
+            distributed.close()
+        return 0 if end and end[-1].status == "finished" else 1
+    if ds.is_sample:
+        print(f"note: using the {ds.source}", file=sys.stderr)
     try:
-        for r in train(arch, t, ds, stop=stop, run=run):
+        if resume:  # the same folder goes on: its metrics, then the new epochs after them
+            run = resume
+            run.set_train(t)
+            run.set_status("running", epochs_done=float(resume.checkpoint().get("epoch", 0)))
+        else:
+            run = Run.create(arch, t, ds.source, Path(a.run_dir) if a.run_dir else None)
+    except (RunError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        distributed.close()
+        return 1
+    if ctx.world > 1:
+        print(f"torchrun: {ctx.world} processes ({ctx.backend}), global batch {t.batch_size}", file=sys.stderr)
+    try:
+        for r in train(arch, t, ds, stop=stop, run=run, resume=resume):
             if r.kind == "precision":
                 precision = r
                 print(f"precision on {r.device}: {r.reason}", file=sys.stderr)
@@ -87,6 +110,8 @@ def _train(a) -> int:
                 end = r
     except KeyboardInterrupt:
         print("\naborted; the run keeps its last saved epoch", file=sys.stderr)
+    finally:
+        distributed.close()
     print(f"{end.status if end else 'stopped'}: {end.message if end else ''} — run saved in {run.path}",
           file=sys.stderr)
     if a.json:
@@ -154,6 +179,7 @@ def main(argv=None) -> int:
     t.add_argument("--precision", choices=("auto", "bf16", "fp32"),
                    help="auto (default): bf16 where a short measurement on this machine says it pays")
     t.add_argument("--run-dir", help="folder to keep the run in (default: ./runs or $ALEXNET_VIZ_RUNS)")
+    t.add_argument("--resume", metavar="RUN", help="a run folder to go on training (to --epochs in all), in place")
     t.add_argument("--json", action="store_true")
     r = sub.add_parser("predict", help="top-k predictions for an image")
     r.add_argument("image")
