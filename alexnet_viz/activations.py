@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ArchConfig, get_preset
+from .cost import estimate_analysis, require_fits
 from .inspect.walk import layer_outputs, private_copy
 from .data import CLASSES, MEAN, STD
 from .model import build_model
@@ -48,6 +49,7 @@ def _fashion(model: nn.Module, cfg: ArchConfig, label: str) -> Loaded:
 
 
 def untrained(cfg: ArchConfig, seed: int = 0) -> Loaded:
+    require_fits(estimate_analysis(cfg))  # refused before its weights exist (raises OverBudget)
     torch.manual_seed(seed)
     return _fashion(build_model(cfg), cfg, f"untrained {cfg.name} (seed {seed})")
 
@@ -250,6 +252,7 @@ def _ordinal(n: int) -> str:
 def analyze(loaded: Loaded, im, invert: bool | None = None, cam_layer: str | None = None,
             cam_class: int | None = None, k: int = 5) -> Analysis:
     """Upload-to-results: preprocess, all feature maps, top-k and Grad-CAM for one PIL image."""
+    require_fits(estimate_analysis(loaded.cfg))  # raises OverBudget, a ConfigError the page shows
     x = preprocess(loaded, im, invert)
     maps, logits = feature_maps(loaded.model, x)
     layer = cam_layer or conv_layers(loaded.model)[-1]

@@ -16,11 +16,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .config import ConfigError
+
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 MEAN, STD = 0.2861, 0.3528  # of the training images, on 0..1 pixels
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 SAMPLE = ASSETS / "fashion_mnist_sample.npz"
+
+
+class DataError(ConfigError):
+    """ALEXNET_VIZ_DATA names a folder without Fashion-MNIST: the user asked for it, so no fallback."""
 
 
 @dataclass(frozen=True)
@@ -51,15 +57,17 @@ def _from_sample(path: Path = SAMPLE) -> tuple:
 
 
 def load_fashion_mnist() -> Dataset:
-    """The best data available; never raises because the network is down."""
+    """The best data available; never raises because the network is down. A wrong ALEXNET_VIZ_DATA
+    raises DataError: that folder was asked for, so falling back to the sample would hide the mistake."""
     env = os.environ.get("ALEXNET_VIZ_DATA")
     problems = []
     if env:
         try:
             return Dataset(*_from_torchvision(Path(env), download=False), source=f"{env} (ALEXNET_VIZ_DATA)",
                            is_sample=False)
-        except (RuntimeError, OSError) as e:
-            problems.append(f"ALEXNET_VIZ_DATA={env} holds no Fashion-MNIST ({e})")
+        except (RuntimeError, OSError, ValueError) as e:
+            raise DataError(f"ALEXNET_VIZ_DATA={env} holds no Fashion-MNIST ({str(e).splitlines()[0][:120]}) — "
+                            f"point it at the folder that holds FashionMNIST/raw, or unset it") from None
     root = cache_dir()
     try:
         return Dataset(*_from_torchvision(root, download=False), source=str(root), is_sample=False)
@@ -81,6 +89,18 @@ def available_devices() -> list[str]:
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         out.append("mps")
     return out + ["cpu"]
+
+
+def check_device(choice: str = "auto") -> torch.device:
+    """The device asked for, or ConfigError saying what this machine has ("no CUDA GPU here; available: cpu")."""
+    have = available_devices()
+    dev = torch.device(have[0] if choice == "auto" else choice)
+    names = {"cuda": "CUDA GPU", "mps": "Apple MPS device", "cpu": "CPU"}
+    if dev.type not in have:
+        raise ConfigError(f"no {names.get(dev.type, dev.type)} here; available: {', '.join(have)}")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"no CUDA GPU {dev.index} here; this machine has {torch.cuda.device_count()}")
+    return dev
 
 
 def pick_device(choice: str = "auto") -> torch.device:

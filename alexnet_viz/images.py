@@ -5,6 +5,8 @@ Every refusal is an ImageError whose message a student understands; nothing else
 from __future__ import annotations
 
 import io
+import os
+import stat
 import warnings
 
 import numpy as np
@@ -109,9 +111,15 @@ def _to_l_or_rgb(im: Image.Image) -> Image.Image:
 
 
 def load_image(path) -> Image.Image:
+    """A file -> an image; refused by its size (stat) before any of it is read, and only a regular file."""
     try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageError(f"{path} is not a regular file")
+        if st.st_size > MAX_BYTES:
+            raise ImageError(f"the file is {st.st_size / 2**20:.0f} MB; the limit is {MAX_BYTES // 2**20} MB")
         with open(path, "rb") as f:
-            return open_image(f.read())
+            return open_image(f.read(MAX_BYTES + 1))
     except OSError as e:
         raise ImageError(f"cannot read {path}: {e.strerror or e}") from None
 

@@ -12,6 +12,7 @@ Weights are only ever read with torch.load(weights_only=True).
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -36,9 +37,17 @@ def runs_dir() -> Path:
 
 
 def _write_atomic(path: Path, write) -> None:
+    """Write through a temp file and rename; a failed write leaves no temp file behind."""
     tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        # torch.save reports a full disk as RuntimeError ("[enforce fail at inline_container.cc] ...")
+        if isinstance(e, RuntimeError) and shutil.disk_usage(path.parent).free < 64 * 2**20:
+            raise OSError(errno.ENOSPC, "disk full") from None
+        raise
 
 
 def _pid_alive(pid: int | None) -> bool:
@@ -66,12 +75,14 @@ class Run:
         root = Path(root or runs_dir())
         stamp = time.strftime("%Y%m%d-%H%M%S")
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", arch.name).strip("-") or "net"
+        made = None
         try:
             root.mkdir(parents=True, exist_ok=True)
             for n in range(100):
                 path = root / (f"{stamp}-{slug}" if n == 0 else f"{stamp}-{slug}-{n}")
                 try:
                     path.mkdir()
+                    made = path
                     break
                 except FileExistsError:
                     continue
@@ -83,7 +94,10 @@ class Run:
                  "created": time.time(), "owner": owner, "tags": tags or {}}, indent=2))
             run.set_status("running")
         except OSError as e:
-            raise RunError(f"cannot write the run folder under {root}: {e.strerror or e} — "
+            if made is not None:  # a half-made folder is no run: leave nothing behind
+                shutil.rmtree(made, ignore_errors=True)
+            why = "disk full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+            raise RunError(f"cannot write the run folder under {root}: {why} — "
                            f"free some disk space or set ALEXNET_VIZ_RUNS to a writable folder") from None
         return run
 

@@ -5,6 +5,8 @@ records. Each batch is made on the device from the uint8 dataset (see data.Devic
 """
 from __future__ import annotations
 
+import errno
+import math
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -17,6 +19,7 @@ from torch import nn
 
 from .config import ArchConfig, TrainConfig
 from . import distributed
+from .cost import eval_batch_size
 from .data import Dataset, DeviceData, load_fashion_mnist, pick_device
 from .model import build_model
 from .precision import Choice, choose
@@ -26,6 +29,19 @@ from .snapshots import Snapshot
 from .watch import Watch
 
 REPORT_EVERY_S = 0.5  # how often a Step is emitted (each one costs a device sync)
+DIVERGED_X = 1e3      # a loss this many times the first one (or not finite) ends the run
+
+
+class Diverged(RuntimeError):
+    """The loss became NaN/inf or exploded: the run cannot recover, so it ends and says why."""
+
+
+def check_loss(loss: float, first: float, classes: int, epoch: float) -> None:
+    """Raise Diverged when `loss` is not finite or DIVERGED_X times the first loss (or ln classes)."""
+    ref = max(min(first, math.log(classes)), 0.01)
+    if not math.isfinite(loss) or loss > DIVERGED_X * ref:
+        raise Diverged(f"diverged — lower the learning rate (the loss reached {loss:,.4g} at epoch {epoch:.2f}, "
+                       f"from {first:.3g} at the start)")
 
 
 @dataclass(frozen=True)
@@ -109,11 +125,12 @@ def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: DeviceData, amp: torch.dtype | None) -> tuple[float, np.ndarray]:
-    """(test accuracy, predictions) in large batches; model mode restored."""
+def evaluate(model: nn.Module, data: DeviceData, amp: torch.dtype | None,
+             batch_size: int | None = None) -> tuple[float, np.ndarray]:
+    """(test accuracy, predictions) in large batches (cost.eval_batch_size picks them); mode restored."""
     was = model.training
     model.eval()
-    bs = 1000 if data.size <= 64 else 250
+    bs = batch_size or (1000 if data.size <= 64 else 250)
     preds = []
     with torch.autocast(data.device.type, dtype=amp or torch.float32, enabled=amp is not None):
         for x, _ in data.test_batches(bs):
@@ -181,6 +198,8 @@ def train(arch: ArchConfig, t: TrainConfig, ds: Dataset | None = None, stop: thr
         if t.max_batches:
             per_epoch = min(per_epoch, t.max_batches)
         total = per_epoch * max(t.epochs - start_epoch, 0)
+        eval_bs = eval_batch_size(arch, data.device, amp is not None, t.batch_size)  # follows the budget
+        first_loss = None
         watch = Watch(model, run, per_epoch, t.epochs, start_epoch)  # snapshots and internals
         yield from watch.start()
         t0, seen, step, last = time.perf_counter(), 0, 0, time.perf_counter()
@@ -208,6 +227,8 @@ def train(arch: ArchConfig, t: TrainConfig, ds: Dataset | None = None, stop: thr
                 if ctx.report_due(now - last >= REPORT_EVERY_S, i) or i == per_epoch - 1:
                     ls, hs = ctx.sums(loss_sum, hit_sum)  # the only sync inside an epoch (summed over ranks)
                     w_loss, w_hit = ls - e_loss, hs - e_hit
+                    first_loss = w_loss / w_n if first_loss is None else first_loss
+                    check_loss(w_loss / w_n, first_loss, arch.num_classes, epoch + (i + 1) / per_epoch)
                     busy = now - t0 - eval_s
                     rec = Step(epoch + (i + 1) / per_epoch, step, w_loss / w_n, w_hit / w_n,
                                seen / busy, now - t0, (total - step) * busy / step, step / total)
@@ -217,7 +238,7 @@ def train(arch: ArchConfig, t: TrainConfig, ds: Dataset | None = None, stop: thr
                     yield rec
             n = max(e_n + w_n, 1)
             e0 = time.perf_counter()
-            test_acc, preds = evaluate(model, data, amp)
+            test_acc, preds = evaluate(model, data, amp, eval_bs)
             eval_s += time.perf_counter() - e0
             rec = Epoch(epoch + 1, ls / n, hs / n, test_acc,
                         seen / (time.perf_counter() - t0 - eval_s), time.perf_counter() - t0)
@@ -234,9 +255,12 @@ def train(arch: ArchConfig, t: TrainConfig, ds: Dataset | None = None, stop: thr
     except torch.cuda.OutOfMemoryError:
         msg = ("the GPU ran out of memory — lower the batch size, the input size or the hidden widths")
         yield from _fail(run, msg, done)
+    except Diverged as e:  # the weights are garbage now: the last saved epoch is kept, not these
+        yield from _fail(run, str(e), done)
     except OSError as e:  # disk full, folder removed or unwritable while running
-        yield from _fail(run, f"cannot write the run folder ({e.strerror or e}) — free some disk space "
-                              f"or set ALEXNET_VIZ_RUNS to a writable folder; epochs saved so far are kept", done)
+        why = "disk full" if e.errno == errno.ENOSPC else f"cannot write the run folder ({e.strerror or e})"
+        yield from _fail(run, f"{why} — free some disk space or set ALEXNET_VIZ_RUNS to a writable folder; "
+                              f"epochs saved so far are kept", done)
     except Exception as e:  # noqa: BLE001 - a crashed run keeps its files and says why
         yield from _fail(run, f"{type(e).__name__}: {e}", done)
 
