@@ -125,8 +125,8 @@ def measure(arch: ArchConfig, batch: int | None = None) -> dict:
             "speedup": best["fp32"] / best["bf16"], "date": time.strftime("%Y-%m-%d")}
 
 
-def choose(device: torch.device | str, arch: ArchConfig, want: str = "auto") -> Choice:
-    """The autocast dtype for training arch on device. want: auto (measured) | bf16 | fp32 (forced)."""
+def known(device: torch.device | str, arch: ArchConfig, want: str = "auto") -> Choice | None:
+    """The choice `choose` would make, where it needs no new measurement; else None (e.g. for estimates)."""
     device = torch.device(device)
     if want not in MODES:
         raise ValueError(f"precision {want!r} is not one of {', '.join(MODES)}")
@@ -141,13 +141,23 @@ def choose(device: torch.device | str, arch: ArchConfig, want: str = "auto") -> 
         return Choice(None, f"fp32: bf16 autocast is not used on {device.type}")
     if want == "bf16":
         return Choice(torch.bfloat16, "bf16: chosen by the user")
-    key = _cache_key(arch)
-    entry = _read_cache().get(key)
-    if not isinstance(entry, dict) or "speedup" not in entry:
-        entry = measure(arch)
-        _write_cache(key, entry)
+    entry = _read_cache().get(_cache_key(arch))
+    return _decide(entry) if isinstance(entry, dict) and "speedup" in entry else None
+
+
+def _decide(entry: dict) -> Choice:
     s, when = entry["speedup"], entry.get("date", "?")
     if s >= PAYS:
         return Choice(torch.bfloat16, f"bf16: {s:.1f}× faster than fp32 on this CPU (measured {when})")
     return Choice(None, f"fp32: bf16 was {s:.2f}× the speed of fp32 on this CPU, under the {PAYS}× that "
                         f"pays (measured {when})")
+
+
+def choose(device: torch.device | str, arch: ArchConfig, want: str = "auto") -> Choice:
+    """The autocast dtype for training arch on device. want: auto (measured) | bf16 | fp32 (forced)."""
+    c = known(device, arch, want)
+    if c is None:  # a CPU that has not timed this shape class yet
+        entry = measure(arch)
+        _write_cache(_cache_key(arch), entry)
+        c = _decide(entry)
+    return c
