@@ -308,7 +308,8 @@ class TrainConfig:
     optimizer: str = "sgd"             # sgd | momentum (SGD, 0.9) | adam
     weight_decay: float = 0.0          # L2 penalty
     augment: bool = False              # random crop (pad 2 px) + horizontal flip, on the device
-    amp: bool = True                   # bf16 autocast where the device has it (CUDA; CPU if bf16 units)
+    amp: bool = True                   # bf16 autocast where it pays (off = fp32 everywhere)
+    precision: str = "auto"            # with amp: auto (measured on this CPU, see precision.py) | bf16 | fp32
     seed: int = 0                      # init, shuffling and augmentation
     device: str = "auto"               # auto | cuda | mps | cpu
     max_batches: int = 0               # 0 = whole epoch, else a cap per epoch for quick demos
@@ -329,6 +330,8 @@ class TrainConfig:
             raise ConfigError(f"init {self.init!r} is not one of {', '.join(INITS)}")
         if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|mps|cuda(:\d{1,2})?", self.device):
             raise ConfigError(f"device {self.device!r} is not one of auto, cpu, cuda, mps")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ConfigError(f"precision {self.precision!r} is not one of auto, bf16, fp32")
         for name in ("augment", "amp"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false (got {getattr(self, name)!r})")

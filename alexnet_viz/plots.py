@@ -267,3 +267,27 @@ def kernel_products(terms: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]])
     fig.update_xaxes(showticklabels=False)
     fig.update_annotations(font_size=11)
     return _layout(fig, "", 60 + 230 * len(terms))
+
+
+def attribution_panels(image: np.ndarray, maps: dict[str, np.ndarray], cover: tuple[float, float, float, float],
+                       label: str) -> go.Figure:
+    """Each method's map (n×n, scaled to −1..1) over the user's original image, side by side, on one
+    colour scale with its legend. cover: the (left, top, right, bottom) of the image the maps cover."""
+    base = np.repeat(image[..., None], 3, -1) if image.ndim == 2 else image
+    fig = make_subplots(rows=1, cols=len(maps), subplot_titles=list(maps), horizontal_spacing=0.02)
+    x0, y0, x1, y1 = cover
+    for i, a in enumerate(maps.values(), 1):
+        n = a.shape[0]
+        sx, sy = (x1 - x0) / a.shape[1], (y1 - y0) / n
+        fig.add_trace(go.Image(z=base, hoverinfo="skip"), row=1, col=i)
+        fig.add_trace(go.Heatmap(z=a, x0=x0 + sx / 2, dx=sx, y0=y0 + sy / 2, dy=sy, coloraxis="coloraxis",
+                                 opacity=0.6, zsmooth="best",
+                                 hovertemplate="%{z:.2f} of the largest<extra></extra>"), row=1, col=i)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
+    fig.update_layout(coloraxis=dict(colorscale="RdBu_r", cmin=-1, cmax=1, colorbar=dict(
+        title=dict(text="attribution<br>(÷ largest |value|)", side="right"), thickness=12,
+        tickvals=[-1, 0, 1], ticktext=[f"−1: against {label}", "0", f"+1: for {label}"])))
+    _layout(fig, "", 300)
+    fig.update_layout(margin=dict(l=10, r=10, t=40, b=10))
+    return fig

@@ -131,6 +131,7 @@ def test_train_page_runs_a_capped_cpu_job_and_draws_charts():
     assert len(at.get("plotly_chart")) >= 2  # live curves + confusion matrix
     assert at.dataframe and at.dataframe[0].value["state"].tolist()[0] == "finished"
     assert any("Misclassified" in m.value for m in at.markdown)
+    assert any(c.value.startswith("Precision on cpu: ") for c in at.caption)  # bf16 or fp32, and why
 
 
 def png(a: np.ndarray) -> bytes:
