@@ -120,8 +120,8 @@ def test_export_is_the_current_config():
     at = app("architect")
     at.selectbox(key="preset").set_value("mini28").run()
     dl = at.get("download_button")
-    assert len(dl) == 2
-    assert [d.proto.label for d in dl] == ["Download config JSON", "Download PyTorch code"]
+    assert [d.proto.label for d in dl] == ["Download drawing (SVG)", "Download drawing (PNG)",
+                                           "Download config JSON", "Download PyTorch code"]
     code = next(c for c in at.code).value
     assert "nn.Conv2d(in_channels=1, out_channels=32, kernel_size=5, stride=2, padding=2)" in code
 

@@ -11,7 +11,8 @@ from ..config import (ACTIVATIONS, IN_CHANNELS, LIMITS, PRESET_NOTES, PRESETS, A
                       trace)
 from ..editor import CONV_COLUMNS, HIDDEN_COLUMNS, Column, config_from_rows, conv_rows, edited_name, hidden_rows
 from ..model import to_pytorch_code
-from ..plots import block_diagram, per_layer_bars
+from ..drawing import network_svg, to_png
+from ..plots import per_layer_bars
 from ..summary import describe_layers, human, summarize, table
 
 SETTINGS = ("in_channels", "input_size", "num_classes", "fc_activation", "dropout", "adaptive_pool")
@@ -19,9 +20,13 @@ PRESENTER_CSS = """<style>
 .stApp { font-size: 1.3rem; }
 .stApp [data-testid="stMarkdownContainer"] p, .stApp [data-testid="stMarkdownContainer"] li,
 .stApp [data-testid="stCaptionContainer"], .stApp [data-testid="stAlert"] p { font-size: 1.35rem; }
-.stApp [data-testid="stMetricValue"] { font-size: 3rem; }
+.stApp [data-testid="stMetricValue"], .stApp [data-testid="stMetricValue"] * { font-size: 3rem; }
+[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"] { display: none; }
+.stMainBlockContainer { padding-left: 2rem; padding-right: 2rem; max-width: 100%; }
 .stApp [data-testid="stMetricLabel"] p { font-size: 1.3rem; }
 .stApp h1 { font-size: 3.2rem; }
+.stApp h3 { font-size: 2.2rem; }
+.arch-drawing svg { max-width: 100%; height: auto; }  /* drawn at 1.5×, shrunk to fit: labels stay >= 19 px */
 </style>"""
 
 
@@ -44,11 +49,11 @@ def column_config(columns: dict[str, Column]) -> dict:
     for key, c in columns.items():
         if c.choices is not None:
             out[key] = st.column_config.SelectboxColumn(c.label, help=c.help, options=list(c.choices),
-                                                        default=c.default, required=True)
+                                                        default=c.default, required=True, width="small")
         else:
             out[key] = st.column_config.NumberColumn(c.label, help=c.help, min_value=c.limits[0],
                                                      max_value=c.limits[1], step=1, default=c.default,
-                                                     required=True, format="%d")
+                                                     required=True, format="%d", width="small")
     return out
 
 
@@ -117,8 +122,8 @@ def tables_ui() -> ArchConfig:
     """The conv blocks and the hidden layers as two editable tables; returns the network they describe."""
     ss = st.session_state
     src, rev = ss["tables_from"], ss["rev"]
-    st.markdown("**Conv blocks**: conv → activation → norm → pool, one row each (＋ adds a row; tick rows "
-                "and press the bin to remove them)")
+    st.markdown("**Conv blocks**: conv → activation → norm → pool, one row each (+ above the table adds a row; "
+                "tick rows and press the bin to remove them)")
     convs = st.data_editor(
         pd.DataFrame(conv_rows(src), columns=list(CONV_COLUMNS)), key=f"convs_{rev}", num_rows="dynamic",
         hide_index=True, column_config=column_config(CONV_COLUMNS), width="stretch")
@@ -126,19 +131,49 @@ def tables_ui() -> ArchConfig:
                 "output per class, is added for you)")
     hidden = st.data_editor(
         pd.DataFrame(hidden_rows(src), columns=list(HIDDEN_COLUMNS)), key=f"hidden_{rev}", num_rows="dynamic",
-        hide_index=True, column_config=column_config(HIDDEN_COLUMNS))
+        hide_index=True, column_config=column_config(HIDDEN_COLUMNS), width=360)
     settings = ArchConfig(name=ss["origin"].name, **{k: ss[k] for k in SETTINGS})
     return config_from_rows(settings, convs.to_dict("records"), hidden.to_dict("records"))
 
 
-def results_ui(cfg: ArchConfig) -> None:
+@st.cache_data(max_entries=64)
+def cached_png(svg: str) -> bytes | None:
+    try:
+        return to_png(svg)
+    except (ImportError, OSError):  # cairosvg or its cairo library missing: SVG only
+        return None
+
+
+def drawing_ui(draft: ArchConfig, presenter: bool) -> None:
+    """The draft network drawn (up to its failing layer, in red), and its downloads."""
+    svg = network_svg(draft, scale=1.5 if presenter else 1.0)
+    st.markdown(f'<div class="arch-drawing" style="overflow-x:auto; max-width:100%">{svg}</div>'
+                '<style>@media (min-width: 700px) {.arch-hint {display: none;}}</style>'
+                '<p class="arch-hint">← the drawing scrolls sideways →</p>', unsafe_allow_html=True)
+    slug = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in draft.name)[:80] or "network"
+    c = st.columns([1, 1, 3])
+    c[0].download_button("Download drawing (SVG)", svg, f"{slug}.svg", "image/svg+xml")
+    png = cached_png(svg)
+    if png is not None:
+        c[1].download_button("Download drawing (PNG)", png, f"{slug}.png", "image/png")
+    else:
+        c[1].caption("PNG download needs cairosvg (pip install cairosvg).")
+
+
+def _big(fig, presenter: bool):
+    """Larger type and a taller chart for a projector."""
+    if presenter:
+        fig.update_layout(font=dict(size=22), title_font=dict(size=28), height=520)
+    return fig
+
+
+def results_ui(cfg: ArchConfig, presenter: bool = False) -> None:
     rows, display, params, macs, memory, sentences = cached_summary(cfg)
     m = st.columns(4)
     m[0].metric("Parameters", f"{params:,}")
     m[1].metric("Multiply-accumulates / image", human(macs))
     m[2].metric("Activation memory / image", human(memory, "B"))
     m[3].metric("Weights in float32", human(params * 4, "B"))
-    st.plotly_chart(block_diagram(rows, (cfg.in_channels, cfg.input_size, cfg.input_size)), width="stretch")
     only = st.toggle("Only layers with weights or pooling", value=False)
     df = pd.DataFrame(display)
     if only:
@@ -153,9 +188,11 @@ def results_ui(cfg: ArchConfig) -> None:
                "Memory: the layer's output for one image in float32. Receptive field: the input window one "
                "output pixel sees, and the stride between neighbouring windows (jump).")
     t = st.tabs(["Where the parameters are", "Where the compute is", "Where the memory is"])
-    t[0].plotly_chart(per_layer_bars(rows, "params", "Parameters per layer"), width="stretch")
-    t[1].plotly_chart(per_layer_bars(rows, "macs", "Multiply-accumulates per layer (one image)"), width="stretch")
-    t[2].plotly_chart(per_layer_bars(rows, "memory", "Activation memory per layer (one image)", " B"), width="stretch")
+    t[0].plotly_chart(_big(per_layer_bars(rows, "params", "Parameters per layer"), presenter), width="stretch")
+    t[1].plotly_chart(_big(per_layer_bars(rows, "macs", "Multiply-accumulates per layer (one image)"), presenter),
+                      width="stretch")
+    t[2].plotly_chart(_big(per_layer_bars(rows, "memory", "Activation memory per layer (one image)", " B"), presenter),
+                      width="stretch")
     fc = sum(r["params"] for r in rows if r["type"] == "Linear")
     conv_macs = sum(r["macs"] for r in rows if r["type"] == "Conv2d")
     st.info(f"The Linear layers hold {fc / max(params, 1):.0%} of the parameters; the conv layers do "
@@ -218,22 +255,29 @@ def page() -> None:
     origin = ss["origin"]
     st.caption(PRESET_NOTES.get(origin.name) if PRESETS.get(origin.name) == origin
                else f"Imported: {origin.name}" if ss.get("imported") == origin else "")
+    drawing = st.container()  # filled once the editor below has given the draft
     cfg = ss["draft"]
     try:
         if not presenter:
+            st.subheader("Edit the network")
             settings_ui()
             cfg = tables_ui()
             cfg = ss["draft"] = replace(cfg, name=edited_name(origin, cfg))
         error = trace(cfg).error
     except ConfigError as e:
         error = e
-    if error is not None:
-        st.error(f"This network cannot work: {error}")
-        cfg = ss.get("last_valid") or origin
-        st.caption(f"Showing the last network that worked ({cfg.name}).")
-    else:
-        ss["last_valid"] = cfg
-    results_ui(cfg)
+    draft = cfg
+    with drawing:
+        drawing_ui(draft, presenter)
+        if error is not None:
+            st.error(f"This network cannot work: {error}")
+            cfg = ss.get("last_valid") or origin
+            st.caption(f"The drawing shows your network up to the layer that fails; the numbers below are for "
+                       f"the last network that worked ({cfg.name}).")
+        else:
+            ss["last_valid"] = cfg
+    st.subheader("Layer by layer")
+    results_ui(cfg, presenter)
     st.subheader("Two networks side by side")
     compare_ui(cfg)
     if not presenter:
