@@ -2,26 +2,24 @@
 from __future__ import annotations
 
 import os
-import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .config import ArchConfig, get_preset
+from .inspect.attribution import grad_cam  # noqa: F401 - captum's LayerGradCam, part of this module's API
+from .cost import estimate_analysis, require_fits
+from .inspect.walk import layer_outputs, private_copy
 from .data import CLASSES, MEAN, STD
 from .model import build_model
 from .runs import Run
 from .summary import leaf_layers
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-# The app shares one model object between browser sessions (st.cache_resource); forward hooks on a
-# shared model would catch other sessions' passes, so hooked passes take turns (~60 ms each).
-_HOOKED = threading.Lock()
 
 
 class ModelUnavailable(RuntimeError):
@@ -38,6 +36,7 @@ class Loaded:
     std: tuple[float, ...]
     invert: bool          # photos are inverted for Fashion-MNIST models (light item on black)
     label: str
+    transforms: object = None  # the weights' own preprocessing (PIL -> C×H×W), e.g. ImageNet's resize + crop
 
 
 def _class_names(cfg: ArchConfig) -> tuple[str, ...]:
@@ -50,19 +49,23 @@ def _fashion(model: nn.Module, cfg: ArchConfig, label: str) -> Loaded:
 
 
 def untrained(cfg: ArchConfig, seed: int = 0) -> Loaded:
+    require_fits(estimate_analysis(cfg))  # refused before its weights exist (raises OverBudget)
     torch.manual_seed(seed)
     return _fashion(build_model(cfg), cfg, f"untrained {cfg.name} (seed {seed})")
 
 
-def from_run(path: str | Path) -> Loaded:
+def from_run(path: str | Path, at: float | str | None = None) -> Loaded:
+    """A saved run's final weights, or its snapshot at epoch/label `at` (see Run.load_model)."""
     from .runs import RunError
+    from .snapshots import find, read_index
     try:
         run = Run(Path(path))
-        model = run.load_model()
+        model = run.load_model(at)
         cfg = run.config()[0]
+        when = "" if at is None else f" at {find(read_index(run.path), at).label}"
     except RunError as e:
         raise ModelUnavailable(str(e)) from None
-    return _fashion(model, cfg, f"run {Path(path).name}")
+    return _fashion(model, cfg, f"run {Path(path).name}{when}")
 
 
 def pretrained_path() -> Path:
@@ -72,6 +75,12 @@ def pretrained_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
 
 
+HOW_TO_ADD = ("To add them: on a computer with internet, run python -c \"import torchvision; "
+              "torchvision.models.alexnet(weights='IMAGENET1K_V1')\" and copy the file it downloads, "
+              "alexnet-owt-7be5be79.pth, into hub/checkpoints/ under this machine's torch cache "
+              "($TORCH_HOME, by default ~/.cache/torch); then reload the page.")
+
+
 def pretrained() -> Loaded:
     """torchvision's ImageNet AlexNet, downloaded once into the torch cache, loaded safely."""
     from torchvision.models import AlexNet_Weights
@@ -79,44 +88,38 @@ def pretrained() -> Loaded:
     path = pretrained_path()
     if not path.exists():
         if os.environ.get("ALEXNET_VIZ_OFFLINE") == "1":
-            raise ModelUnavailable("the ImageNet weights are not in the cache and offline mode is on")
+            raise ModelUnavailable(f"the ImageNet weights are not here and offline mode is on. {HOW_TO_ADD}")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             torch.hub.download_url_to_file(w.url, str(path), hash_prefix=None, progress=False)
         except Exception as e:  # noqa: BLE001 - any network failure
-            raise ModelUnavailable(f"the ImageNet weights cannot be fetched ({type(e).__name__}); "
-                                   f"offline? put {path.name} in {path.parent} to use them") from None
+            raise ModelUnavailable(f"the ImageNet weights are not here and cannot be fetched "
+                                   f"({type(e).__name__}: offline?). {HOW_TO_ADD}") from None
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001
-        raise ModelUnavailable(f"{path} is not a usable weights file ({type(e).__name__})") from None
+        raise ModelUnavailable(f"the ImageNet weights file {path.name} is not a usable weights file "
+                               f"({type(e).__name__}). {HOW_TO_ADD}") from None
     cfg = get_preset("torchvision")
     model = build_model(cfg)
     ours = model.state_dict()
     if len(sd) != len(ours) or any(a.shape != b.shape for a, b in zip(sd.values(), ours.values())):
-        raise ModelUnavailable(f"{path} does not hold torchvision's AlexNet weights")
+        raise ModelUnavailable(f"{path.name} does not hold torchvision's AlexNet weights. {HOW_TO_ADD}")
     # torchvision names layers features.0, classifier.1 ...; ours conv1, fc1: same order, same shapes.
     model.load_state_dict(OrderedDict(zip(ours.keys(), sd.values())))
     return Loaded(model.eval(), cfg, tuple(w.meta["categories"]), IMAGENET_MEAN, IMAGENET_STD, False,
-                  "torchvision AlexNet, ImageNet-trained")
+                  "torchvision AlexNet, ImageNet-trained", w.transforms())
 
 
 @torch.no_grad()
 def feature_maps(model: nn.Module, x: torch.Tensor) -> tuple["OrderedDict[str, torch.Tensor]", torch.Tensor]:
-    """Every layer's output for x (1 image) in one pass, and the logits; the model's mode is restored."""
-    out: OrderedDict[str, torch.Tensor] = OrderedDict()
-    with _HOOKED:
-        was = model.training
-        model.eval()
-        hooks = [m.register_forward_hook(lambda _m, _i, y, n=n: out.__setitem__(n, y[0].detach().clone()))
-                 for n, m in leaf_layers(model)]
-        try:
-            logits = model(x)
-        finally:
-            for h in hooks:
-                h.remove()
-            model.train(was)
-    return out, logits[0]
+    """Every layer's output for x (1 image) in one pass, and the logits.
+
+    No hooks and no mode switch on `model` (the app shares it between sessions): the layers are
+    walked in order on a private eval-mode copy, so concurrent sessions never wait on each other."""
+    outs = layer_outputs(model, x)
+    maps = OrderedDict((n, y[0]) for n, y in outs.items())
+    return maps, next(reversed(maps.values()))
 
 
 def topk(logits: torch.Tensor, classes: tuple[str, ...], k: int = 5) -> list[tuple[str, float]]:
@@ -162,33 +165,6 @@ def conv1_filters(model: nn.Module) -> np.ndarray:
     return w[:, 0].numpy() if w.shape[1] != 3 else w.permute(0, 2, 3, 1).numpy()
 
 
-def grad_cam(model: nn.Module, x: torch.Tensor, layer: str, cls: int | None = None) -> tuple[np.ndarray, int]:
-    """Grad-CAM (Selvaraju et al. 2017) at a conv layer: (H×W heat map in 0..1 at the input's size, class).
-
-    Written out (15 lines) rather than pulling in captum: the method is a weighted sum of the
-    layer's maps, the weights being the class score's mean gradient over each map.
-    """
-    m = dict(leaf_layers(model))[layer]
-    saved = {}
-    with _HOOKED:
-        was = model.training
-        model.eval()
-        h = m.register_forward_hook(lambda _m, _i, y: saved.__setitem__("a", y))
-        try:
-            with torch.enable_grad():
-                logits = model(x.detach().requires_grad_(True))
-                cls = int(logits[0].argmax()) if cls is None else cls
-                a = saved["a"]                                     # 1×C×h×w
-                g, = torch.autograd.grad(logits[0, cls], a)
-        finally:
-            h.remove()
-            model.train(was)
-    cam = F.relu((g.mean((2, 3), keepdim=True) * a).sum(1, keepdim=True)).detach()
-    cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
-    hi = float(cam.max())
-    return (cam / hi if hi > 0 else cam).numpy(), cls
-
-
 def conv_layers(model: nn.Module) -> list[str]:
     return [n for n, m in leaf_layers(model) if isinstance(m, nn.Conv2d)]
 
@@ -202,11 +178,17 @@ class Analysis:
     cam_layer: str
     cam_class: int
 
+    @property
+    def logits(self) -> torch.Tensor:
+        return next(reversed(self.maps.values()))
+
 
 def preprocess(loaded: Loaded, im, invert: bool | None = None) -> torch.Tensor:
     """PIL image -> the 1×C×H×W tensor this model takes; invert=None: only a light-background
     image for a Fashion-MNIST model."""
     from .images import light_background, to_tensor
+    if loaded.transforms is not None:  # the weights' own: resize 256, centre crop 224, normalize
+        return loaded.transforms(im.convert("RGB"))[None]
     if invert is None:
         invert = loaded.invert and light_background(im)
     return to_tensor(im, loaded.cfg.in_channels, loaded.cfg.input_size, loaded.mean, loaded.std, invert)
@@ -214,18 +196,47 @@ def preprocess(loaded: Loaded, im, invert: bool | None = None) -> torch.Tensor:
 
 @torch.no_grad()
 def predict(loaded: Loaded, im, invert: bool | None = None, k: int = 5) -> list[tuple[str, float]]:
-    """Top-k for one PIL image: a plain forward pass, no hooks, no gradients."""
-    was = loaded.model.training
-    loaded.model.eval()
-    try:
-        return topk(loaded.model(preprocess(loaded, im, invert))[0], loaded.classes, k)
-    finally:
-        loaded.model.train(was)
+    """Top-k for one PIL image: a plain forward pass on a private eval copy, no gradients."""
+    return topk(private_copy(loaded.model)(preprocess(loaded, im, invert))[0], loaded.classes, k)
+
+
+def input_box(loaded: Loaded, size: tuple[int, int]) -> tuple[float, float, float, float]:
+    """(left, top, right, bottom) of the original image (w×h pixels) that the network's input covers:
+    all of it, squashed, for our models; the centre crop for the ImageNet weights' transforms."""
+    w, h = size
+    if loaded.transforms is None:
+        return 0.0, 0.0, float(w), float(h)
+    side = min(w, h) * loaded.transforms.crop_size[0] / loaded.transforms.resize_size[0]
+    return (w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2
+
+
+def knows_only(loaded: Loaded) -> str | None:
+    """What a clothing model can answer, said before its answer; None for other models."""
+    if loaded.classes != CLASSES:
+        return None
+    return (f"This model knows only the {len(CLASSES)} Fashion-MNIST clothing classes ("
+            + ", ".join(CLASSES) + "): whatever the image shows, it answers with one of them.")
+
+
+def verdict(a: "Analysis", classes: tuple[str, ...], truth: str) -> tuple[bool, str]:
+    """(right?, sentence) for a test image whose true label is known."""
+    p = a.logits.float().softmax(0)
+    t = classes.index(truth)
+    rank = int((p > p[t]).sum()) + 1
+    if rank == 1:
+        return True, f"Right: the first guess is the true label, {truth} ({float(p[t]):.0%})."
+    return False, (f"Wrong: the first guess is {classes[int(p.argmax())]}; the true label, {truth}, "
+                   f"comes {_ordinal(rank)} ({float(p[t]):.1%}).")
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
 def analyze(loaded: Loaded, im, invert: bool | None = None, cam_layer: str | None = None,
             cam_class: int | None = None, k: int = 5) -> Analysis:
     """Upload-to-results: preprocess, all feature maps, top-k and Grad-CAM for one PIL image."""
+    require_fits(estimate_analysis(loaded.cfg))  # raises OverBudget, a ConfigError the page shows
     x = preprocess(loaded, im, invert)
     maps, logits = feature_maps(loaded.model, x)
     layer = cam_layer or conv_layers(loaded.model)[-1]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, fields, replace
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "gelu")
@@ -17,13 +18,23 @@ SCHEMA_VERSION = 1
 # Bounds that keep a config buildable on a laptop; they are sanity limits, not physics. The
 # Architect's widgets take their ranges from here, so what a widget offers is what validation allows.
 IN_CHANNELS = (1, 3)  # grayscale or RGB: the only images the data and upload paths can feed
-NAME_MAX = 80         # characters in a config's name (it becomes a file and folder name)
 LIMITS = {
     "in_channels": (1, 3), "dropout": (0.0, 0.99), "input_size": (8, 512), "out_channels": (1, 2048),
     "kernel": (1, 31), "stride": (1, 16), "padding": (0, 15), "groups": (1, 2048),
     "pool_kernel": (1, 15), "pool_stride": (1, 15), "hidden": (1, 16384),
     "num_classes": (2, 1000), "adaptive_pool": (0, 32), "convs": (1, 12), "hiddens": (0, 6),
 }
+
+
+NAME_MAX = 80  # characters in a network's name (it becomes part of a folder name)
+
+# What a TrainConfig accepts; the Train page's widgets and the CLI use the same bounds.
+TRAIN_LIMITS = {
+    "epochs": (1, 1000), "batch_size": (1, 8192), "lr": (1e-6, 10.0), "weight_decay": (0.0, 1.0),
+    "max_batches": (0, 1_000_000), "seed": (0, 2**31 - 1),
+}
+OPTIMIZERS = ("sgd", "momentum", "adam")
+INITS = ("xavier", "default")
 
 
 class ConfigError(ValueError):
@@ -330,24 +341,43 @@ class TrainConfig:
     optimizer: str = "sgd"             # sgd | momentum (SGD, 0.9) | adam
     weight_decay: float = 0.0          # L2 penalty
     augment: bool = False              # random crop (pad 2 px) + horizontal flip, on the device
-    amp: bool = True                   # bf16 autocast where the device has it (CUDA; CPU if bf16 units)
+    amp: bool = True                   # bf16 autocast where it pays (off = fp32 everywhere)
+    precision: str = "auto"            # with amp: auto (measured on this CPU, see precision.py) | bf16 | fp32
     seed: int = 0                      # init, shuffling and augmentation
     device: str = "auto"               # auto | cuda | mps | cpu
     max_batches: int = 0               # 0 = whole epoch, else a cap per epoch for quick demos
     init: str = "xavier"               # xavier (d2l) | default (PyTorch's)
+
+    def __post_init__(self):
+        # here, not in from_dict: dataclasses.replace() builds through __init__ too, so no copy skips it
+        for name, (lo, hi) in TRAIN_LIMITS.items():
+            v = getattr(self, name)
+            whole = isinstance(lo, int) and isinstance(hi, int)
+            if isinstance(v, bool) or not isinstance(v, int if whole else (int, float)) or not lo <= v <= hi:
+                kind, fmt = ("a whole number", "{:,}") if whole else ("a number", "{:g}")
+                raise ConfigError(f"{name.replace('_', ' ')} must be {kind} from {fmt.format(lo)} to "
+                                  f"{fmt.format(hi)} (got {v!r})")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
+        if self.init not in INITS:
+            raise ConfigError(f"init {self.init!r} is not one of {', '.join(INITS)}")
+        if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|mps|cuda(:\d{1,2})?", self.device):
+            raise ConfigError(f"device {self.device!r} is not one of auto, cpu, cuda, mps")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ConfigError(f"precision {self.precision!r} is not one of auto, bf16, fp32")
+        for name in ("augment", "amp"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false (got {getattr(self, name)!r})")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @staticmethod
     def from_dict(d: dict) -> "TrainConfig":
+        if not isinstance(d, dict):
+            raise ConfigError(f"training settings: expected an object, got {type(d).__name__}")
         kw = {k: v for k, v in d.items() if k in {f.name for f in fields(TrainConfig)}}
-        t = TrainConfig(**kw)
-        if t.optimizer not in ("sgd", "momentum", "adam"):
-            raise ConfigError(f"optimizer {t.optimizer!r} is not one of sgd, momentum, adam")
-        if t.epochs < 1 or t.batch_size < 1 or not t.lr > 0:
-            raise ConfigError("epochs, batch size and learning rate must be positive")
-        return t
+        return TrainConfig(**kw)
 
 
 # Training settings that suit a preset better than d2l's (used as the page's and CLI's defaults).
@@ -364,8 +394,8 @@ def default_training(name: str) -> TrainConfig:
 
 
 __all__ = [
-    "ACTIVATIONS", "NORMS", "POOLS", "ConfigError", "ConvSpec", "ArchConfig", "TrainConfig",
+    "ACTIVATIONS", "NORMS", "POOLS", "TRAIN_LIMITS", "NAME_MAX", "ConfigError", "ConvSpec", "ArchConfig", "TrainConfig",
     "PRESETS", "PRESET_NOTES", "get_preset", "validate", "feature_shapes", "with_conv", "trace", "Trace",
-    "LIMITS", "IN_CHANNELS", "NAME_MAX",
+    "LIMITS", "IN_CHANNELS",
     "default_training",
 ]

@@ -16,11 +16,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .config import ConfigError
+
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 MEAN, STD = 0.2861, 0.3528  # of the training images, on 0..1 pixels
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 SAMPLE = ASSETS / "fashion_mnist_sample.npz"
+
+
+class DataError(ConfigError):
+    """ALEXNET_VIZ_DATA names a folder without Fashion-MNIST: the user asked for it, so no fallback."""
 
 
 @dataclass(frozen=True)
@@ -51,15 +57,17 @@ def _from_sample(path: Path = SAMPLE) -> tuple:
 
 
 def load_fashion_mnist() -> Dataset:
-    """The best data available; never raises because the network is down."""
+    """The best data available; never raises because the network is down. A wrong ALEXNET_VIZ_DATA
+    raises DataError: that folder was asked for, so falling back to the sample would hide the mistake."""
     env = os.environ.get("ALEXNET_VIZ_DATA")
     problems = []
     if env:
         try:
             return Dataset(*_from_torchvision(Path(env), download=False), source=f"{env} (ALEXNET_VIZ_DATA)",
                            is_sample=False)
-        except (RuntimeError, OSError) as e:
-            problems.append(f"ALEXNET_VIZ_DATA={env} holds no Fashion-MNIST ({e})")
+        except (RuntimeError, OSError, ValueError) as e:
+            raise DataError(f"ALEXNET_VIZ_DATA={env} holds no Fashion-MNIST ({str(e).splitlines()[0][:120]}) — "
+                            f"point it at the folder that holds FashionMNIST/raw, or unset it") from None
     root = cache_dir()
     try:
         return Dataset(*_from_torchvision(root, download=False), source=str(root), is_sample=False)
@@ -81,6 +89,18 @@ def available_devices() -> list[str]:
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         out.append("mps")
     return out + ["cpu"]
+
+
+def check_device(choice: str = "auto") -> torch.device:
+    """The device asked for, or ConfigError saying what this machine has ("no CUDA GPU here; available: cpu")."""
+    have = available_devices()
+    dev = torch.device(have[0] if choice == "auto" else choice)
+    names = {"cuda": "CUDA GPU", "mps": "Apple MPS device", "cpu": "CPU"}
+    if dev.type not in have:
+        raise ConfigError(f"no {names.get(dev.type, dev.type)} here; available: {', '.join(have)}")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"no CUDA GPU {dev.index} here; this machine has {torch.cuda.device_count()}")
+    return dev
 
 
 def pick_device(choice: str = "auto") -> torch.device:
@@ -111,11 +131,24 @@ class DeviceData:
             x = x.expand(-1, self.channels, -1, -1)
         return x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
 
-    def train_batches(self, batch_size: int, gen: torch.Generator, augment: bool = False):
+    rank, world = 0, 1  # this process's slice of every batch (torchrun: see distributed.py)
+
+    def shard(self, rank: int, world: int) -> None:
+        """Train on every `world`-th example of each batch, from the `rank`-th: the union over ranks
+        of their batch k is the one-process batch k, as long as every rank shuffles with the same seed."""
+        self.rank, self.world = rank, world
+
+    def _usable(self) -> int:
         n = len(self.train_y)
-        order = torch.randperm(n, generator=gen, device="cpu").to(self.device)
-        for i in range(0, n, batch_size):
-            idx = order[i:i + batch_size]
+        return n - n % self.world  # every rank the same number of examples, so the same number of steps
+
+    def train_batches(self, batch_size: int, gen: torch.Generator, augment: bool = False):
+        """Shuffled batches of `batch_size` examples; with shard(), this rank's batch_size/world of each."""
+        order = torch.randperm(len(self.train_y), generator=gen, device="cpu")[:self._usable()]
+        order = order[self.rank::self.world].to(self.device)
+        b = batch_size // self.world
+        for i in range(0, len(order), b):
+            idx = order[i:i + b]
             yield self.prepare(self.train_x[idx], augment, gen), self.train_y[idx]
 
     def test_batches(self, batch_size: int):
@@ -123,7 +156,7 @@ class DeviceData:
             yield self.prepare(self.test_x[i:i + batch_size]), self.test_y[i:i + batch_size]
 
     def steps_per_epoch(self, batch_size: int) -> int:
-        return -(-len(self.train_y) // batch_size)
+        return -(-(self._usable() // self.world) // (batch_size // self.world))
 
 
 def random_crop_flip(x: torch.Tensor, gen: torch.Generator | None, pad: int = 2) -> torch.Tensor:

@@ -210,11 +210,12 @@ def flat_settings(cfg: dict) -> dict[str, object]:
     out: dict[str, object] = {}
     arch = dict(cfg.get("arch", {}))
     arch.pop("version", None)
-    for i, c in enumerate(arch.pop("convs", []) or [], 1):
-        for k, v in c.items():
-            out[f"conv{i}.{k}"] = v
+    convs = arch.pop("convs", []) or []
     for k, v in arch.items():
         out[k if k != "name" else "network"] = tuple(v) if isinstance(v, list) else v
+    for i, c in enumerate(convs, 1):
+        for k, v in c.items():
+            out[f"conv{i}.{k}"] = v
     for k, v in (cfg.get("train") or {}).items():
         out[k] = v
     return out

@@ -5,6 +5,8 @@ Every refusal is an ImageError whose message a student understands; nothing else
 from __future__ import annotations
 
 import io
+import os
+import stat
 import warnings
 
 import numpy as np
@@ -41,7 +43,9 @@ def open_image(data: bytes) -> Image.Image:
     except ImageError:
         raise
     except UnidentifiedImageError:
-        raise ImageError("this is not an image we can read — upload a PNG, JPEG, WebP, GIF or BMP file") from None
+        kind = _other_format(data)
+        raise ImageError((f"this is {'an' if kind[0] in 'AEIOSH' else 'a'} {kind} file, not one of the image formats we read" if kind else
+                          "this is not an image we can read") + " — upload a PNG, JPEG, WebP, GIF or BMP file") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError("the image claims to be enormous (a decompression bomb?) — refused") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
@@ -55,6 +59,28 @@ def open_image(data: bytes) -> Image.Image:
         return _to_l_or_rgb(im)
     except (ValueError, OSError) as e:  # a colour mode Pillow cannot turn into RGB
         raise ImageError(f"the image's colour mode ({im.mode}) cannot be converted ({e})") from None
+
+
+_MAGIC = ((b"%PDF", "PDF"), (b"II*\0", "TIFF"), (b"MM\0*", "TIFF"), (b"\0\0\1\0", "ICO"),
+          (b"\0\0\2\0", "CUR"), (b"8BPS", "Photoshop"))
+
+
+def _other_format(data: bytes) -> str | None:
+    """The name of a well-known file kind we do not read, to say what was uploaded."""
+    for magic, name in _MAGIC:
+        if data.startswith(magic):
+            return name
+    if data[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1"):
+        return "HEIC"
+    return "SVG" if b"<svg" in data[:2048].lower() else None
+
+
+def display_copy(im: Image.Image, max_side: int = 640) -> Image.Image:
+    """A copy at most max_side on its long side, for showing; never 0 pixels on the short side
+    (a 20000×1 image scaled down naively would be 640×0)."""
+    k = min(1.0, max_side / max(im.size))
+    size = (max(1, round(im.width * k)), max(1, round(im.height * k)))
+    return im if size == im.size else im.resize(size, Image.Resampling.BILINEAR)
 
 
 def _to_l_or_rgb(im: Image.Image) -> Image.Image:
@@ -85,9 +111,15 @@ def _to_l_or_rgb(im: Image.Image) -> Image.Image:
 
 
 def load_image(path) -> Image.Image:
+    """A file -> an image; refused by its size (stat) before any of it is read, and only a regular file."""
     try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageError(f"{path} is not a regular file")
+        if st.st_size > MAX_BYTES:
+            raise ImageError(f"the file is {st.st_size / 2**20:.0f} MB; the limit is {MAX_BYTES // 2**20} MB")
         with open(path, "rb") as f:
-            return open_image(f.read())
+            return open_image(f.read(MAX_BYTES + 1))
     except OSError as e:
         raise ImageError(f"cannot read {path}: {e.strerror or e}") from None
 

@@ -33,6 +33,7 @@ class Job:
     tags: dict = field(default_factory=dict)   # saved in config.json, e.g. an experiment's variant and seed
     steps: list[dict] = field(default_factory=list)
     epochs: list[dict] = field(default_factory=list)
+    records: dict[str, list[dict]] = field(default_factory=dict)  # other kinds: precision, internals, snapshot
     stop: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property
@@ -121,8 +122,10 @@ class JobManager:
                     job.steps.append(r.to_dict())
                 elif r.kind == "epoch":
                     job.epochs.append(r.to_dict())
-                else:
+                elif r.kind == "end":
                     job.state, job.message = r.status, r.message
+                else:
+                    job.records.setdefault(r.kind, []).append(r.to_dict())
         except RunError as e:
             job.state, job.message = "error", str(e)
         except Exception as e:  # noqa: BLE001 - the worker must survive any one job

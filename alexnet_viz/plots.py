@@ -137,10 +137,12 @@ def confusion_matrix(cm: np.ndarray, classes: tuple[str, ...]) -> go.Figure:
     return _layout(fig, "Confusion matrix (test set)", 480)
 
 
-def topk_bars(top: list[tuple[str, float]]) -> go.Figure:
+def topk_bars(top: list[tuple[str, float]], truth: str | None = None) -> go.Figure:
+    """Horizontal bars, best on top; the true label (when known) in green and marked."""
     top = top[::-1]
-    fig = go.Figure(go.Bar(x=[p for _, p in top], y=[c for c, _ in top], orientation="h",
-                           text=[f"{p:.1%}" for _, p in top], textposition="auto", marker_color="#1f77b4"))
+    fig = go.Figure(go.Bar(x=[p for _, p in top], y=[c + (" ✓ true label" if c == truth else "") for c, _ in top],
+                           orientation="h", text=[f"{p:.1%}" for _, p in top], textposition="auto",
+                           marker_color=["#2ca02c" if c == truth else "#1f77b4" for c, _ in top]))
     fig.update_xaxes(range=[0, 1], tickformat=".0%")
     return _layout(fig, "Top predictions", 280)
 
@@ -197,3 +199,95 @@ def filter_grid(filters: np.ndarray, cols: int = 16, scale: int = 4) -> np.ndarr
         r, q = divmod(i, cols)
         out[r * (K + gap):r * (K + gap) + K, q * (K + gap):q * (K + gap) + K] = f[i]
     return (out * 255).astype(np.uint8)
+
+
+def channel_heatmap(a: np.ndarray, selected: tuple[int, int] | None, title: str) -> go.Figure:
+    """One channel's map (H×W raw values) to click on: a heat map, and under each cell an invisible
+    marker (Plotly selects markers, not heat-map cells); the selected unit framed in red."""
+    H, W = a.shape
+    fig = go.Figure(go.Heatmap(z=a, colorscale="Viridis", colorbar=dict(title="value", thickness=12),
+                               hovertemplate="row %{y}, column %{x}: %{z:.4f}<extra></extra>"))
+    rr, cc = np.mgrid[0:H, 0:W]
+    fig.add_trace(go.Scatter(x=cc.ravel(), y=rr.ravel(), mode="markers", hoverinfo="skip", showlegend=False,
+                             marker=dict(symbol="square", size=max(4, 480 // max(H, W)), opacity=0.01,
+                                         color="white")))
+    if selected is not None:
+        r, c = selected
+        fig.add_shape(type="rect", x0=c - 0.5, x1=c + 0.5, y0=r - 0.5, y1=r + 0.5, line=dict(color="red", width=3))
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain", title="row")
+    fig.update_xaxes(constrain="domain", title="column")
+    fig.update_layout(clickmode="event+select", dragmode=False)
+    return _layout(fig, title, 460)
+
+
+def field_overlay(image: np.ndarray, erf: np.ndarray, box: tuple[int, int, int, int],
+                  cover: tuple[float, float, float, float], n: int) -> np.ndarray:
+    """A unit's receptive field on the image: |∂unit/∂input| as a heat overlay where it is non-zero,
+    and the theoretical box in red. erf and box (top, left, bottom, right, inclusive) are in the
+    network's n×n input; cover is the (left, top, right, bottom) of the image that input covers."""
+    from PIL import Image, ImageDraw
+    base = np.repeat(image[..., None], 3, -1) if image.ndim == 2 else image
+    h, w = base.shape[:2]
+    x0, y0, x1, y1 = cover
+    sx, sy = (x1 - x0) / n, (y1 - y0) / n
+    hi = float(erf.max())
+    out = base.astype(np.float32)
+    if hi > 0:
+        left, top = int(np.floor(x0)), int(np.floor(y0))
+        bw, bh = max(1, int(np.ceil(x1)) - left), max(1, int(np.ceil(y1)) - top)
+        e = np.asarray(Image.fromarray((erf / hi).astype(np.float32)).resize((bw, bh), Image.Resampling.BILINEAR))
+        full = np.zeros((h, w), np.float32)
+        t0, l0 = max(top, 0), max(left, 0)
+        full[t0:min(top + bh, h), l0:min(left + bw, w)] = e[t0 - top:min(top + bh, h) - top,
+                                                            l0 - left:min(left + bw, w) - left]
+        alpha = 0.65 * np.clip(full, 0, 1)[..., None] ** 0.5
+        out = out * (1 - alpha) + _jet(full) * alpha
+    im = Image.fromarray(out.astype(np.uint8))
+    t, lft, b, r = box
+    bx0, by0 = x0 + lft * sx, y0 + t * sy
+    bx1, by1 = max(bx0, x0 + (r + 1) * sx - 1), max(by0, y0 + (b + 1) * sy - 1)  # ≥ 1 px on a 1-px image
+    ImageDraw.Draw(im).rectangle([bx0, by0, bx1, by1], outline=(255, 0, 0), width=max(1, min(h, w) // 150))
+    return np.asarray(im)
+
+
+def kernel_products(terms: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]) -> go.Figure:
+    """For each shown input channel: the patch, the kernel and their element-wise products, as
+    heat maps with the numbers written in (CNN Explainer's view)."""
+    names = ("input patch", "kernel", "patch × kernel")
+    fig = make_subplots(rows=len(terms), cols=3, horizontal_spacing=0.04, vertical_spacing=0.08,
+                        subplot_titles=[f"{label}: {n}" for label, *_ in terms for n in names])
+    k = terms[0][1].shape[0]
+    for i, (_, patch, kernel, prod) in enumerate(terms, 1):
+        for j, z in enumerate((patch, kernel, prod), 1):
+            lim = float(np.abs(z).max()) or 1.0
+            fig.add_trace(go.Heatmap(z=z, zmin=-lim, zmax=lim, colorscale="RdBu", showscale=False,
+                                     text=np.round(z, 2), texttemplate="%{text}" if k <= 7 else None,
+                                     hovertemplate="%{z:.4f}<extra></extra>"), row=i, col=j)
+    fig.update_yaxes(autorange="reversed", showticklabels=False)
+    fig.update_xaxes(showticklabels=False)
+    fig.update_annotations(font_size=11)
+    return _layout(fig, "", 60 + 230 * len(terms))
+
+
+def attribution_panels(image: np.ndarray, maps: dict[str, np.ndarray], cover: tuple[float, float, float, float],
+                       label: str) -> go.Figure:
+    """Each method's map (n×n, scaled to −1..1) over the user's original image, side by side, on one
+    colour scale with its legend. cover: the (left, top, right, bottom) of the image the maps cover."""
+    base = np.repeat(image[..., None], 3, -1) if image.ndim == 2 else image
+    fig = make_subplots(rows=1, cols=len(maps), subplot_titles=list(maps), horizontal_spacing=0.02)
+    x0, y0, x1, y1 = cover
+    for i, a in enumerate(maps.values(), 1):
+        n = a.shape[0]
+        sx, sy = (x1 - x0) / a.shape[1], (y1 - y0) / n
+        fig.add_trace(go.Image(z=base, hoverinfo="skip"), row=1, col=i)
+        fig.add_trace(go.Heatmap(z=a, x0=x0 + sx / 2, dx=sx, y0=y0 + sy / 2, dy=sy, coloraxis="coloraxis",
+                                 opacity=0.6, zsmooth="best",
+                                 hovertemplate="%{z:.2f} of the largest<extra></extra>"), row=1, col=i)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
+    fig.update_layout(coloraxis=dict(colorscale="RdBu_r", cmin=-1, cmax=1, colorbar=dict(
+        title=dict(text="attribution<br>(÷ largest |value|)", side="right"), thickness=12,
+        tickvals=[-1, 0, 1], ticktext=[f"−1: against {label}", "0", f"+1: for {label}"])))
+    _layout(fig, "", 300)
+    fig.update_layout(margin=dict(l=10, r=10, t=40, b=10))
+    return fig

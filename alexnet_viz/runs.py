@@ -5,11 +5,14 @@
     status.json     {"state": running|finished|stopped|error, "message", "pid", "epochs_done"}
     weights.pt      {"model", "optimizer", "epoch"}: written to a temp file, then renamed
     test_preds.npy  the test-set predictions of the saved weights
+    snapshots/      the weights at a few moments of training (see snapshots.py)
+    internals.jsonl per-layer gradient norms, update ratios, dead units, histograms (see internals.py)
 
 Weights are only ever read with torch.load(weights_only=True).
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -34,9 +37,17 @@ def runs_dir() -> Path:
 
 
 def _write_atomic(path: Path, write) -> None:
+    """Write through a temp file and rename; a failed write leaves no temp file behind."""
     tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        # torch.save reports a full disk as RuntimeError ("[enforce fail at inline_container.cc] ...")
+        if isinstance(e, RuntimeError) and shutil.disk_usage(path.parent).free < 64 * 2**20:
+            raise OSError(errno.ENOSPC, "disk full") from None
+        raise
 
 
 def _pid_alive(pid: int | None) -> bool:
@@ -64,12 +75,14 @@ class Run:
         root = Path(root or runs_dir())
         stamp = time.strftime("%Y%m%d-%H%M%S")
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", arch.name).strip("-") or "net"
+        made = None
         try:
             root.mkdir(parents=True, exist_ok=True)
             for n in range(100):
                 path = root / (f"{stamp}-{slug}" if n == 0 else f"{stamp}-{slug}-{n}")
                 try:
                     path.mkdir()
+                    made = path
                     break
                 except FileExistsError:
                     continue
@@ -81,13 +94,20 @@ class Run:
                  "created": time.time(), "owner": owner, "tags": tags or {}}, indent=2))
             run.set_status("running")
         except OSError as e:
-            raise RunError(f"cannot write the run folder under {root}: {e.strerror or e} — "
+            if made is not None:  # a half-made folder is no run: leave nothing behind
+                shutil.rmtree(made, ignore_errors=True)
+            why = "disk full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+            raise RunError(f"cannot write the run folder under {root}: {why} — "
                            f"free some disk space or set ALEXNET_VIZ_RUNS to a writable folder") from None
         return run
 
     # --- writing -------------------------------------------------------------------------------
     def append_metric(self, record: dict) -> None:
         with open(self.path / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def append_internals(self, record: dict) -> None:
+        with open(self.path / "internals.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
 
     def set_train(self, train: TrainConfig) -> None:
@@ -121,10 +141,10 @@ class Run:
         except ConfigError as e:
             raise RunError(f"{self.path.name}: config.json describes a network that cannot work: {e}") from None
 
-    def metrics(self) -> list[dict]:
+    def metrics(self, name: str = "metrics.jsonl") -> list[dict]:
         out = []
         try:
-            lines = (self.path / "metrics.jsonl").read_text().splitlines()
+            lines = (self.path / name).read_text().splitlines()
         except OSError:
             return out
         for line in lines:
@@ -157,13 +177,41 @@ class Run:
             raise RunError(f"{self.path.name}: weights.pt does not hold a model state")
         return ck
 
-    def load_model(self) -> torch.nn.Module:
+    def internals(self) -> list[dict]:
+        return self.metrics("internals.jsonl")
+
+    def snapshots(self) -> list[dict]:
+        """The kept snapshots, oldest first: {"label", "epoch", "step", "file"} each."""
+        from .snapshots import read_index
+        return [{k: v for k, v in s.to_dict().items() if k in ("label", "epoch", "step", "file")}
+                for s in read_index(self.path)]
+
+    def snapshot_state(self, at: float | str) -> tuple[dict, str]:
+        """(model state, label) of the snapshot named or nearest to `at` (an epoch or a label)."""
+        from .snapshots import find, read_index
+        snaps = read_index(self.path)
+        s = find(snaps, at)
+        if s is None:
+            have = ", ".join(x.label for x in snaps) or "none"
+            raise RunError(f"{self.path.name}: no snapshot {at!r} (kept: {have})")
+        try:
+            state = torch.load(self.path / "snapshots" / s.file, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - unpickling errors come in many types
+            raise RunError(f"{self.path.name}: snapshot {s.file} is damaged or not a weights file "
+                           f"({type(e).__name__})") from None
+        if not isinstance(state, dict):
+            raise RunError(f"{self.path.name}: snapshot {s.file} does not hold a model state")
+        return state, s.label
+
+    def load_model(self, at: float | str | None = None) -> torch.nn.Module:
+        """The saved model: its final weights, or (with `at`) the snapshot at that epoch or label."""
         from .model import build_model
         arch, _, _ = self.config()
         model = build_model(arch)
+        state = self.checkpoint()["model"] if at is None else self.snapshot_state(at)[0]
         try:
-            model.load_state_dict(self.checkpoint()["model"])
-        except RuntimeError as e:
+            model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+        except (RuntimeError, AttributeError) as e:
             raise RunError(f"{self.path.name}: weights do not fit its config ({str(e).splitlines()[0]})") from None
         return model.eval()
 
@@ -235,3 +283,15 @@ def delete_run(path: str | Path) -> None:
     if not (p / "config.json").exists():
         raise RunError(f"{p} is not a run folder")
     shutil.rmtree(p)
+
+
+def best_first(runs: list[RunInfo]) -> list[RunInfo]:
+    """Runs to look at: finished ones with weights first, highest test accuracy first; then the
+    others (still training, stopped, no weights yet), newest first as listed."""
+    def done(r: RunInfo) -> bool:
+        return r.state == "finished" and (Path(r.path) / "weights.pt").exists()
+    return sorted(runs, key=lambda r: (not done(r), -(r.test_acc or 0.0) if done(r) else 0.0))
+
+
+def has_weights(r: RunInfo) -> bool:
+    return (Path(r.path) / "weights.pt").exists()

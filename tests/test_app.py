@@ -149,6 +149,7 @@ def test_train_page_runs_a_capped_cpu_job_and_draws_charts():
     assert len(at.get("plotly_chart")) >= 2  # live curves + confusion matrix
     assert at.dataframe and at.dataframe[0].value["state"].tolist()[0] == "finished"
     assert any("Misclassified" in m.value for m in at.markdown)
+    assert any(c.value.startswith("Precision on cpu: ") for c in at.caption)  # bf16 or fp32, and why
 
 
 def png(a: np.ndarray) -> bytes:
@@ -161,6 +162,7 @@ def test_explore_upload_renders_maps_and_predictions():
     at = app("explore")
     no_exception(at)
     img = (np.random.default_rng(0).random((64, 80, 3)) * 255).astype(np.uint8)
+    at.radio(key="source").set_value("Upload").run()
     at.file_uploader(key="upload").set_value(("photo.png", png(img), "image/png")).run()
     no_exception(at)
     assert not at.error
@@ -171,17 +173,18 @@ def test_explore_upload_renders_maps_and_predictions():
 
 def test_explore_bad_upload_shows_a_message_and_stays_usable():
     at = app("explore")
+    at.radio(key="source").set_value("Upload").run()
     at.file_uploader(key="upload").set_value(("notes.png", b"this is text", "image/png")).run()
     no_exception(at)
     assert at.error and "cannot be used" in at.error[0].value
-    at.file_uploader(key="upload").set_value(None).run()  # back to the example image
+    at.radio(key="source").set_value("Example").run()  # back to the example image
     no_exception(at)
     assert not at.error
 
 
 def test_explore_pretrained_offline_says_so():
     at = app("explore")
-    at.radio[0].set_value("ImageNet AlexNet (torchvision)").run()
+    at.radio(key="model_kind").set_value("ImageNet AlexNet (torchvision)").run()
     no_exception(at)
     assert at.warning and "weights" in at.warning[0].value
 
@@ -221,6 +224,7 @@ def test_edits_survive_a_visit_to_another_page():
 
 def test_an_upload_survives_a_visit_to_another_page():
     at = app("nav_explore")
+    at.radio(key="source").set_value("Upload").run()
     img = np.zeros((40, 30, 3), np.uint8)
     at.file_uploader(key="upload").set_value(("mine.png", png(img), "image/png")).run()
     no_exception(at)
@@ -356,3 +360,13 @@ def test_experiments_page_queues_a_capped_set_and_says_what_it_shows():
     assert len(at.get("plotly_chart")) == 1
     # the two-run diff: two runs of the set differ in their activations (and seed, if it was picked)
     assert at.selectbox(key="diff_a").value != at.selectbox(key="diff_b").value
+
+
+def test_d2l_recipe_is_announced_with_the_books_figures():
+    at = app("train")
+    at.radio(key="tr_source").set_value("A preset").run()
+    at.selectbox(key="tr_preset").set_value("d2l").run()
+    no_exception(at)
+    assert any("d2l's recipe" in c.value and "0.883" in c.value for c in at.caption)
+    at.number_input(key="tr_epochs").set_value(2).run()
+    assert not any("d2l's recipe" in c.value for c in at.caption)

@@ -265,3 +265,32 @@ def test_predict_equals_the_full_analysis():
     top = predict(m, im, k=3)
     assert [c for c, _ in top] == [c for c, _ in analyze(m, im, k=3).top]
     assert [p for _, p in top] == pytest.approx([p for _, p in analyze(m, im, k=3).top])
+
+
+def test_imagenet_model_uses_its_weights_own_transforms():
+    """Resize the short side to 256, centre-crop 224 (not a squash), ImageNet normalization."""
+    from torchvision.transforms import functional as TF
+
+    from alexnet_viz.activations import input_box, preprocess
+    path = pretrained_path()
+    path.parent.mkdir(parents=True)
+    torch.save(torchvision.models.alexnet().state_dict(), path)
+    m = pretrained()
+    im = Image.fromarray(np.random.default_rng(0).integers(0, 256, (200, 300, 3), dtype=np.uint8))
+    x = preprocess(m, im)
+    want = TF.normalize(TF.to_tensor(TF.center_crop(TF.resize(im, 256), 224)), m.mean, m.std)
+    assert x.shape == (1, 3, 224, 224)
+    assert torch.corrcoef(torch.stack([x.flatten(), want.flatten()]))[0, 1] > 0.99
+    assert input_box(m, im.size) == (62.5, 12.5, 237.5, 187.5)  # the centre 175×175 of the original
+
+
+def test_a_clothing_model_says_what_it_knows_and_whether_it_was_right():
+    from alexnet_viz.activations import knows_only, verdict
+    m = untrained(get_preset("mini28"))
+    a = analyze(m, open_image(save(rgb(), "PNG")))
+    assert "only the 10 Fashion-MNIST clothing classes" in knows_only(m)
+    p = a.logits.softmax(0)
+    best, worst = CLASSES[int(p.argmax())], CLASSES[int(p.argmin())]
+    assert verdict(a, m.classes, best) == (True, verdict(a, m.classes, best)[1])
+    ok, text = verdict(a, m.classes, worst)
+    assert not ok and "comes 10th" in text and worst in text

@@ -129,10 +129,16 @@ def test_pickled_code_in_weights_is_refused(tmp_path):
     assert not (tmp_path / "pwned").exists()
 
 
-def test_offline_fallback_to_the_bundled_sample(monkeypatch, tmp_path):
+def test_a_wrong_data_folder_is_an_error_not_a_silent_fallback(monkeypatch, tmp_path):
+    from alexnet_viz.data import DataError
     monkeypatch.setenv("ALEXNET_VIZ_DATA", str(tmp_path / "nothing-here"))
+    with pytest.raises(DataError, match="ALEXNET_VIZ_DATA=.*nothing-here holds no Fashion-MNIST"):
+        load_fashion_mnist()
+
+
+def test_offline_fallback_to_the_bundled_sample():
     ds = load_fashion_mnist()
-    assert ds.is_sample and "bundled sample" in ds.source and "nothing-here" in ds.source
+    assert ds.is_sample and "bundled sample" in ds.source and "offline" in ds.source
     assert ds.train_x.shape == (10_000, 28, 28) and ds.test_x.shape == (2_000, 28, 28)
     assert torch.bincount(ds.train_y).tolist() == [1000] * 10
     assert torch.bincount(ds.test_y).tolist() == [200] * 10
@@ -203,6 +209,7 @@ def test_cli_train_json_on_the_sample(tmp_path):
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert {"test_acc", "train_loss", "examples_per_sec", "run_dir"} <= set(res)
     assert "bundled sample" in out.stderr and 0.1 < res["test_acc"] <= 1
+    assert res["precision"] in ("bf16", "fp32") and f"precision on cpu: {res['precision_reason']}" in out.stderr
 
 
 @pytest.mark.slow
@@ -223,7 +230,7 @@ def test_disk_full_mid_run_ends_cleanly(tmp_path, monkeypatch):
     monkeypatch.setattr(Run, "save_checkpoint", full)
     recs = list(train(TINY, t, synthetic(), run=run))
     assert recs[-1].kind == "end" and recs[-1].status == "error"
-    assert "No space left on device" in recs[-1].message and "ALEXNET_VIZ_RUNS" in recs[-1].message
+    assert "disk full" in recs[-1].message and "ALEXNET_VIZ_RUNS" in recs[-1].message
     assert [m["kind"] for m in run.metrics()].count("epoch") == 1  # what was written before stays
 
 

@@ -117,8 +117,7 @@ def diff_ui(owner: str) -> None:
         st.caption("The two runs have the same network and training settings (the seed included).")
         return
     show = lambda v: "—" if v is None else str(v)  # noqa: E731
-    st.dataframe(pd.DataFrame([{"setting": k, "run A": show(x), "run B": show(y)} for k, x, y in diff]),
-                 hide_index=True, width="stretch")
+    st.table(pd.DataFrame([{"setting": k, "run A": show(x), "run B": show(y)} for k, x, y in diff]).set_index("setting"))
     acc = [by[p].test_acc for p in (a, b)]
     if None not in acc:
         st.caption(f"Final test accuracy: run A {acc[0]:.3f}, run B {acc[1]:.3f}.")

@@ -89,7 +89,8 @@ def settings_ui(owner: str) -> tuple[ArchConfig, TrainConfig]:
                    help="auto = CUDA, then Apple MPS, then CPU")
     c = st.columns(4)
     c[0].checkbox("Augment (random crop + flip)", key="tr_augment")
-    c[1].checkbox("Mixed precision (bf16)", key="tr_amp", help="Used on CUDA, and on CPUs with AMX units.")
+    c[1].checkbox("Mixed precision (bf16)", key="tr_amp", help="On: bf16 on CUDA, and on a CPU when a short "
+                  "measurement shows it is faster there (the run says which). Off: fp32.")
     c[2].checkbox("Xavier init (d2l)", key="tr_xavier")
     ss["train_draft"] = {k: ss[k] for k in ("tr_source", "tr_preset", *TRAIN_KEYS) if k in ss}
     t = replace(default_training(arch.name), epochs=int(ss["tr_epochs"]), batch_size=int(ss["tr_batch"]),
@@ -120,12 +121,23 @@ def live_ui(job_id: str) -> None:
                          f"train acc {last['acc']:.3f} · {last['examples_per_sec']:,.0f} examples/sec{eta}")
     elif job.state == "running":
         st.progress(0.0, text="starting: loading the data onto the device…")
+    for p in job.records.get("precision", [])[-1:]:
+        st.caption(f"Precision on {p['device']}: {p['reason']}")
     if job.steps:
-        # One key for the job's whole life and a constant uirevision in the figure: the chart is
-        # updated in place, so the user's zoom and hover survive the updates every second.
+        # Streamlit (1.67) derives a chart's identity from its figure, so a chart whose data changed is
+        # mounted afresh and loses the user's zoom, whatever its key. Holding the chart draws the same
+        # figure again: the same chart stays, zoom and hover with it, while the progress bar goes on.
+        hold = job.active and st.toggle("Hold the chart", key=f"hold-{job.id}",
+                                        help="Zoom and hover in peace: the chart stops redrawing; the run goes on.")
+        now, held = (len(job.steps), len(job.epochs)), f"held-{job.id}"
+        if hold:
+            st.session_state.setdefault(held, now)
+        else:
+            st.session_state.pop(held, None)
+        n_steps, n_epochs = st.session_state.get(held, now)
         book = D2L_REFERENCE if is_d2l_recipe(job.arch, job.train) else None
-        st.plotly_chart(training_curves(job.steps, job.epochs, job.arch.name, book), width="stretch",
-                        key=f"curves-{job.id}")
+        st.plotly_chart(training_curves(job.steps[:n_steps], job.epochs[:n_epochs], job.arch.name, book),
+                        width="stretch", key=f"curves-{job.id}")
     if job.epochs:
         e = job.epochs[-1]
         st.caption(f"epoch {e['epoch']}: loss {e['train_loss']:.3f}, train acc {e['train_acc']:.3f}, "

@@ -1,0 +1,446 @@
+"""What a piece of work will cost before it starts: peak memory, seconds per epoch, and the budget.
+
+Memory of a training step (bytes), each part derived from the model, not typed by hand:
+- weights, gradients: 4 bytes a parameter each; optimizer state: SGD 0, momentum 1×, Adam 2× that.
+- activations kept for backward: what autograd saves, found by running the network on the `meta`
+  device (no memory, no compute) under `saved_tensors_hooks` and adding up the distinct tensors it
+  keeps (a ReLU's output that the next conv also keeps counts once); bf16 autocast halves them.
+- backward working memory: the gradient of the largest layer output and of its input, alive at once.
+- the batch (the 28×28 floats and the resized copy), the uint8 dataset on the device, and the fixed
+  cost of a process that has imported torch (measured: see PROCESS_OVERHEAD).
+
+Time of an epoch: 3 × forward MACs per example (forward, and backward's two products) over this
+device's multiply-accumulate rate, plus the elementwise layers over its memory bandwidth, plus a
+per-layer dispatch cost, plus the test-set pass; the rates come from a micro-benchmark of well under
+a second, run once per device and cached in the cache folder (`ALEXNET_VIZ_CACHE`).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ArchConfig, ConfigError, TrainConfig, get_preset
+from .data import cache_dir, pick_device
+from .summary import human, leaf_layers
+
+# Peak RSS of a fresh process after `import torch` (~530 MB with torch 2.15's CUDA build) and
+# loading Fashion-MNIST through torchvision (~250 MB more at its peak), less the 55 MB dataset that
+# is counted on its own; `python -m alexnet_viz bench estimate` measures it again as its baseline.
+PROCESS_OVERHEAD = 720 * 2**20
+CUDA_CONTEXT = 500 * 2**20     # a CUDA context with cuDNN/cuBLAS handles (torch's usual figure)
+SAFETY = 0.8                   # of what the machine has free: the rest is for page cache and the others
+SERVER_RESERVE = 256 * 2**20   # kept back for the Streamlit server itself
+FASHION_TRAIN, FASHION_TEST = 60_000, 10_000
+ENV_BUDGET = "ALEXNET_VIZ_MEMORY_BUDGET"
+SLOW_RUN_S = 600               # a run longer than this gets advice on making it fast
+EVAL_BATCH = 250               # evaluation's batch when memory is plentiful
+
+
+class OverBudget(ConfigError):
+    """Work whose estimate does not fit the memory this machine has free; the message says what to lower."""
+
+
+@dataclass(frozen=True)
+class Estimate:
+    peak_memory_bytes: int            # predicted peak of the whole process (training) or the analysis
+    seconds_per_epoch: float          # training: one epoch incl. the test pass; analysis: one analysis
+    available_bytes: int              # the memory budget it was compared with
+    fits: bool                        # peak_memory_bytes <= available_bytes
+    breakdown: dict[str, int] = field(compare=False)  # part -> bytes, adding up to the peak
+    biggest: str = ""                 # the largest part of the breakdown
+    advice: str = ""                  # what to lower when it does not fit; how to go faster when slow
+    what: str = "training"            # training | analysis
+    device: str = "cpu"
+    batch_size: int = 1
+    epochs: int = 1                   # the run's epochs (for the whole-run time)
+
+    @property
+    def run_seconds(self) -> float:
+        return self.seconds_per_epoch * self.epochs
+
+    def message(self) -> str:
+        """One line: the cost, and when it does not fit, the biggest consumer and what to lower."""
+        where = _device_words(self.device)
+        if self.what == "analysis":
+            head = f"analysing one image with this network needs about {human(self.peak_memory_bytes, 'B')}"
+        else:
+            head = (f"about {duration(self.seconds_per_epoch)} per epoch {where} at batch {self.batch_size}, "
+                    f"peak {human(self.peak_memory_bytes, 'B')}")
+        if self.fits:
+            return head
+        return (f"{head}, but only {human(self.available_bytes, 'B')} is free for it — the biggest part is "
+                f"{self.biggest} ({human(self.breakdown[self.biggest], 'B')}): {self.advice}")
+
+    def to_dict(self) -> dict:
+        return {"peak_memory_bytes": self.peak_memory_bytes, "seconds_per_epoch": self.seconds_per_epoch,
+                "available_bytes": self.available_bytes, "fits": self.fits, "breakdown": self.breakdown,
+                "biggest": self.biggest, "advice": self.advice, "what": self.what, "device": self.device,
+                "batch_size": self.batch_size, "message": self.message()}
+
+
+def require_fits(est: Estimate) -> Estimate:
+    """Raise OverBudget with the estimate's message unless it fits."""
+    if not est.fits:
+        raise OverBudget(est.message())
+    return est
+
+
+def duration(s: float) -> str:
+    if s < 90:
+        return f"{max(s, 1):.0f} s"
+    if s < 5400:
+        return f"{s / 60:.0f} min"
+    return f"{s / 3600:.1f} h"
+
+
+def _device_words(device: str) -> str:
+    return {"cpu": "on this CPU", "cuda": "on this GPU", "mps": "on this Mac's GPU"}.get(device, f"on {device}")
+
+
+# --- the memory budget ---------------------------------------------------------------------------
+def parse_bytes(text: str) -> int:
+    """'2G', '512M', '1.5GB', '3000000' -> bytes (powers of 1024); raises ConfigError."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(?:i?[bB])?\s*", text or "")
+    if not m:
+        raise ConfigError(f"{ENV_BUDGET}={text!r} is not a size: write bytes or a size like 512M or 2G")
+    return int(float(m[1]) * 1024 ** " KMGT".index(m[2].upper() or " "))
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        return int(Path(path).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _meminfo_available() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _cgroup_free() -> int | None:
+    """What this process's cgroup still allows (v2, then v1); None when unlimited."""
+    for limit, used in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        lim = _read_int(limit)  # "max" (v2 unlimited) does not parse: None
+        if lim is not None and lim < 2**60:
+            return max(lim - (_read_int(used) or 0), 0)
+    return None
+
+
+def _cpu_free() -> int:
+    free = [v for v in (_meminfo_available(), _cgroup_free()) if v is not None]
+    if not free:  # not Linux: torch's own view is all there is; be conservative
+        free = [4 * 2**30]
+    return min(free)
+
+
+def memory_budget(device: str | torch.device | None = None) -> int:
+    """Bytes that new work on `device` may use now; `ALEXNET_VIZ_MEMORY_BUDGET` (e.g. 2G) overrides."""
+    env = os.environ.get(ENV_BUDGET)
+    if env:
+        return parse_bytes(env)
+    dev = torch.device(device) if device is not None else pick_device("auto")
+    if dev.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(dev)
+        return int(free * 0.9)
+    if dev.type == "mps":
+        return int(torch.mps.recommended_max_memory() - torch.mps.driver_allocated_memory())
+    return max(int(_cpu_free() * SAFETY) - SERVER_RESERVE, 0)
+
+
+# --- what the network holds ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Footprint:
+    """Per-image figures of a network, found on the meta device."""
+    params: int                 # learnable parameters
+    saved_train: int            # bytes autograd keeps for backward, training mode, per image
+    saved_eval: int             # the same in eval mode (Grad-CAM), per image
+    outputs: int                # bytes of every layer's output, per image (all feature maps)
+    largest: int                # bytes of the largest layer output, per image
+    largest_name: str
+    pair: int                   # most bytes of a layer's input and output together, per image
+    conv_macs: int              # per image
+    linear_macs: int
+    elementwise: int            # bytes written by layers that are not conv/linear, per image
+    layers: int
+
+
+def _saved_bytes(model: nn.Module, x: torch.Tensor) -> int:
+    """Bytes of the distinct tensors autograd saves for backward in one forward pass (meta device)."""
+    params = {id(p) for p in model.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor):
+        base = t._base if t._base is not None else t
+        if id(base) not in params and id(t) not in params:
+            seen.setdefault(id(base), base.untyped_storage().nbytes())
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = model(x)
+        loss = F.cross_entropy(out, torch.zeros(len(x), dtype=torch.long, device=x.device))
+    del loss, out
+    return sum(seen.values())
+
+
+@lru_cache(maxsize=64)
+def footprint(arch: ArchConfig) -> Footprint:
+    """Costs nothing: the network is built and run on the meta device."""
+    model = build_meta(arch)
+    B = 2  # BatchNorm in training mode wants more than one value per channel
+    x = torch.empty(B, arch.in_channels, arch.input_size, arch.input_size, device="meta", requires_grad=False)
+    saved_train = _saved_bytes(model.train(), x) // B
+    saved_eval = _saved_bytes(model.eval(), x) // B
+    outputs, largest, name, pair, conv, lin, elem, n = 0, 0, "input", 0, 0, 0, 0, 0
+    prev = x[0].numel() * 4
+    with torch.no_grad():
+        y = x
+        for lname, m in leaf_layers(model):
+            y = m(y)
+            b = y[0].numel() * 4
+            outputs += b
+            pair = max(pair, prev + b)
+            if b > largest:
+                largest, name = b, lname
+            if isinstance(m, nn.Conv2d):
+                conv += y[0].numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+            elif isinstance(m, nn.Linear):
+                lin += m.in_features * m.out_features
+            elif not isinstance(m, nn.Flatten):
+                elem += b
+            prev, n = b, n + 1
+    params = sum(p.numel() for p in model.parameters())
+    return Footprint(params, saved_train, saved_eval, outputs, largest, name, pair, conv, lin, elem, n)
+
+
+def build_meta(arch: ArchConfig) -> nn.Module:
+    from .model import build_model
+    return build_model(arch, device="meta")
+
+
+# --- this device's speed -------------------------------------------------------------------------
+_PROFILES: dict[str, dict] = {}
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def _best(fn, dev: torch.device, n: int = 3, budget_s: float = 0.1) -> float:
+    """Fastest of at least n runs (more while under budget_s): other processes on a shared machine
+    only ever slow a run down, so the fastest is the closest to what the device can do."""
+    fn()
+    _sync(dev)
+    best, start, k = math.inf, time.perf_counter(), 0
+    while k < n or (time.perf_counter() - start < budget_s and k < 50):
+        t = time.perf_counter()
+        fn()
+        _sync(dev)
+        best, k = min(best, time.perf_counter() - t), k + 1
+    return best
+
+
+def measure_device(dev: torch.device) -> dict:
+    """Rates of this device for a training step's parts; about 0.4 s on 2 CPU cores."""
+    g = torch.Generator(device="cpu").manual_seed(0)
+    conv = nn.Conv2d(64, 64, 3, padding=1).to(dev, memory_format=torch.channels_last)
+    x = torch.randn(16, 64, 28, 28, generator=g).to(dev).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    lin = nn.Linear(1024, 1024).to(dev)
+    v = torch.randn(128, 1024, generator=g).to(dev).requires_grad_(True)
+    e = torch.randn(4_000_000, generator=g).to(dev).requires_grad_(True)
+    s = torch.randn(1, 8, generator=g).to(dev).requires_grad_(True)
+    conv_s = _best(lambda: conv(x).sum().backward(), dev)
+    lin_s = _best(lambda: lin(v).sum().backward(), dev)
+    elem_s = _best(lambda: F.relu(e).sum().backward(), dev)  # relu: write, read; sum; backward: read, write
+    tiny_s = _best(lambda: F.relu(s).sum().backward(), dev, 10, 0.02)
+    conv_macs = 3 * 16 * 64 * 28 * 28 * 64 * 9
+    lin_macs = 3 * 128 * 1024 * 1024
+    return {"conv_macs_per_s": conv_macs / conv_s, "linear_macs_per_s": lin_macs / lin_s,
+            "bytes_per_s": 5 * 4 * e.numel() / elem_s, "op_s": tiny_s / 2,
+            "threads": torch.get_num_threads(), "torch": torch.__version__, "measured": time.time()}
+
+
+def device_profile(device: str | torch.device | None = None) -> dict:
+    """This device's rates: measured once, then read from the cache folder."""
+    dev = torch.device(device) if device is not None else pick_device("auto")
+    key = f"{dev.type}-{torch.get_num_threads()}t-{torch.__version__}"
+    if dev.type == "cuda":
+        key += "-" + torch.cuda.get_device_name(dev).replace(" ", "_")
+    if key in _PROFILES:
+        return _PROFILES[key]
+    path = cache_dir() / "device_profile.json"
+    try:
+        stored = json.loads(path.read_text())
+        if not isinstance(stored, dict):
+            stored = {}
+    except (OSError, ValueError):
+        stored = {}
+    prof = stored.get(key)
+    if not (isinstance(prof, dict) and all(isinstance(prof.get(k), (int, float)) and prof[k] > 0
+                                           for k in ("conv_macs_per_s", "linear_macs_per_s", "bytes_per_s", "op_s"))):
+        prof = measure_device(dev)
+        stored[key] = prof
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(stored))
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a read-only cache folder: measure again next process
+    _PROFILES[key] = prof
+    return prof
+
+
+def _seconds_per_example(fp: Footprint, prof: dict, train: bool) -> float:
+    """Seconds of one example's forward (train=False) or forward + backward (train=True)."""
+    k = 1.0 if train else 1 / 3  # the rates were measured on forward + backward (3× the forward MACs)
+    compute = fp.conv_macs * 3 / prof["conv_macs_per_s"] + fp.linear_macs * 3 / prof["linear_macs_per_s"]
+    memory = fp.elementwise * 5 / prof["bytes_per_s"]  # each elementwise output: ~5 passes fwd + bwd
+    return k * (compute + memory)
+
+
+# --- the estimates -------------------------------------------------------------------------------
+def _dataset_bytes(n_train: int) -> int:
+    return (n_train + FASHION_TEST) * (28 * 28 + 8)  # uint8 images, int64 labels
+
+
+def _largest_layer_words(arch: ArchConfig, fp: Footprint) -> str:
+    return f"{fp.largest_name}'s output is {human(fp.largest, 'B')} per image"
+
+
+def estimate_training(arch: ArchConfig, t: TrainConfig, n_train: int = FASHION_TRAIN,
+                      device: str | torch.device | None = None) -> Estimate:
+    """Peak memory of a training run of `arch` with `t`, its seconds per epoch, and whether it fits."""
+    dev = torch.device(device) if device is not None else pick_device(t.device)
+    fp = footprint(arch)
+    half = 0.5 if _uses_bf16(dev, arch, t) else 1.0
+    B = t.batch_size
+    state = {"sgd": 0, "momentum": 1, "adam": 2}.get(t.optimizer, 2)
+    pixels = arch.in_channels * arch.input_size ** 2
+    per_image = int(fp.saved_train * half) + 2 * fp.largest + 4 * (pixels + 28 * 28)
+    ebs = eval_batch_size(arch, dev, half < 1, B)
+    eval_extra = max(ebs * _eval_per_image(arch, fp, half < 1) - per_image * B, 0)
+    parts = {
+        "weights": fp.params * 4 + (fp.params * 2 if half < 1 else 0),  # + the bf16 copies autocast makes
+        "gradients": fp.params * 4,
+        "optimizer state": fp.params * 4 * state,
+        "activations kept for backward": int(fp.saved_train * half) * B,
+        "backward working memory": 2 * fp.largest * B,
+        "the batch": 4 * (pixels + 28 * 28) * B,
+        "evaluation batch (beyond a training step)": eval_extra,
+        "dataset on the device": _dataset_bytes(n_train),
+        "process overhead": CUDA_CONTEXT if dev.type == "cuda" else PROCESS_OVERHEAD,
+    }
+    peak = sum(parts.values())
+    budget = memory_budget(dev)
+    steps = -(-n_train // B)
+    if t.max_batches:
+        steps = min(steps, t.max_batches)
+    prof = device_profile(dev)
+    step_s = (B * _seconds_per_example(fp, prof, train=True)
+              + 4 * fp.layers * prof["op_s"]                                   # dispatch, fwd + bwd + step
+              + fp.params * 4 * (3 + 2 * state) / prof["bytes_per_s"]          # optimizer step
+              + B * 4 * pixels * 4 / prof["bytes_per_s"])                      # normalize + resize the batch
+    eval_s = FASHION_TEST * _seconds_per_example(fp, prof, train=False)
+    seconds = steps * step_s + eval_s
+    biggest = max(parts, key=parts.get)
+    fits = peak <= budget
+    if not fits:
+        fixed = peak - per_image * B - eval_extra
+        most = int((budget - fixed) // per_image) if budget > fixed else 0
+        if biggest in ("activations kept for backward", "backward working memory", "the batch"):
+            cap = f"at most {most} fits" if most >= 1 else "even batch 1 does not fit"
+            advice = (f"lower the batch size ({cap}) or the input size and early channels — "
+                      f"{_largest_layer_words(arch, fp)}")
+        elif biggest in ("weights", "gradients", "optimizer state"):
+            opt = " or use SGD instead of Adam (no optimizer state)" if state else ""
+            advice = (f"lower the hidden widths or the channels ({fp.params:,} parameters, 4 bytes each, "
+                      f"kept {3 + state} times){opt}")
+        else:
+            advice = "this machine has too little free memory for any run now — try again when others have finished"
+    else:
+        advice = speed_advice(arch, t, steps * step_s + eval_s, dev) if seconds * t.epochs > SLOW_RUN_S else ""
+    return Estimate(int(peak), float(seconds), int(budget), fits, parts, biggest, advice, "training",
+                    dev.type, B, t.epochs)
+
+
+def speed_advice(arch: ArchConfig, t: TrainConfig, seconds_per_epoch: float, dev: torch.device) -> str:
+    """What would bring a slow run under SLOW_RUN_S: mini28, or a cap on batches per epoch."""
+    total = seconds_per_epoch * t.epochs
+    tips = []
+    if arch.name.split(" ")[0] != "mini28":
+        m = estimate_training(get_preset("mini28"), TrainConfig(epochs=1, batch_size=128, amp=t.amp), device=dev)
+        tips.append(f"the mini28 network trains an epoch in about {duration(m.seconds_per_epoch)}")
+    per_batch = seconds_per_epoch / max(-(-FASHION_TRAIN // t.batch_size), 1)
+    cap = int(SLOW_RUN_S / max(t.epochs, 1) / max(per_batch, 1e-9) * 0.8)
+    if cap >= 1:
+        tips.append(f"a cap of {cap} batches per epoch keeps it under {SLOW_RUN_S // 60} minutes")
+    return (f"the whole run takes about {duration(total)} {_device_words(dev.type)}: "
+            + ("; ".join(tips) if tips else "fewer epochs would make it shorter"))
+
+
+def _uses_bf16(dev: torch.device, arch: ArchConfig, t: TrainConfig) -> bool:
+    """bf16 where precision.py has already chosen it (an estimate never waits for a measurement)."""
+    from .precision import known
+    c = known(dev, arch, t.precision if t.amp else "fp32")
+    return c is not None and c.dtype is not None
+
+
+def estimate_analysis(arch: ArchConfig, device: str | torch.device | None = None) -> Estimate:
+    """Peak memory of one Explore analysis: every feature map kept, Grad-CAM's backward, the weights."""
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    fp = footprint(arch)
+    parts = {
+        "weights": fp.params * 4,
+        "feature maps of every layer": fp.outputs,
+        "Grad-CAM's forward and backward": fp.saved_eval + 2 * fp.largest + fp.pair,
+    }
+    peak = sum(parts.values())
+    budget = memory_budget(dev)
+    biggest = max(parts, key=parts.get)
+    if biggest == "weights":
+        advice = f"lower the hidden widths or the channels ({fp.params:,} parameters)"
+    else:
+        advice = f"lower the input size or the channels of the first convs — {_largest_layer_words(arch, fp)}"
+    seconds = 3 * _seconds_per_example(fp, device_profile(dev), train=False)
+    return Estimate(int(peak), float(seconds), int(budget), peak <= budget, parts, biggest, advice,
+                    "analysis", dev.type, 1, 1)
+
+
+def _eval_per_image(arch: ArchConfig, fp: Footprint, amp: bool) -> int:
+    """Bytes alive per image in a no-grad forward: a layer's input and output, and the batch."""
+    return max(int(fp.pair * (0.5 if amp else 1.0)) + 4 * (arch.in_channels * arch.input_size ** 2 + 28 * 28), 1)
+
+
+def eval_batch_size(arch: ArchConfig, device: str | torch.device, amp: bool = False,
+                    train_batch: int | None = None) -> int:
+    """Evaluation's batch: as large as EVAL_BATCH (1000 for tiny inputs) while its memory stays within
+    a quarter of the budget and, for a run, within what the training step itself used."""
+    fp = footprint(arch)
+    per_image = _eval_per_image(arch, fp, amp)
+    limit = memory_budget(device) // 4
+    if train_batch:  # never much more than the training step itself needed
+        limit = min(limit, max((fp.saved_train + 2 * fp.largest) * train_batch, 64 * 2**20))
+    top = 1000 if arch.input_size <= 64 else EVAL_BATCH
+    return max(1, min(top, limit // per_image))
+
+
+__all__ = ["Estimate", "OverBudget", "estimate_training", "estimate_analysis", "memory_budget", "require_fits",
+           "eval_batch_size", "parse_bytes", "device_profile", "footprint", "duration"]

@@ -1,0 +1,138 @@
+"""What a channel responds to: the test images that excite it most (DVT's "top images").
+
+One batched pass over the test set per (model, layer) keeps, for every image and channel, the
+strongest value and where it is; a channel's top 9 are then a sort, and each is cropped to the
+receptive field around its strongest position. The passes are cached per model object (weakly:
+when the app drops a model, its indexes go too) and stop at the layer asked for.
+
+A big network at 224×224 would need minutes for all 10,000 test images on a CPU, so a pass is
+capped at MAX_MACS multiply-accumulates: it then looks at a class-balanced subset (the first
+images of each class) and says how many it saw.
+"""
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..summary import summarize
+from .receptive import unit_box
+from .walk import layer_outputs
+
+MAX_MACS = 2e12    # about 40 s of one pass on a 2-core laptop CPU at ~50 G multiply-accumulates/s
+BATCH_MACS = 4e10  # images per batch: about a second of work between progress reports
+
+_CACHE: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+_CACHE_LOCK = threading.Lock()  # guards the dict only; the passes themselves run in parallel
+
+
+@dataclass(frozen=True, eq=False)
+class ChannelIndex:
+    """For one layer over the test images: each image's strongest value per channel, and where."""
+    layer: str
+    images: torch.Tensor   # n indices into the test set
+    best: torch.Tensor     # n×C float32
+    where: torch.Tensor    # n×C int64: row * W + col of that value
+    side: tuple[int, int]  # the layer's H, W
+    total: int             # images in the test set (n ≤ total)
+
+
+@dataclass(frozen=True)
+class TopImage:
+    index: int             # in the test set
+    label: int
+    value: float           # the channel's strongest value on this image
+    row: int
+    col: int
+    crop: np.ndarray       # the receptive field around (row, col), uint8, what the network saw
+
+
+def prepare(x: torch.Tensor, channels: int, size: int, mean: tuple, std: tuple) -> torch.Tensor:
+    """uint8 B×28×28 test images -> the B×C×size×size tensor the model takes (as in training)."""
+    x = x.unsqueeze(1).float().div_(255).expand(-1, channels, -1, -1)
+    x = (x - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
+    if x.shape[-1] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    return x
+
+
+def _macs_upto(cfg, layer: str) -> int:
+    total = 0
+    for r in summarize(cfg).rows:
+        total += r.macs
+        if r.name == layer:
+            return max(total, 1)
+    raise ValueError(f"no layer named {layer!r}")
+
+
+def pass_size(model: nn.Module, n_test: int, layer: str, max_macs: float = MAX_MACS) -> tuple[int, float]:
+    """(images a pass looks at, its multiply-accumulates): to warn before a long one."""
+    per_image = _macs_upto(model.cfg, layer)
+    n = min(n_test, int(max_macs // per_image))
+    return n, n * per_image
+
+
+def balanced_subset(labels: torch.Tensor, n: int) -> torch.Tensor:
+    """n test indices, the first ones of each class in turn (all of them when n ≥ len)."""
+    if n >= len(labels):
+        return torch.arange(len(labels))
+    rank = torch.zeros_like(labels)
+    for c in labels.unique():
+        m = labels == c
+        rank[m] = torch.arange(int(m.sum()))
+    order = torch.argsort(rank * (int(labels.max()) + 1) + labels, stable=True)
+    return order[:n].sort().values
+
+
+@torch.no_grad()
+def index_layer(model: nn.Module, test_x: torch.Tensor, test_y: torch.Tensor, layer: str, mean: tuple, std: tuple,
+                progress: Callable[[float], None] | None = None, max_macs: float = MAX_MACS,
+                only_cached: bool = False) -> ChannelIndex | None:
+    """One batched pass over the test images up to `layer` (cached per model, layer and test set);
+    with only_cached, None instead of a pass."""
+    key = (layer, len(test_x), int(test_x.sum()), mean, std, max_macs)  # the test set's fingerprint
+    with _CACHE_LOCK:
+        hit = _CACHE.get(model, {}).get(key)
+    if hit is not None or only_cached:
+        return hit
+    cfg = model.cfg
+    per_image = _macs_upto(cfg, layer)
+    idx = balanced_subset(test_y, int(max_macs // per_image))
+    batch = int(max(1, min(512, BATCH_MACS // per_image)))
+    bests, wheres = [], []
+    for k in range(0, len(idx), batch):
+        x = prepare(test_x[idx[k:k + batch]], cfg.in_channels, cfg.input_size, mean, std)
+        y = layer_outputs(model, x, upto=layer)[layer]          # B×C×H×W
+        v, w = y.flatten(2).max(2)
+        bests.append(v)
+        wheres.append(w)
+        if progress:
+            progress(min(1.0, (k + batch) / len(idx)))
+    H, W = y.shape[-2:]
+    out = ChannelIndex(layer, idx, torch.cat(bests), torch.cat(wheres), (H, W), len(test_x))
+    with _CACHE_LOCK:
+        _CACHE.setdefault(model, {})[key] = out
+    return out
+
+
+def top_images(model: nn.Module, index: ChannelIndex, test_x: torch.Tensor, test_y: torch.Tensor, channel: int,
+               k: int = 9) -> list[TopImage]:
+    """The k images whose strongest value in `channel` is highest, each cropped to its receptive field."""
+    cfg = model.cfg
+    vals = index.best[:, channel]
+    order = vals.argsort(descending=True, stable=True)[:k].tolist()
+    out = []
+    for j in order:
+        i = int(index.images[j])
+        r, q = divmod(int(index.where[j, channel]), index.side[1])
+        box = unit_box(model, index.layer, r, q).clipped
+        seen = prepare(test_x[i:i + 1], 1, cfg.input_size, (0.0,), (1.0,))[0, 0]   # 0..1, as the net sees it
+        crop = (seen[box.top:box.bottom + 1, box.left:box.right + 1].clamp(0, 1) * 255).round().byte().numpy()
+        out.append(TopImage(i, int(test_y[i]), float(vals[j]), r, q, crop))
+    return out

@@ -1,0 +1,140 @@
+"""Training internals, as TensorBoard shows them: per weighted layer the gradient norm, the
+update-to-weight ratio ‖Δw‖/‖w‖ of one step, weight and gradient histograms; per ReLU the
+fraction of dead units.
+
+A `Probe` belongs to the engine's own model (no other session sees it), so it may hook its
+ReLUs; hooks are attached only for the sampled steps. Its cost is kept within BUDGET of the
+step time: after each sampled step it measures what it cost and waits long enough before the
+next one (`bench internals` checks the figure).
+
+Definitions
+- dead unit: one output element of a ReLU (a channel at one position, or one neuron of a fully
+  connected layer) that is exactly 0 for every image of the batch.
+- weight histogram: BINS fixed bins per layer over ±2·max|w| of the layer at its first sampled
+  step; later values beyond land in the edge bins.
+- gradient histogram: BINS bins of log10|g| over GRAD_LOG10 (the same for every layer, so layers
+  can be compared: a vanishing gradient sits low). Layers over MAX_SAMPLED elements are
+  histogrammed on an evenly strided subset of that many.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from functools import partial
+
+import torch
+from torch import nn
+
+BUDGET = 0.05                 # the probe may add at most this fraction to the step time
+EVERY: int | None = None      # a fixed interval instead of the measured one (tests)
+BINS = 32
+GRAD_LOG10 = (-10.0, 0.0)
+MAX_SAMPLED = 1 << 18
+
+
+@dataclass(frozen=True)
+class Internals:
+    step: int                            # batches done since the run began
+    epoch: float
+    layers: tuple[str, ...]              # weighted layers (conv, linear), in forward order
+    grad_norm: tuple[float, ...]         # ‖∂loss/∂w‖ of each layer's weight
+    weight_norm: tuple[float, ...]       # ‖w‖ before the step
+    update_ratio: tuple[float, ...]      # ‖w_after − w_before‖ / ‖w_before‖
+    w_range: tuple[tuple[float, float], ...]   # each layer's weight-histogram range
+    w_hist: tuple[tuple[int, ...], ...]        # BINS counts per layer
+    g_hist: tuple[tuple[int, ...], ...]        # BINS counts of log10|g| over GRAD_LOG10, per layer
+    relus: tuple[str, ...]               # ReLU layers (none in a sigmoid net)
+    dead: tuple[float, ...]              # fraction of dead units per ReLU
+    every: int                           # steps until the next sample
+    cost_s: float                        # what this sample cost
+    kind: str = "internals"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _short(name: str) -> str:
+    return name.rsplit(".", 1)[-1]
+
+
+def _sample(t: torch.Tensor) -> torch.Tensor:
+    flat = t.detach().reshape(-1)
+    return flat[::-(-flat.numel() // MAX_SAMPLED)].float()
+
+
+class Probe:
+    """Samples a model's internals every few steps: call before(step) and after(step, epoch) around
+    each training step (step = this batch's number, from 1); after() returns a record or None."""
+
+    def __init__(self, model: nn.Module, every: int | None = None):
+        mods = list(model.named_modules())
+        self.weighted = [(_short(n), m) for n, m in mods if isinstance(m, (nn.Conv2d, nn.Linear))]
+        self.relus = [(_short(n), m) for n, m in mods if isinstance(m, nn.ReLU)]
+        self.fixed = EVERY or every
+        self.next = 1
+        self.ranges: list[tuple[float, float]] | None = None
+        self._before: list[torch.Tensor] | None = None
+        self._hooks: list = []
+        self._dead: dict[str, torch.Tensor] = {}
+        self._cost = 0.0
+        self._clock: float | None = None
+        self._plain_s, self._plain_n = 0.0, 0
+
+    def before(self, step: int) -> None:
+        if step < self.next:
+            return
+        t = time.perf_counter()
+        self._before = [m.weight.detach().clone() for _, m in self.weighted]
+        self._hooks = [m.register_forward_hook(partial(self._hook, n)) for n, m in self.relus]
+        self._cost = time.perf_counter() - t
+
+    def _hook(self, name, _m, _i, y) -> None:
+        self._dead[name] = (y.detach() == 0).all(0).float().mean()
+
+    def after(self, step: int, epoch: float, offset: int = 0) -> Internals | None:
+        now = time.perf_counter()
+        if self._before is None:
+            if self._clock is not None:
+                self._plain_s, self._plain_n = self._plain_s + now - self._clock, self._plain_n + 1
+            self._clock = now
+            return None
+        t = time.perf_counter()
+        for h in self._hooks:
+            h.remove()
+        rec = self._measure(step + offset, epoch)
+        cost = self._cost + time.perf_counter() - t
+        every = self.fixed or self._interval(cost)
+        self.next, self._before, self._hooks, self._dead = step + every, None, [], {}
+        self._clock = time.perf_counter()
+        return Internals(**rec, every=every, cost_s=cost)
+
+    def _interval(self, cost: float) -> int:
+        """Steps between samples so that their cost stays within BUDGET of the plain steps' time;
+        5 until a few plain steps have been timed."""
+        if self._plain_n < 3:
+            return 5
+        return max(1, math.ceil(cost / (BUDGET * self._plain_s / self._plain_n)))
+
+    @torch.no_grad()
+    def _measure(self, step: int, epoch: float) -> dict:
+        ws = [m.weight.detach() for _, m in self.weighted]
+        gs = [m.weight.grad if m.weight.grad is not None else torch.zeros_like(m.weight) for _, m in self.weighted]
+        if self.ranges is None:
+            self.ranges = [(-2 * float(w.abs().max()) or -1.0, 2 * float(w.abs().max()) or 1.0) for w in ws]
+        wn = torch.stack([b.float().norm() for b in self._before])
+        parts = [torch.stack([g.float().norm() for g in gs]), wn,
+                 torch.stack([(w.float() - b.float()).norm() for w, b in zip(ws, self._before)]) / wn.clamp_min(1e-30)]
+        lo, hi = GRAD_LOG10
+        w_hist = [torch.histc(_sample(w).clamp(a, b), BINS, a, b) for w, (a, b) in zip(ws, self.ranges)]
+        g_hist = [torch.histc(_sample(g).abs().clamp_min(1e-30).log10().clamp(lo, hi), BINS, lo, hi) for g in gs]
+        dead = [self._dead[n] for n, _ in self.relus if n in self._dead]
+        flat = torch.cat([p.float() for p in parts] + [torch.stack(dead) if dead else torch.zeros(0, device=wn.device)]
+                         + [h.float() for h in w_hist + g_hist]).tolist()  # the one device sync
+        n, r, k = len(ws), len(dead), BINS
+        hists = [tuple(int(c) for c in flat[3 * n + r + i * k:3 * n + r + (i + 1) * k]) for i in range(2 * n)]
+        return dict(step=step, epoch=epoch, layers=tuple(n_ for n_, _ in self.weighted),
+                    grad_norm=tuple(flat[:n]), weight_norm=tuple(flat[n:2 * n]),
+                    update_ratio=tuple(flat[2 * n:3 * n]), w_range=tuple(self.ranges),
+                    w_hist=tuple(hists[:n]), g_hist=tuple(hists[n:]),
+                    relus=tuple(n_ for n_, _ in self.relus if n_ in self._dead), dead=tuple(flat[3 * n:3 * n + r]))

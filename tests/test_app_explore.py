@@ -1,0 +1,153 @@
+"""The Explore page with AppTest: clicking a unit shows its receptive field, its arithmetic and the
+top images; the page's fixes (awkward images, refused files, one image source, the default run)."""
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from alexnet_viz.activations import analyze, untrained
+from alexnet_viz.config import TrainConfig, get_preset
+from alexnet_viz.images import open_image
+from alexnet_viz.inspect.receptive import unit_box
+from alexnet_viz.runs import Run
+
+from .conftest import ROOT
+
+MINI = get_preset("mini28")
+
+
+def explore(arch=MINI) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "tests" / "apps" / "explore.py"), default_timeout=120)
+    at.session_state["last_valid"] = arch  # the Architect's network, as if chosen there
+    return at.run()
+
+
+def clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not [e.value for e in at.error if "Something went wrong" in e.value]
+
+
+def png(im: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def captions(at: AppTest) -> list[str]:
+    """Every image's caption on the page (st.image captions are not st.caption elements)."""
+    return [c for im in at.image for c in im.captions]
+
+
+def upload(at: AppTest, name: str, data: bytes) -> AppTest:
+    if at.radio(key="source").value != "Upload":
+        at.radio(key="source").set_value("Upload").run()
+    return at.file_uploader(key="upload").set_value((name, data, "image/png")).run()
+
+
+def test_setting_a_unit_shows_its_box_arithmetic_and_top_images():
+    at = explore()
+    clean(at)
+    at.select_slider(key="layer").set_value("relu2").run()
+    ch = at.selectbox(key="ch-relu2").value
+    at.number_input(key="unit_row").set_value(0).run()
+    at.number_input(key="unit_col").set_value(5).run()
+    clean(at)
+    # the box, as the package computes it, is what the page says
+    m = untrained(MINI)
+    e = unit_box(m.model, "relu2", 0, 5).exact
+    text = " ".join(md.value for md in at.markdown)
+    assert f"input rows {e.top}–{e.bottom}, columns {e.left}–{e.right}" in text and "zero padding" in text
+    # the arithmetic on screen adds up, and ends at the unit's real value
+    rows = at.dataframe[-1].value
+    vals = [float(v) for v in rows["value"]]
+    terms = [v for t, v in zip(rows["term"], vals) if not t.startswith(("=", "→"))]
+    pre = vals[list(rows["term"]).index("= conv2")]
+    assert sum(terms) == pytest.approx(pre, abs=5e-4)
+    im = open_image((ROOT / "assets" / "examples" / "photo-cat.jpg").read_bytes())
+    real = analyze(m, im).maps
+    assert pre == pytest.approx(float(real["conv2"][ch, 0, 5]), abs=1e-4)
+    assert vals[-1] == pytest.approx(float(real["relu2"][ch, 0, 5]), abs=1e-4)
+    # the top images: nine of them, strongest first
+    tops = [c for c in captions(at) if c.startswith("#")]
+    assert len(tops) == 9
+    strengths = [float(t.rsplit(": ", 1)[1]) for t in tops]
+    assert strengths == sorted(strengths, reverse=True)
+    assert any("Strongest of all" in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize("size", [(20000, 1), (1, 20000), (1, 1)])
+def test_wide_tall_and_one_pixel_images_render(size):
+    at = upload(explore(), "odd.png", png(Image.new("L", size, 200)))
+    clean(at)
+    assert not at.error and any(c.startswith(f"your image ({size[0]}×{size[1]})") for c in captions(at))
+
+
+@pytest.mark.parametrize("kind", ["PDF", "TIFF", "ICO"])
+def test_a_refused_file_clears_the_previous_results(kind):
+    at = upload(explore(), "good.png", png(Image.new("RGB", (40, 30), (200, 10, 10))))
+    assert len(at.image) >= 3
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32)).save(buf, kind)
+    at = upload(at, f"file.{kind.lower()}", buf.getvalue())
+    clean(at)
+    assert kind in at.error[0].value and len(at.image) == 0 and not at.dataframe
+
+
+def test_svg_is_refused_by_name():
+    at = upload(explore(), "drawing.svg", b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>')
+    assert "SVG" in at.error[0].value and len(at.image) == 0
+
+
+def test_the_image_source_is_one_choice_and_the_cam_class_resets():
+    at = upload(explore(), "mine.png", png(Image.new("RGB", (40, 30), (200, 10, 10))))
+    at.selectbox(key="cam_class").set_value("Coat").run()
+    at.radio(key="source").set_value("Test set").run()   # the upload is kept but not used
+    clean(at)
+    assert any(c.startswith("your image (28×28)") for c in captions(at))
+    assert at.selectbox(key="cam_class").value == "predicted class"   # a new image: the class starts over
+    said = [s.value for s in at.success] + [e.value for e in at.error]
+    assert len(said) == 1 and said[0].startswith(("Right:", "Wrong:")) and "true label" in said[0]
+    at.radio(key="source").set_value("Upload").run()
+    assert any(c.startswith("your image (40×30)") for c in captions(at))
+
+
+def test_honest_about_what_a_clothing_model_knows():
+    at = explore()
+    assert any("knows only the 10 Fashion-MNIST clothing classes" in c.value for c in at.caption)
+
+
+def test_imagenet_offline_message_has_no_machine_path(tmp_path):
+    at = explore()
+    at.radio(key="model_kind").set_value("ImageNet AlexNet (torchvision)").run()
+    clean(at)
+    msg = at.warning[0].value
+    assert "not here" in msg and "To add them" in msg and str(tmp_path) not in msg
+
+
+def _run(acc: float | None, state: str, weights: bool) -> Run:
+    run = Run.create(MINI, TrainConfig(epochs=1), "synthetic")
+    if weights:
+        torch.manual_seed(0)
+        run.save_checkpoint(untrained(MINI).model, None, 1.0, None)
+    if acc is not None:
+        run.append_metric({"kind": "epoch", "epoch": 1.0, "test_acc": acc, "train_loss": 1.0, "train_acc": acc})
+    run.set_status(state)
+    return run
+
+
+def test_default_model_is_the_best_finished_run_and_no_weights_is_said_plainly():
+    good = _run(0.81, "finished", True)
+    _run(0.62, "finished", True)
+    _run(None, "running", False)   # newest, still training, nothing saved
+    at = explore()
+    clean(at)
+    assert at.radio(key="model_kind").value == "A run trained here"
+    assert at.selectbox(key="run").value.path == str(good.path)
+    options = at.selectbox(key="run").options
+    assert "no weights saved yet" in options[-1] and "test acc 0.810" in options[0]
+    at.selectbox(key="run").select_index(len(options) - 1).run()
+    clean(at)
+    assert "no weights saved yet" in at.warning[0].value and "do not fit" not in at.warning[0].value

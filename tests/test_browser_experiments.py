@@ -1,0 +1,63 @@
+"""The Experiments page and the Train chart's zoom in a real browser (fixtures from test_browser)."""
+from __future__ import annotations
+
+import pytest
+
+from .test_browser import assert_clean, browser, open_page, server, set_number, shot, wait_idle  # noqa: F401
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_two_config_experiment_with_a_batch_cap(server, browser):  # noqa: F811
+    url, _ = server
+    page = open_page(browser, url, "experiments")
+    assert_clean(page)
+    page.get_by_text("Variants: ReLU, sigmoid").wait_for()  # the default experiment: two variants
+    set_number(page, "Max batches per epoch (0 = all)", 5)
+    page.get_by_text("4 runs, 20 training batches").wait_for()  # 2 variants × 2 seeds × 5 batches
+    page.get_by_role("button", name="Queue 4 runs").click()
+    page.get_by_text("4 of 4 runs done").wait_for(timeout=180_000)
+    wait_idle(page)
+    sentence = page.locator("[data-testid='stAlert']").filter(has_text="test accuracy")
+    sentence.wait_for()
+    text = sentence.inner_text()
+    assert "ReLU" in text and "sigmoid" in text and "not finished" not in text
+    legend = page.locator(".js-plotly-plot .legendtext")
+    legend.filter(has_text="sigmoid").first.wait_for()  # both variants' curves on the shared axes
+    assert legend.filter(has_text="ReLU").count() >= 1
+    page.get_by_text("conv1.activation").first.wait_for()  # two runs of the set: what differs
+    assert_clean(page)
+    page.wait_for_timeout(500)
+    shot(page, "experiments")
+    page.context.close()
+
+
+def test_the_live_chart_keeps_its_zoom_while_held(server, browser):  # noqa: F811
+    url, _ = server
+    page = open_page(browser, url, "train")
+    page.get_by_text("A preset", exact=True).click()
+    wait_idle(page)
+    set_number(page, "Epochs", 3)
+    set_number(page, "Max batches per epoch (0 = all)", 60)
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text("ETA").first.wait_for()
+    plot = page.locator(".js-plotly-plot").first
+    plot.wait_for()
+    n0 = plot.evaluate("gd => gd.data[0].x.length")
+    page.wait_for_timeout(2000)
+    assert plot.evaluate("gd => gd.data[0].x.length") > n0  # live: the curve grows
+    page.get_by_text("Hold the chart").click()
+    page.wait_for_timeout(1500)
+    # zoom the loss panel as a user would, and mark the element to see whether it is replaced
+    plot.evaluate("gd => { gd.__kept = true; return Plotly.relayout(gd, {'xaxis.range': [0.05, 0.2]}); }")
+    bar = page.locator("[data-testid='stProgress']").first.inner_text()
+    page.wait_for_timeout(3000)  # three runs of the live fragment
+    assert page.locator("[data-testid='stProgress']").first.inner_text() != bar  # the run went on ...
+    assert plot.evaluate("gd => gd.__kept === true")                            # ... in the same chart ...
+    assert plot.evaluate("gd => gd.layout.xaxis.range") == [0.05, 0.2]          # ... with the user's zoom
+    shot(page, "train-held")
+    page.get_by_role("button", name="Stop").click()
+    page.get_by_text("Run stopped").wait_for(timeout=60_000)
+    assert page.get_by_text("ETA").count() == 0
+    assert_clean(page)
+    page.context.close()

@@ -1,0 +1,192 @@
+"""The cost estimator: its parts against what torch really allocates, the budget, and refusals."""
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from alexnet_viz import cost
+from alexnet_viz.config import ArchConfig, ConfigError, ConvSpec, TrainConfig, get_preset
+from alexnet_viz.model import build_model
+
+from .conftest import ROOT
+
+# The issue's network: one conv, 3×512 input, 2048 channels: ~4.3 GB of activations per image.
+HUGE = ArchConfig(name="huge", in_channels=3, input_size=512, convs=(ConvSpec(2048, 3, 1, 1),),
+                  adaptive_pool=1, hidden=(16,), dropout=0.0)
+
+
+def saved_on_cpu(cfg: ArchConfig, B: int) -> int:
+    """The independent answer: bytes of distinct storages autograd saves in a real CPU forward."""
+    model = build_model(cfg).train()
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen = {}
+
+    def pack(t):
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in params:
+            seen[ptr] = t.untyped_storage().nbytes()
+        return t
+    x = torch.randn(B, cfg.in_channels, cfg.input_size, cfg.input_size)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        F.cross_entropy(model(x), torch.zeros(B, dtype=torch.long))
+    return sum(seen.values())
+
+
+@pytest.mark.parametrize("preset", ["mini28", "lenet5"])
+def test_activations_kept_match_what_autograd_saves_on_the_cpu(preset):
+    cfg = get_preset(preset)
+    B = 8
+    real = saved_on_cpu(cfg, B)
+    ours = cost.footprint(cfg).saved_train * B
+    assert abs(ours - real) <= 0.1 * real, (ours, real)
+
+
+def test_weights_gradients_and_optimizer_state_follow_the_parameter_count():
+    cfg = get_preset("mini28")
+    n = sum(p.numel() for p in build_model(cfg).parameters())
+    by_opt = {o: cost.estimate_training(cfg, TrainConfig(optimizer=o, amp=False), device="cpu").breakdown
+              for o in ("sgd", "momentum", "adam")}
+    assert by_opt["sgd"]["weights"] == by_opt["sgd"]["gradients"] == 4 * n
+    assert [by_opt[o]["optimizer state"] for o in ("sgd", "momentum", "adam")] == [0, 4 * n, 8 * n]
+
+
+def test_peak_is_the_sum_of_its_parts_and_grows_with_the_batch():
+    cfg = get_preset("mini28")
+    small, big = (cost.estimate_training(cfg, TrainConfig(batch_size=b), device="cpu") for b in (32, 512))
+    assert small.peak_memory_bytes == sum(small.breakdown.values())
+    grown = big.breakdown["activations kept for backward"] - small.breakdown["activations kept for backward"]
+    assert grown == (512 - 32) * cost.footprint(cfg).saved_train
+    assert big.peak_memory_bytes > small.peak_memory_bytes
+
+
+def test_seconds_per_epoch_follow_the_work():
+    cfg = get_preset("mini28")
+    full = cost.estimate_training(cfg, TrainConfig(batch_size=128), device="cpu")
+    capped = cost.estimate_training(cfg, TrainConfig(batch_size=128, max_batches=10), device="cpu")
+    half = cost.estimate_training(cfg, TrainConfig(batch_size=128), n_train=30_000, device="cpu")
+    big = cost.estimate_training(get_preset("d2l"), TrainConfig(batch_size=128), device="cpu")
+    assert capped.seconds_per_epoch < half.seconds_per_epoch < full.seconds_per_epoch < big.seconds_per_epoch
+    assert cost.footprint(get_preset("d2l")).conv_macs > 50 * cost.footprint(cfg).conv_macs
+
+
+def test_the_device_profile_is_measured_once_and_cached_on_disk(monkeypatch):
+    cost._PROFILES.clear()
+    first = cost.device_profile("cpu")
+    assert (cost.cache_dir() / "device_profile.json").exists()
+    cost._PROFILES.clear()
+    monkeypatch.setattr(cost, "measure_device", lambda dev: pytest.fail("measured twice"))
+    assert cost.device_profile("cpu") == first
+
+
+@pytest.mark.parametrize("text,value", [("2G", 2 * 2**30), ("512M", 512 * 2**20), ("1.5GB", 3 * 2**29),
+                                        ("3000000", 3_000_000), ("64k", 65536)])
+def test_budget_sizes_parse(text, value):
+    assert cost.parse_bytes(text) == value
+
+
+def test_budget_env_overrides_and_bad_values_are_one_line_errors(monkeypatch):
+    monkeypatch.setenv("ALEXNET_VIZ_MEMORY_BUDGET", "300M")
+    assert cost.memory_budget("cpu") == 300 * 2**20
+    monkeypatch.setenv("ALEXNET_VIZ_MEMORY_BUDGET", "lots")
+    with pytest.raises(ConfigError, match="not a size"):
+        cost.memory_budget("cpu")
+
+
+def test_cpu_budget_is_what_this_machine_has_free_less_a_margin(monkeypatch):
+    monkeypatch.delenv("ALEXNET_VIZ_MEMORY_BUDGET", raising=False)
+    total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    avail = next(int(line.split()[1]) * 1024 for line in open("/proc/meminfo") if line.startswith("MemAvailable"))
+    assert 0 < cost.memory_budget("cpu") < min(total, avail * 1.1)
+
+
+def test_over_budget_names_the_biggest_consumer_and_what_to_lower(monkeypatch):
+    monkeypatch.setenv("ALEXNET_VIZ_MEMORY_BUDGET", "2G")
+    est = cost.estimate_training(get_preset("d2l"), TrainConfig(batch_size=4096), device="cpu")
+    assert not est.fits and est.biggest == "activations kept for backward"
+    with pytest.raises(cost.OverBudget) as e:
+        cost.require_fits(est)
+    msg = str(e.value)
+    assert "\n" not in msg and "activations kept for backward" in msg and "lower the batch size" in msg
+    most = int(msg.split("at most ")[1].split()[0])  # the batch it says fits does fit
+    assert cost.estimate_training(get_preset("d2l"), TrainConfig(batch_size=most), device="cpu").fits
+    assert not cost.estimate_training(get_preset("d2l"), TrainConfig(batch_size=most + 2), device="cpu").fits
+
+
+def test_analysis_of_the_issues_network_is_refused_before_the_model_is_built(monkeypatch):
+    from alexnet_viz import activations
+    monkeypatch.setenv("ALEXNET_VIZ_MEMORY_BUDGET", "2G")
+    est = cost.estimate_analysis(HUGE)
+    assert est.peak_memory_bytes > 4 * 2**30 and not est.fits
+    assert "conv1" in est.message() and "input size" in est.message()
+    monkeypatch.setattr(activations, "build_model", lambda *a, **k: pytest.fail("built before refusing"))
+    with pytest.raises(cost.OverBudget):
+        activations.untrained(HUGE)
+
+
+def test_a_slow_run_says_what_would_make_it_fast(monkeypatch):
+    rates = {"conv_macs_per_s": 1e11, "linear_macs_per_s": 5e10, "bytes_per_s": 1e10, "op_s": 2e-5}
+    monkeypatch.setattr(cost, "device_profile", lambda device=None: rates)  # a 2-core laptop's rates, fixed
+    est = cost.estimate_training(get_preset("d2l"), TrainConfig(epochs=10, batch_size=128), device="cpu")
+    assert est.fits and est.run_seconds > cost.SLOW_RUN_S
+    assert "mini28" in est.advice and "batches per epoch" in est.advice
+
+
+def test_evaluation_batch_follows_the_budget_and_the_training_batch(monkeypatch):
+    d2l = get_preset("d2l")
+    assert cost.eval_batch_size(d2l, "cpu", False) == cost.EVAL_BATCH
+    one = cost.eval_batch_size(d2l, "cpu", False, train_batch=1)
+    assert one < cost.EVAL_BATCH
+    monkeypatch.setenv("ALEXNET_VIZ_MEMORY_BUDGET", "40M")
+    tight = cost.eval_batch_size(d2l, "cpu", False)
+    per_image = cost._eval_per_image(d2l, cost.footprint(d2l), False)
+    assert 1 <= tight and tight * per_image <= 10 * 2**20
+
+
+def test_training_evaluates_in_the_batch_the_budget_allows(monkeypatch):
+    from alexnet_viz.data import DeviceData
+    from .test_training import TINY, synthetic
+    seen = []
+    real = DeviceData.test_batches
+    monkeypatch.setattr(DeviceData, "test_batches", lambda self, bs: seen.append(bs) or real(self, bs))
+    monkeypatch.setattr("alexnet_viz.train.eval_batch_size", lambda *a: 7)
+    from alexnet_viz.train import train
+    recs = list(train(TINY, TrainConfig(epochs=1, batch_size=32, device="cpu"), synthetic()))
+    assert recs[-1].status == "finished" and seen == [7]
+
+
+def _rss_of_cli(args: list[str], budget: str) -> tuple[int, str, int]:
+    """(exit status, stderr, peak RSS bytes) of the CLI in a fresh process."""
+    code = ("import resource, sys\nfrom alexnet_viz.__main__ import main\nrc = main(sys.argv[1:])\n"
+            "print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, file=sys.stderr)\n"
+            "sys.exit(rc)")
+    env = {**os.environ, "ALEXNET_VIZ_MEMORY_BUDGET": budget, "PYTHONPATH": str(ROOT)}
+    p = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=120)
+    rss = int(p.stderr.split("RSS ")[1].split()[0])
+    return p.returncode, p.stderr, rss
+
+
+def test_cli_refuses_a_run_over_the_budget_before_allocating(tmp_path):
+    runs = tmp_path / "runs"
+    rc, err, rss = _rss_of_cli(["train", "--preset", "d2l", "--batch-size", "4096", "--device", "cpu",
+                                "--run-dir", str(runs)], "2G")
+    need = cost.estimate_training(get_preset("d2l"), TrainConfig(batch_size=4096), device="cpu").peak_memory_bytes
+    assert rc == 2 and "activations kept for backward" in err and "Traceback" not in err
+    assert rss < need / 10  # nothing of the run was allocated: the process is its imports
+    assert not runs.exists()  # and no run folder for a run that never started
+
+
+def test_cli_estimate_prints_json_and_exits_2_when_it_does_not_fit(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "ALEXNET_VIZ_MEMORY_BUDGET": "1G"}
+    run = lambda *a: subprocess.run([sys.executable, "-m", "alexnet_viz", "estimate", *a, "--json"], cwd=ROOT,
+                                    env=env, capture_output=True, text=True, timeout=120)
+    ok, big = run("--preset", "mini28", "--batch-size", "64"), run("--preset", "d2l", "--batch-size", "512")
+    assert ok.returncode == 0 and big.returncode == 2
+    a, b = json.loads(ok.stdout), json.loads(big.stdout)
+    assert a["fits"] and not b["fits"] and a["peak_memory_bytes"] < b["peak_memory_bytes"]
+    assert a["seconds_per_epoch"] > 0 and "lower the batch size" in b["message"]

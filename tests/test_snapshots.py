@@ -1,0 +1,125 @@
+"""Snapshots: written at the right moments, within the disk budget, loaded safely, used by predict --at."""
+import json
+import os
+from dataclasses import replace
+
+import pytest
+import torch
+from PIL import Image
+
+from alexnet_viz import snapshots
+from alexnet_viz.__main__ import main
+from alexnet_viz.activations import ModelUnavailable, from_run, predict
+from alexnet_viz.config import TrainConfig, get_preset
+from alexnet_viz.model import build_model
+from alexnet_viz.runs import Run, RunError
+from alexnet_viz.train import init_weights, train
+
+from .test_training import TINY, synthetic
+
+
+N_TRAIN, BATCH = 128, 8   # 16 steps an epoch: early snapshots at steps 1 and 4
+
+
+def trained(tmp_path, epochs=2, **kw):
+    t = TrainConfig(epochs=epochs, batch_size=BATCH, lr=0.1, device="cpu", **kw)
+    run = Run.create(TINY, t, "synthetic", tmp_path)
+    recs = list(train(TINY, t, synthetic(N_TRAIN, 32), run=run))
+    assert recs[-1].status == "finished"
+    return run, t, recs
+
+
+def same_state(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k].float(), b[k].float()) for k in a)
+
+
+def test_snapshots_at_the_planned_moments(tmp_path):
+    run, t, recs = trained(tmp_path)
+    snaps = run.snapshots()
+    per_epoch = N_TRAIN // BATCH
+    early = [s for s in (1, 4, 16, 64) if s < per_epoch]
+    assert [s["step"] for s in snaps] == [0, *early, per_epoch, 2 * per_epoch]
+    assert [s["epoch"] for s in snaps] == [0.0, *(s / per_epoch for s in early), 1.0, 2.0]
+    assert snaps[0]["label"] == "before training" and snaps[-1]["label"] == "epoch 2"
+    assert [r.label for r in recs if r.kind == "snapshot"] == [s["label"] for s in snaps]
+    # before training = a fresh model built with the run's seed and init (an independent rebuild)
+    torch.manual_seed(t.seed)
+    fresh = build_model(TINY)
+    init_weights(fresh)
+    assert same_state(run.load_model(0).state_dict(), fresh.state_dict())
+    # the last epoch's snapshot = the final weights; the first differs from them
+    final = run.load_model().state_dict()
+    assert same_state(run.load_model("epoch 2").state_dict(), final)
+    assert not same_state(run.load_model("step 1").state_dict(), final)
+    assert {p.name for p in (run.path / "snapshots").glob("*.pt")} == {s["file"] for s in snaps}
+
+
+def test_disk_budget_drops_early_steps_first_then_thins_epochs(tmp_path, monkeypatch):
+    torch.save(build_model(TINY).state_dict(), tmp_path / "one.pt")
+    one = (tmp_path / "one.pt").stat().st_size   # a snapshot file, measured (a zip: more than its tensors)
+    monkeypatch.setattr(snapshots, "MIN_BUDGET", int(4.5 * one))  # room for 4 snapshots
+    run, _, _ = trained(tmp_path, epochs=5, max_batches=2)
+    snaps = run.snapshots()
+    files = list((run.path / "snapshots").glob("*.pt"))
+    assert len(files) == len(snaps) == 4
+    assert sum(f.stat().st_size for f in files) <= snapshots.budget(snapshots.state_bytes(build_model(TINY)))
+    assert snaps[0]["label"] == "before training" and snaps[-1]["label"] == "epoch 5"
+    assert all(s["label"].startswith("epoch") for s in snaps[1:])  # early steps went first
+    gaps = [b["epoch"] - a["epoch"] for a, b in zip(snaps, snaps[1:])]
+    assert max(gaps) - min(gaps) <= 1  # the kept epochs stay evenly spread
+
+
+def test_a_big_net_keeps_fewer_snapshots_than_a_small_one():
+    """The rule in snapshots.py with the presets' real sizes: d2l's 47 M parameters keep fewer."""
+    def kept(name):
+        fp32 = snapshots.state_bytes(build_model(get_preset(name)))
+        return snapshots.budget(fp32) // snapshots.snapshot_bytes(fp32)
+    assert kept("d2l") == snapshots.MIN_KEPT < kept("mini28")
+    d2l = snapshots.state_bytes(build_model(get_preset("d2l")))
+    assert snapshots.storage_dtype(d2l) == torch.bfloat16
+    assert snapshots.planned_early(469, 10, d2l) == []          # the epochs alone fill its budget
+    assert snapshots.planned_early(469, 1, snapshots.state_bytes(build_model(get_preset("mini28")))) == \
+        [1, 4, 16, 64, 256]
+
+
+def test_resume_adds_epoch_snapshots_only(tmp_path):
+    run, t, _ = trained(tmp_path, epochs=1)
+    before = run.snapshots()
+    list(train(TINY, replace(t, epochs=2), synthetic(N_TRAIN, 32), run=run, resume=run))
+    after = run.snapshots()
+    assert after[:len(before)] == before
+    assert [(s["label"], s["step"]) for s in after[len(before):]] == [("epoch 2", 2 * N_TRAIN // BATCH)]
+
+
+def test_unknown_snapshot_and_pickled_code_are_refused(tmp_path):
+    run, _, _ = trained(tmp_path, epochs=1)
+    with pytest.raises(RunError, match="no snapshot 'step 3'.*kept: before training"):
+        run.load_model("step 3")
+    with pytest.raises(ModelUnavailable, match="no snapshot"):
+        from_run(run.path, "epoch 9")
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("touch " + str(tmp_path / "pwned"),))
+    torch.save({"conv1.weight": Evil()}, run.path / "snapshots" / run.snapshots()[0]["file"])
+    with pytest.raises(RunError, match="damaged"):
+        run.load_model(0)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_predict_at_differs_between_first_and_last_snapshot(tmp_path, capsys):
+    run, _, _ = trained(tmp_path)
+    img = synthetic(n_train=1, n_test=1, seed=5).test_x[0].numpy()
+    Image.fromarray(img).save(tmp_path / "item.png")
+    out = {}
+    for at in ("0", "2"):
+        assert main(["predict", str(tmp_path / "item.png"), "--run", str(run.path), "--at", at,
+                     "--topk", "10", "--json", "--no-invert"]) == 0
+        res = json.loads(capsys.readouterr().out)
+        out[at] = {p["class"]: p["prob"] for p in res["predictions"]}
+        assert res["model"].endswith("before training" if at == "0" else "epoch 2")
+    # independently: the two snapshots' own forward passes, through the same preprocessing
+    first, last = from_run(run.path, 0), from_run(run.path, 2)
+    assert max(abs(out["0"][c] - out["2"][c]) for c in out["0"]) > 0.05
+    assert dict(predict(first, Image.open(tmp_path / "item.png"), invert=False, k=10)) == pytest.approx(out["0"])
+    assert dict(predict(last, Image.open(tmp_path / "item.png"), invert=False, k=10)) == pytest.approx(out["2"])
