@@ -30,7 +30,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
 playwright = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 if not Path(CHROMIUM).exists():
-    pytest.skip("Chromium not found at /usr/bin/chromium (apt-get install chromium)", allow_module_level=True)
+    pytest.skip("Chromium not found at /usr/bin/chromium (apt-get install -y chromium)", allow_module_level=True)
 
 
 def free_port() -> int:
