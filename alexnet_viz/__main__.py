@@ -158,20 +158,21 @@ def _train(a) -> int:
     if ctx.world > 1:
         print(f"torchrun: {ctx.world} processes ({ctx.backend}), global batch {t.batch_size}", file=sys.stderr)
     try:
-        for r in train(arch, t, ds, stop=stop, run=run, resume=resume):
-            if r.kind == "precision":
-                precision = r
-                print(f"precision on {r.device}: {r.reason}", file=sys.stderr)
-            elif r.kind == "step":
-                print(f"\r{_bar(r.progress)} epoch {r.epoch:5.2f}  loss {r.loss:.3f}  acc {r.acc:.3f}  "
-                      f"{r.examples_per_sec:,.0f} ex/s  ETA {r.eta:4.0f}s ", end="", file=sys.stderr, flush=True)
-            elif r.kind == "epoch":
-                last_epoch = r
-                print(f"\repoch {r.epoch}: train loss {r.train_loss:.3f}, train acc {r.train_acc:.3f}, "
-                      f"test acc {r.test_acc:.3f}, {r.examples_per_sec:,.0f} examples/sec" + " " * 20,
-                      file=sys.stderr)
-            elif r.kind == "end":
-                end = r
+        with run.heartbeat():  # seen as dead soon after a kill, even if its pid goes to another program
+            for r in train(arch, t, ds, stop=stop, run=run, resume=resume):
+                if r.kind == "precision":
+                    precision = r
+                    print(f"precision on {r.device}: {r.reason}", file=sys.stderr)
+                elif r.kind == "step":
+                    print(f"\r{_bar(r.progress)} epoch {r.epoch:5.2f}  loss {r.loss:.3f}  acc {r.acc:.3f}  "
+                          f"{r.examples_per_sec:,.0f} ex/s  ETA {r.eta:4.0f}s ", end="", file=sys.stderr, flush=True)
+                elif r.kind == "epoch":
+                    last_epoch = r
+                    print(f"\repoch {r.epoch}: train loss {r.train_loss:.3f}, train acc {r.train_acc:.3f}, "
+                          f"test acc {r.test_acc:.3f}, {r.examples_per_sec:,.0f} examples/sec" + " " * 20,
+                          file=sys.stderr)
+                elif r.kind == "end":
+                    end = r
     except KeyboardInterrupt:
         print("\naborted; the run keeps its last saved epoch", file=sys.stderr)
     finally:

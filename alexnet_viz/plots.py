@@ -30,35 +30,6 @@ def per_layer_bars(rows: list[dict], key: str, title: str, unit: str = "") -> go
     return _layout(fig, title)
 
 
-def block_diagram(rows: list[dict], input_shape: tuple[int, int, int]) -> go.Figure:
-    """The network as blocks: height ~ spatial size, width ~ channels (log scale); vectors as thin bars."""
-    fig = go.Figure()
-    blocks = [("input", "Input", input_shape)] + [(r["name"], r["type"], tuple(r["output_shape"])) for r in rows
-                                                   if r["type"] in ("Conv2d", "MaxPool2d", "AvgPool2d",
-                                                                    "AdaptiveAvgPool2d", "Linear", "Flatten")]
-    max_side = max(s[1] if len(s) == 3 else 1 for _, _, s in blocks)
-    x = 0.0
-    for name, kind, shape in blocks:
-        if len(shape) == 3:
-            c, h, _ = shape
-            height, width = 0.25 + 0.75 * h / max_side, 0.15 + 0.22 * np.log2(max(c, 1))
-            label = f"{c}×{h}×{h}"
-        else:
-            height, width, label = 0.25 + 0.6 * np.log10(shape[0]) / 5, 0.35, f"{shape[0]}"
-        color = KIND_COLORS.get(kind, "#bbbbbb")
-        fig.add_shape(type="rect", x0=x, x1=x + width, y0=-height / 2, y1=height / 2,
-                      fillcolor=color, opacity=0.75, line=dict(color="#333", width=1))
-        fig.add_annotation(x=x + width / 2, y=height / 2 + 0.06, text=f"<b>{name}</b>", showarrow=False,
-                           font=dict(size=10), textangle=-45 if len(blocks) > 10 else 0)
-        fig.add_annotation(x=x + width / 2, y=-height / 2 - 0.07, text=label, showarrow=False, font=dict(size=9))
-        fig.add_trace(go.Scatter(x=[x + width / 2], y=[0], mode="markers", marker=dict(opacity=0),
-                                 hovertemplate=f"{name} ({kind}): {label}<extra></extra>"))
-        x += width + 0.25
-    fig.update_xaxes(visible=False, range=[-0.2, x])
-    fig.update_yaxes(visible=False, range=[-0.75, 0.85])
-    return _layout(fig, "The network, block by block (height: spatial size, width: channels)", 300)
-
-
 def training_curves(steps: list[dict], epochs: list[dict], title: str = "",
                     reference: dict | None = None) -> go.Figure:
     """d2l's animated plot in two panels: train loss (left), train and test accuracy (right), against

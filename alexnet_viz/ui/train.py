@@ -113,14 +113,17 @@ def live_ui(job_id: str) -> None:
     place = mgr.place(job)
     last = job.latest()
     if job.state == "queued":
-        st.info(f"Queued: place {place} — one training job runs at a time on this server.")
+        wait = mgr.estimated_start(job)
+        when = f" — estimated start in about {wait / 60:.0f} min" if wait and wait >= 90 else (
+            f" — estimated start in about {wait:.0f} s" if wait else "")
+        st.info(f"Queued: place {place}{when} (from the estimates of the jobs ahead). {mgr.admission_rule()}")
     elif last:
         eta = f" · ETA {last['eta']:.0f} s" if job.state == "running" else ""  # a stopped run has no ETA
         st.progress(min(last["progress"], 1.0),
                     text=f"epoch {last['epoch']:.2f} / {job.train.epochs} · loss {last['loss']:.3f} · "
                          f"train acc {last['acc']:.3f} · {last['examples_per_sec']:,.0f} examples/sec{eta}")
     elif job.state == "running":
-        st.progress(0.0, text="starting: loading the data onto the device…")
+        st.progress(0.0, text="starting: the training process is loading the data onto the device…")
     for p in job.records.get("precision", [])[-1:]:
         st.caption(f"Precision on {p['device']}: {p['reason']}")
     if job.steps:
