@@ -218,6 +218,9 @@ def results_ui(owner: str) -> None:
     c = st.columns([1, 1, 4])
     delete_ui(info.path, pick, info.state == "running", c[0])
     resume_ui(owner, info, c[1])
+    if info.state == "damaged":
+        st.warning(f"This run folder is damaged: {info.message}. Delete it, or mend the file it names.")
+        return
     if run_curves := step_curve(run.metrics()):
         try:
             arch, t, _ = run.config()
@@ -247,7 +250,7 @@ def results_ui(owner: str) -> None:
     cols = st.columns(8)
     for k, i in enumerate(shown):
         cols[k % 8].image(ds.test_x[i].numpy(), width=84,
-                          caption=f"true {CLASSES[labels[i]]} · said {CLASSES[preds[i]]}")
+                          caption=f"true {CLASSES[labels[i]]} · said {_class_name(preds[i])}")
 
 
 def page() -> None:
@@ -273,3 +276,8 @@ def page() -> None:
             st.fragment(run_every=1.0 if job.active else None)(live_ui)(job_id)
     st.subheader("Saved runs")
     results_ui(owner)
+
+
+def _class_name(i) -> str:
+    """Fashion-MNIST's name for an output, or its number for a network with more outputs (1000-class)."""
+    return CLASSES[i] if 0 <= i < len(CLASSES) else f"output {int(i)}"
