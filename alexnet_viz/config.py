@@ -128,6 +128,8 @@ def _conv_from(d: dict, where: str) -> ConvSpec:
 def arch_from_dict(d: dict) -> ArchConfig:
     """Parse and validate a dict (from JSON); raises ConfigError naming the bad field."""
     kw = _fields_from(ArchConfig, d, "config")
+    if len(kw.get("name", "")) > NAME_MAX:
+        raise ConfigError(f"config.name: at most {NAME_MAX} characters (got {len(kw['name'])}) — shorten it")
     convs = kw.get("convs", ())
     if not isinstance(convs, (list, tuple)):
         raise ConfigError("config.convs: expected a list of conv blocks")
@@ -173,8 +175,6 @@ def feature_shapes(cfg: ArchConfig) -> list[tuple[int, int]]:
 
 def validate(cfg: ArchConfig) -> None:
     """Raise ConfigError with the layer, the size and what to change; return None if it can work."""
-    if not isinstance(cfg.name, str) or len(cfg.name) > NAME_MAX:
-        raise ConfigError(f"name: at most {NAME_MAX} characters (got {len(str(cfg.name))}) — shorten it")
     _check_range("input", "in_channels", cfg.in_channels)
     _check_range("input", "input_size", cfg.input_size)
     _check_range("network", "convs", len(cfg.convs))

@@ -11,6 +11,7 @@ from ..config import (ACTIVATIONS, NORMS, POOLS, PRESET_NOTES, PRESETS, ArchConf
 from ..model import to_pytorch_code
 from ..plots import block_diagram, per_layer_bars
 from ..summary import describe_layers, human, summarize, table
+from .common import cost_ui
 
 CONV_FIELDS = ("out_channels", "kernel", "stride", "padding", "groups", "activation", "norm", "pool",
                "pool_kernel", "pool_stride")
@@ -197,6 +198,7 @@ def page() -> None:
         st.error(f"This network cannot work: {e}")
         cfg = ss.get("last_valid") or get_preset(ss["preset"])
         st.caption(f"Showing the last network that worked ({cfg.name}).")
+    cost_ui(cfg)  # training estimate for this network; a warning when it or its analysis does not fit
     results_ui(cfg)
     st.subheader("Export and import")
     export_ui(cfg)
