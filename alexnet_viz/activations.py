@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .config import ArchConfig, get_preset
+from .inspect.attribution import grad_cam  # noqa: F401 - captum's LayerGradCam, part of this module's API
 from .cost import estimate_analysis, require_fits
 from .inspect.walk import layer_outputs, private_copy
 from .data import CLASSES, MEAN, STD
@@ -163,22 +163,6 @@ def conv1_filters(model: nn.Module) -> np.ndarray:
     hi = w.flatten(1).max(1).values.view(-1, 1, 1, 1)
     w = (w - lo) / (hi - lo).clamp_min(1e-12)
     return w[:, 0].numpy() if w.shape[1] != 3 else w.permute(0, 2, 3, 1).numpy()
-
-
-def grad_cam(model: nn.Module, x: torch.Tensor, layer: str, cls: int | None = None) -> tuple[np.ndarray, int]:
-    """Grad-CAM (Selvaraju et al. 2017) at a conv layer: (H×W heat map in 0..1 at the input's size, class).
-
-    The layer's maps weighted by the class score's mean gradient over each map, summed, ReLU."""
-    with torch.enable_grad():
-        outs = layer_outputs(model, x.detach(), upto=None)
-        logits = next(reversed(outs.values()))
-        cls = int(logits[0].argmax()) if cls is None else cls
-        a = outs[layer]                                         # 1×C×h×w
-        g, = torch.autograd.grad(logits[0, cls], a)
-    cam = F.relu((g.mean((2, 3), keepdim=True) * a).sum(1, keepdim=True)).detach()
-    cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
-    hi = float(cam.max())
-    return (cam / hi if hi > 0 else cam).numpy(), cls
 
 
 def conv_layers(model: nn.Module) -> list[str]:

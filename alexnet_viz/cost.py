@@ -330,7 +330,7 @@ def estimate_training(arch: ArchConfig, t: TrainConfig, n_train: int = FASHION_T
     """Peak memory of a training run of `arch` with `t`, its seconds per epoch, and whether it fits."""
     dev = torch.device(device) if device is not None else pick_device(t.device)
     fp = footprint(arch)
-    half = 0.5 if t.amp and _uses_bf16(dev) else 1.0
+    half = 0.5 if _uses_bf16(dev, arch, t) else 1.0
     B = t.batch_size
     state = {"sgd": 0, "momentum": 1, "adam": 2}.get(t.optimizer, 2)
     pixels = arch.in_channels * arch.input_size ** 2
@@ -396,9 +396,11 @@ def speed_advice(arch: ArchConfig, t: TrainConfig, seconds_per_epoch: float, dev
             + ("; ".join(tips) if tips else "fewer epochs would make it shorter"))
 
 
-def _uses_bf16(dev: torch.device) -> bool:
-    from .train import amp_dtype
-    return amp_dtype(dev, True) is not None
+def _uses_bf16(dev: torch.device, arch: ArchConfig, t: TrainConfig) -> bool:
+    """bf16 where precision.py has already chosen it (an estimate never waits for a measurement)."""
+    from .precision import known
+    c = known(dev, arch, t.precision if t.amp else "fp32")
+    return c is not None and c.dtype is not None
 
 
 def estimate_analysis(arch: ArchConfig, device: str | torch.device | None = None) -> Estimate:

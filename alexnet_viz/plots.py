@@ -30,35 +30,6 @@ def per_layer_bars(rows: list[dict], key: str, title: str, unit: str = "") -> go
     return _layout(fig, title)
 
 
-def block_diagram(rows: list[dict], input_shape: tuple[int, int, int]) -> go.Figure:
-    """The network as blocks: height ~ spatial size, width ~ channels (log scale); vectors as thin bars."""
-    fig = go.Figure()
-    blocks = [("input", "Input", input_shape)] + [(r["name"], r["type"], tuple(r["output_shape"])) for r in rows
-                                                   if r["type"] in ("Conv2d", "MaxPool2d", "AvgPool2d",
-                                                                    "AdaptiveAvgPool2d", "Linear", "Flatten")]
-    max_side = max(s[1] if len(s) == 3 else 1 for _, _, s in blocks)
-    x = 0.0
-    for name, kind, shape in blocks:
-        if len(shape) == 3:
-            c, h, _ = shape
-            height, width = 0.25 + 0.75 * h / max_side, 0.15 + 0.22 * np.log2(max(c, 1))
-            label = f"{c}×{h}×{h}"
-        else:
-            height, width, label = 0.25 + 0.6 * np.log10(shape[0]) / 5, 0.35, f"{shape[0]}"
-        color = KIND_COLORS.get(kind, "#bbbbbb")
-        fig.add_shape(type="rect", x0=x, x1=x + width, y0=-height / 2, y1=height / 2,
-                      fillcolor=color, opacity=0.75, line=dict(color="#333", width=1))
-        fig.add_annotation(x=x + width / 2, y=height / 2 + 0.06, text=f"<b>{name}</b>", showarrow=False,
-                           font=dict(size=10), textangle=-45 if len(blocks) > 10 else 0)
-        fig.add_annotation(x=x + width / 2, y=-height / 2 - 0.07, text=label, showarrow=False, font=dict(size=9))
-        fig.add_trace(go.Scatter(x=[x + width / 2], y=[0], mode="markers", marker=dict(opacity=0),
-                                 hovertemplate=f"{name} ({kind}): {label}<extra></extra>"))
-        x += width + 0.25
-    fig.update_xaxes(visible=False, range=[-0.2, x])
-    fig.update_yaxes(visible=False, range=[-0.75, 0.85])
-    return _layout(fig, "The network, block by block (height: spatial size, width: channels)", 300)
-
-
 def training_curves(steps: list[dict], epochs: list[dict], title: str = "",
                     reference: dict | None = None) -> go.Figure:
     """d2l's animated plot in two panels: train loss (left), train and test accuracy (right), against
@@ -267,3 +238,27 @@ def kernel_products(terms: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]])
     fig.update_xaxes(showticklabels=False)
     fig.update_annotations(font_size=11)
     return _layout(fig, "", 60 + 230 * len(terms))
+
+
+def attribution_panels(image: np.ndarray, maps: dict[str, np.ndarray], cover: tuple[float, float, float, float],
+                       label: str) -> go.Figure:
+    """Each method's map (n×n, scaled to −1..1) over the user's original image, side by side, on one
+    colour scale with its legend. cover: the (left, top, right, bottom) of the image the maps cover."""
+    base = np.repeat(image[..., None], 3, -1) if image.ndim == 2 else image
+    fig = make_subplots(rows=1, cols=len(maps), subplot_titles=list(maps), horizontal_spacing=0.02)
+    x0, y0, x1, y1 = cover
+    for i, a in enumerate(maps.values(), 1):
+        n = a.shape[0]
+        sx, sy = (x1 - x0) / a.shape[1], (y1 - y0) / n
+        fig.add_trace(go.Image(z=base, hoverinfo="skip"), row=1, col=i)
+        fig.add_trace(go.Heatmap(z=a, x0=x0 + sx / 2, dx=sx, y0=y0 + sy / 2, dy=sy, coloraxis="coloraxis",
+                                 opacity=0.6, zsmooth="best",
+                                 hovertemplate="%{z:.2f} of the largest<extra></extra>"), row=1, col=i)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
+    fig.update_layout(coloraxis=dict(colorscale="RdBu_r", cmin=-1, cmax=1, colorbar=dict(
+        title=dict(text="attribution<br>(÷ largest |value|)", side="right"), thickness=12,
+        tickvals=[-1, 0, 1], ticktext=[f"−1: against {label}", "0", f"+1: for {label}"])))
+    _layout(fig, "", 300)
+    fig.update_layout(margin=dict(l=10, r=10, t=40, b=10))
+    return fig

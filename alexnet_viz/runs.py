@@ -2,7 +2,8 @@
 
     config.json     {"arch": ..., "train": ..., "data": ..., "created": ..., "owner": ..., "tags": {...}}
     metrics.jsonl   one JSON record a line, appended as they arrive
-    status.json     {"state": running|finished|stopped|error, "message", "pid", "epochs_done"}
+    status.json     {"state": running|finished|stopped|error, "message", "pid", "pid_start", "epochs_done"}
+    heartbeat       touched every HEARTBEAT_S seconds while a training process runs
     weights.pt      {"model", "optimizer", "epoch"}: written to a temp file, then renamed
     test_preds.npy  the test-set predictions of the saved weights
     snapshots/      the weights at a few moments of training (see snapshots.py)
@@ -17,7 +18,9 @@ import json
 import os
 import re
 import shutil
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from collections.abc import Collection
 from pathlib import Path
@@ -26,6 +29,10 @@ import numpy as np
 import torch
 
 from .config import ArchConfig, ConfigError, TrainConfig
+
+
+HEARTBEAT_S = 5.0  # how often a training process says it is alive
+STALE_S = 30.0     # a "running" run silent for longer than this is shown as stopped
 
 
 class RunError(RuntimeError):
@@ -62,6 +69,31 @@ def _pid_alive(pid: int | None) -> bool:
     return True
 
 
+def _pid_start(pid: int | None) -> str | None:
+    """When the kernel started process `pid` (Linux), so that a reused pid is told apart; None if unknown."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _dead_because(st: dict, heartbeat: Path) -> str | None:
+    """Why a run whose status says "running" is not running any more; None while it is alive."""
+    pid = st.get("pid") if isinstance(st.get("pid"), int) else None
+    if not _pid_alive(pid):
+        return "killed or crashed"
+    started = st.get("pid_start")
+    if started is not None and _pid_start(pid) not in (None, started):
+        return "killed or crashed; its process id now belongs to another program"
+    try:
+        silent = time.time() - heartbeat.stat().st_mtime
+    except OSError:
+        return None  # a run trained without a heartbeat (the engine called directly): the pid says it all
+    if silent > STALE_S:
+        return f"no sign of life for {silent:.0f} s"
+    return None
+
+
 @dataclass
 class Run:
     path: Path
@@ -91,7 +123,7 @@ class Run:
             run = Run(path)
             (path / "config.json").write_text(json.dumps(
                 {"arch": arch.to_dict(), "train": train.to_dict(), "data": data_source,
-                 "created": time.time(), "owner": owner, "tags": tags or {}}, indent=2))
+                 "created": time.time(), "owner": owner, "tags": dict(tags or {})}, indent=2))
             run.set_status("running")
         except OSError as e:
             if made is not None:  # a half-made folder is no run: leave nothing behind
@@ -110,16 +142,39 @@ class Run:
         with open(self.path / "internals.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
 
+    def set_status(self, state: str, message: str = "", epochs_done: float = 0) -> None:
+        data = {"state": state, "message": message, "pid": os.getpid(), "pid_start": _pid_start(os.getpid()),
+                "epochs_done": epochs_done, "updated": time.time()}
+        _write_atomic(self.path / "status.json", lambda p: p.write_text(json.dumps(data)))
+
     def set_train(self, train: TrainConfig) -> None:
-        """Record new training settings (a resumed run trains for more epochs than it was made with)."""
-        raw = json.loads((self.path / "config.json").read_text())
+        """New training settings for a resumed run (more epochs); the rest of config.json stays."""
+        _, _, raw = self.config()
         raw["train"] = train.to_dict()
         _write_atomic(self.path / "config.json", lambda p: p.write_text(json.dumps(raw, indent=2)))
 
-    def set_status(self, state: str, message: str = "", epochs_done: float = 0) -> None:
-        data = {"state": state, "message": message, "pid": os.getpid(), "epochs_done": epochs_done,
-                "updated": time.time()}
-        _write_atomic(self.path / "status.json", lambda p: p.write_text(json.dumps(data)))
+    @contextmanager
+    def heartbeat(self):
+        """While inside, a thread touches `heartbeat` every HEARTBEAT_S s: a dead run is seen as dead."""
+        beat, done = self.path / "heartbeat", threading.Event()
+
+        def touch():
+            try:
+                beat.touch()
+            except OSError:
+                pass  # the folder was deleted or the disk is full: the run itself will say so
+
+        def beat_forever():
+            while not done.wait(HEARTBEAT_S):
+                touch()
+        touch()
+        thread = threading.Thread(target=beat_forever, name="alexnet-viz-heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
 
     def save_checkpoint(self, model: torch.nn.Module, optimizer, epoch: float, preds: np.ndarray | None) -> None:
         state = {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -159,9 +214,10 @@ class Run:
             st = json.loads((self.path / "status.json").read_text())
         except (OSError, json.JSONDecodeError):
             st = {"state": "unknown", "message": "status.json missing or unreadable"}
-        if st.get("state") == "running" and not _pid_alive(st.get("pid")):
-            st = {**st, "state": "stopped", "message": "the training process ended without finishing "
-                                                      "(killed or crashed); the last saved epoch is kept"}
+        why = _dead_because(st, self.path / "heartbeat") if st.get("state") == "running" else None
+        if why:
+            st = {**st, "state": "stopped", "message": f"the training process ended without finishing "
+                                                      f"({why}); the last saved epoch is kept"}
         return st
 
     def checkpoint(self) -> dict:

@@ -60,8 +60,8 @@ def d2l_pipeline(preset: str, t: TrainConfig, n: int, device: torch.device) -> f
 
 def ours(preset: str, t: TrainConfig, n: int) -> float:
     ds = load_fashion_mnist()
-    model, opt, data, amp = setup(get_preset(preset), t, ds)
-    return _time_batches(data.train_batches(t.batch_size, torch.Generator().manual_seed(0)), model, opt, amp, n)
+    model, opt, data, prec = setup(get_preset(preset), t, ds)
+    return _time_batches(data.train_batches(t.batch_size, torch.Generator().manual_seed(0)), model, opt, prec.dtype, n)
 
 
 def main(quick: bool = False) -> None:

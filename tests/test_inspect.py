@@ -21,7 +21,7 @@ from alexnet_viz.summary import summarize
 
 # tanh and average pooling pass a non-zero gradient to every pixel a unit reads, so the set of
 # pixels with a gradient is exactly the receptive field; the padding makes the border boxes clip.
-SMOOTH = ArchConfig(name="smooth", in_channels=2, input_size=19, convs=(
+SMOOTH = ArchConfig(name="smooth", in_channels=3, input_size=19, convs=(
     ConvSpec(3, 3, 1, 1, activation="tanh", pool="avg", pool_kernel=3, pool_stride=2),
     ConvSpec(3, 3, 2, 2, activation="tanh", pool="none"),
     ConvSpec(2, 2, 1, 0, activation="tanh", pool="avg", pool_kernel=2, pool_stride=1)),
@@ -42,7 +42,7 @@ def test_receptive_box_is_the_set_of_pixels_with_a_gradient(cfg):
     torch.manual_seed(0)
     model = build_model(cfg).double()
     model.cfg = cfg
-    x = torch.randn(1, 2, 19, 19, dtype=torch.float64)
+    x = torch.randn(1, 3, 19, 19, dtype=torch.float64)
     rows = {r.name: r for r in summarize(cfg).rows}
     clipped_somewhere = False
     for layer in ("pool1", "conv2", "pool3") + (("avgpool",) if cfg.adaptive_pool else ()):
@@ -217,3 +217,56 @@ def test_two_analyses_of_one_shared_model_overlap_in_time():
     assert b0 < a1  # the second analysis was inside the model while the first still was: no lock
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, atol=1e-6)
+
+
+def previous_grad_cam(model, x, layer, cls):
+    """The hand-written Grad-CAM that captum's replaced (hooks on the model, as it was)."""
+    m = dict(model.features.named_children())[layer]
+    saved = {}
+    h = m.register_forward_hook(lambda _m, _i, y: saved.__setitem__("a", y))
+    try:
+        model.eval()
+        logits = model(x)
+        g, = torch.autograd.grad(logits[0, cls], saved["a"])
+    finally:
+        h.remove()
+    cam = F.relu((g.mean((2, 3), keepdim=True) * saved["a"]).sum(1, keepdim=True)).detach()
+    cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
+    return (cam / cam.max()).numpy()
+
+
+@pytest.mark.parametrize("preset,layer", [("mini28", "conv2"), ("mini28", "conv4"), ("lenet5", "conv2")])
+def test_captum_grad_cam_equals_the_previous_implementation(preset, layer):
+    m = untrained(get_preset(preset))
+    compared = 0
+    for seed in range(6):
+        x = torch.randn(1, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
+        cam, cls = grad_cam(m.model, x, layer)
+        if cam.std() < 1e-6:   # an all-zero map (no positive evidence): nothing to correlate
+            continue
+        ref = previous_grad_cam(m.model, x, layer, cls)
+        assert np.corrcoef(cam.ravel(), ref.ravel())[0, 1] > 0.999
+        compared += 1
+    assert compared >= 2
+
+
+def test_attribution_methods_give_one_scaled_map_each():
+    from alexnet_viz.inspect.attribution import METHODS, attributions
+    m = untrained(get_preset("mini28"))
+    x = torch.randn(1, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    black = torch.full_like(x, (0 - m.mean[0]) / m.std[0])
+    maps = attributions(m.model, x, 3, "conv4", black)
+    assert list(maps) == list(METHODS)
+    for name, a in maps.items():
+        assert a.shape == (28, 28) and np.abs(a).max() == pytest.approx(1.0), name
+    assert maps["Saliency"].min() >= 0 and maps["Grad-CAM"].min() >= 0
+    # Integrated Gradients' completeness: its sum is the score's change from the black baseline
+    from captum.attr import IntegratedGradients
+    with torch.enable_grad():
+        ig, delta = IntegratedGradients(private_copy(m.model)).attribute(
+            x, baselines=black, target=3, n_steps=32, return_convergence_delta=True)
+    with torch.no_grad():
+        net = private_copy(m.model)
+        change = float(net(x)[0, 3] - net(black)[0, 3])
+    assert float(ig.sum()) == pytest.approx(change, abs=abs(float(delta)) + 1e-3)
+    assert not m.model.features.conv4._forward_hooks and not m.model.features.relu1._backward_hooks

@@ -8,16 +8,19 @@ from pathlib import Path
 
 import numpy as np
 import streamlit as st
+import torch
 
 from ..activations import (ModelUnavailable, analyze, conv1_filters, conv_layers, from_run, input_box, knows_only,
                            layer_stats, mosaic, pretrained, untrained, verdict)
+from ..config import ConfigError
 from ..data import ASSETS, CLASSES
 from ..images import ImageError, denormalize, display_copy, open_image
 from ..inspect.arithmetic import explain_unit
+from ..inspect.attribution import METHODS, attributions
 from ..inspect.featviz import visualize_channel
 from ..inspect.receptive import effective_field, unit_box
 from ..inspect.top import index_layer, pass_size, top_images
-from ..plots import (channel_heatmap, colorize, field_overlay, filter_grid, kernel_products, layer_stats_chart,
+from ..plots import (attribution_panels, channel_heatmap, colorize, field_overlay, filter_grid, kernel_products, layer_stats_chart,
                      overlay_heatmap, topk_bars)
 from ..runs import best_first, has_weights, list_runs
 from ..summary import describe_layers, shape_str, summarize
@@ -68,7 +71,7 @@ def model_ui(owner: str):
         if kind.startswith("Untrained"):
             return cached_untrained(current_arch())
         return cached_pretrained()
-    except ModelUnavailable as e:
+    except (ModelUnavailable, ConfigError) as e:  # ConfigError: OverBudget, a network too big for this machine
         st.warning(f"{e}. The other models still work.")
         return None
 
@@ -83,7 +86,7 @@ def compare_ui(owner: str, m):
             return cached_untrained(m.cfg)
         if kind == "Another run":
             return _load_run(st.selectbox("Other run", runs, format_func=_run_label, key="compare_run"))
-    except ModelUnavailable as e:
+    except (ModelUnavailable, ConfigError) as e:
         st.warning(str(e))
     return None
 
@@ -308,6 +311,26 @@ def featviz_ui(m, layer: str, ch: int) -> None:
                f"{v.start:.3f} (faint noise) to {v.reached:.3f}.")
 
 
+def attributions_ui(m, a, im) -> None:
+    """captum's five methods for the Grad-CAM class, over the user's original image, one colour scale."""
+    cls = m.classes[a.cam_class]
+    st.subheader(f"Where the network looked for '{cls}': five attribution methods")
+    if m.cfg.input_size > SMALL and not st.toggle("Compute them (10–30 s for a 224-pixel network)", key="attr"):
+        return
+    with st.spinner("Integrated Gradients, Occlusion, …"):
+        black = ((torch.zeros_like(a.x) - torch.tensor(m.mean).view(1, -1, 1, 1))
+                 / torch.tensor(m.std).view(1, -1, 1, 1))
+        maps = attributions(m.model, a.x, a.cam_class, a.cam_layer, black)
+    shown = display_copy(im, 320)
+    k = shown.width / im.width, shown.height / im.height
+    x0, y0, x1, y1 = input_box(m, im.size)
+    st.plotly_chart(attribution_panels(np.asarray(shown.convert("RGB")), maps,
+                                       (x0 * k[0], y0 * k[1], x1 * k[0], y1 * k[1]), cls),
+                    width="stretch", key="attributions")
+    st.caption(" · ".join(f"**{n}**: {d}" for n, d in METHODS.items())
+               + f". Grad-CAM and Guided Grad-CAM at {a.cam_layer}; each map divided by its largest |value|.")
+
+
 def side_by_side(m, a, m2, im, invert, layer: str, cam_layer: str) -> None:
     """The same image and layer through a second model: predictions, maps and Grad-CAM next to each other."""
     a2 = analyze(m2, im, invert=invert, cam_layer=cam_layer if cam_layer in conv_layers(m2.model) else None)
@@ -351,7 +374,11 @@ def page() -> None:
     cam_layer = c[1].selectbox("Grad-CAM layer", convs, index=len(convs) - 1, key="cam_layer")
     cam_choice = c[2].selectbox("Grad-CAM class", ["predicted class"] + list(m.classes), key="cam_class")
     cam_class = None if cam_choice == "predicted class" else m.classes.index(cam_choice)
-    a = analyze(m, im, invert=invert, cam_layer=cam_layer, cam_class=cam_class)
+    try:
+        a = analyze(m, im, invert=invert, cam_layer=cam_layer, cam_class=cam_class)
+    except ConfigError as e:  # OverBudget: refused before anything is allocated
+        st.error(str(e))
+        return
     seen = denormalize(a.x, m.mean, m.std)
     c = st.columns([1, 1, 2])
     c[0].image(display_copy(im, 480), caption=f"your image ({im.width}×{im.height})", width="stretch")
@@ -377,6 +404,7 @@ def page() -> None:
     if m2 is not None:
         side_by_side(m, a, m2, im, invert, layer, cam_layer)
 
+    attributions_ui(m, a, im)
     st.plotly_chart(layer_stats_chart(layer_stats(a.maps)), width="stretch")
     c = st.columns(2)
     with c[0]:

@@ -89,7 +89,8 @@ def settings_ui(owner: str) -> tuple[ArchConfig, TrainConfig]:
                    help="auto = CUDA, then Apple MPS, then CPU")
     c = st.columns(4)
     c[0].checkbox("Augment (random crop + flip)", key="tr_augment")
-    c[1].checkbox("Mixed precision (bf16)", key="tr_amp", help="Used on CUDA, and on CPUs with AMX units.")
+    c[1].checkbox("Mixed precision (bf16)", key="tr_amp", help="On: bf16 on CUDA, and on a CPU when a short "
+                  "measurement shows it is faster there (the run says which). Off: fp32.")
     c[2].checkbox("Xavier init (d2l)", key="tr_xavier")
     ss["train_draft"] = {k: ss[k] for k in ("tr_source", "tr_preset", *TRAIN_KEYS) if k in ss}
     t = replace(default_training(arch.name), epochs=int(ss["tr_epochs"]), batch_size=int(ss["tr_batch"]),
@@ -112,14 +113,19 @@ def live_ui(job_id: str) -> None:
     place = mgr.place(job)
     last = job.latest()
     if job.state == "queued":
-        st.info(f"Queued: place {place} — one training job runs at a time on this server.")
+        wait = mgr.estimated_start(job)
+        when = f" — estimated start in about {wait / 60:.0f} min" if wait and wait >= 90 else (
+            f" — estimated start in about {wait:.0f} s" if wait else "")
+        st.info(f"Queued: place {place}{when} (from the estimates of the jobs ahead). {mgr.admission_rule()}")
     elif last:
         eta = f" · ETA {last['eta']:.0f} s" if job.state == "running" else ""  # a stopped run has no ETA
         st.progress(min(last["progress"], 1.0),
                     text=f"epoch {last['epoch']:.2f} / {job.train.epochs} · loss {last['loss']:.3f} · "
                          f"train acc {last['acc']:.3f} · {last['examples_per_sec']:,.0f} examples/sec{eta}")
     elif job.state == "running":
-        st.progress(0.0, text="starting: loading the data onto the device…")
+        st.progress(0.0, text="starting: the training process is loading the data onto the device…")
+    for p in job.records.get("precision", [])[-1:]:
+        st.caption(f"Precision on {p['device']}: {p['reason']}")
     if job.steps:
         # Streamlit (1.67) derives a chart's identity from its figure, so a chart whose data changed is
         # mounted afresh and loses the user's zoom, whatever its key. Holding the chart draws the same
