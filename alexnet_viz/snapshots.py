@@ -133,10 +133,12 @@ def prune(snaps: list[Snapshot], limit: int) -> list[Snapshot]:
 
 def read_index(run_path: Path) -> list[Snapshot]:
     """The snapshots a run keeps, oldest first; [] when it has none or the index is unreadable."""
-    try:
-        raw = json.loads((Path(run_path) / "snapshots" / "index.json").read_text())
-        return [Snapshot(**{k: d[k] for k in ("label", "epoch", "step", "file", "bytes")}) for d in raw]
-    except (OSError, json.JSONDecodeError, TypeError, KeyError):
+    from .files import MB, read_text
+    try:  # size-capped, regular files only (files.py); the file field names a file in snapshots/ only
+        raw = json.loads(read_text(Path(run_path) / "snapshots" / "index.json", 1 * MB))
+        snaps = [Snapshot(**{k: d[k] for k in ("label", "epoch", "step", "file", "bytes")}) for d in raw]
+        return [s for s in snaps if isinstance(s.file, str) and s.file == Path(s.file).name]
+    except (OSError, ValueError, TypeError, KeyError, RecursionError):
         return []
 
 

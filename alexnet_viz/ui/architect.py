@@ -21,10 +21,10 @@ PRESENTER_CSS = """<style>
 .stApp { font-size: 1.3rem; }
 .stApp [data-testid="stMarkdownContainer"] p, .stApp [data-testid="stMarkdownContainer"] li,
 .stApp [data-testid="stCaptionContainer"], .stApp [data-testid="stAlert"] p { font-size: 1.35rem; }
-.stApp [data-testid="stMetricValue"], .stApp [data-testid="stMetricValue"] * { font-size: 3rem; }
+.stApp [data-testid="stMetricValue"], .stApp [data-testid="stMetricValue"] * { font-size: 3rem !important; }
 [data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"] { display: none; }
 .stMainBlockContainer { padding-left: 2rem; padding-right: 2rem; max-width: 100%; }
-.stApp [data-testid="stMetricLabel"] p { font-size: 1.3rem; }
+.stApp [data-testid="stMetricLabel"] p { font-size: 1.4rem !important; }
 .stApp h1 { font-size: 3.2rem; }
 .stApp h3 { font-size: 2.2rem; }
 .arch-drawing svg { max-width: 100%; height: auto; }  /* drawn at 1.5×, shrunk to fit: labels stay >= 19 px */

@@ -75,3 +75,25 @@ def cost_ui(arch, t=None, n_train: int = 60_000) -> bool:
     if look is not None and not look.fits:
         st.warning(f"Explore cannot look inside this network here: {look.message()}")
     return est.fits
+
+
+def snapshot_picker(run_path: str) -> str | None:
+    """An epoch scrubber over a run's snapshots: the label to load (Run.load_model(at=...)), or None for
+    the final weights (the last position)."""
+    from pathlib import Path
+
+    from ..runs import Run
+    run = Run(run_path)
+    labels = [s["label"] for s in run.snapshots()]
+    if not labels:
+        return None
+    last = run.snapshots()[-1]["epoch"]
+    done = float(run.status().get("epochs_done") or 0)
+    if done > last + 1e-9:  # stopped between two kept moments: its final weights are newer
+        labels.append(f"final weights (epoch {done:.2f})")
+    if len(labels) == 1:
+        return None
+    pick = st.select_slider("Snapshot", labels, value=labels[-1], key=f"snapshot-{Path(run_path).name}",
+                            help="Scrub through training: the same image's feature maps, conv1 filters, "
+                                 "predictions and Grad-CAM at each moment the run kept.")
+    return None if pick == labels[-1] else pick

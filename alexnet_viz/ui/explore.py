@@ -24,7 +24,7 @@ from ..plots import (attribution_panels, channel_heatmap, colorize, field_overla
                      overlay_heatmap, topk_bars)
 from ..runs import best_first, has_weights, list_runs
 from ..summary import describe_layers, shape_str, summarize
-from .common import current_arch, manager, owner_id
+from .common import current_arch, manager, owner_id, snapshot_picker
 
 EXAMPLES = ASSETS / "examples"
 SOURCES = ("Upload", "Camera", "Test set", "Example")
@@ -32,8 +32,8 @@ SMALL = 64  # input side up to which top-9 images and feature visualizations sta
 
 
 @st.cache_resource(max_entries=4)
-def cached_run_model(path: str, mtime: float):
-    return from_run(path)
+def cached_run_model(path: str, mtime: float, at: str | None = None):
+    return from_run(path, at)
 
 
 @st.cache_resource(max_entries=1)
@@ -51,10 +51,10 @@ def _run_label(r) -> str:
     return f"{r.name} · {r.state} · " + (acc if has_weights(r) else "no weights saved yet")
 
 
-def _load_run(r):
+def _load_run(r, at: str | None = None):
     if not has_weights(r):
         raise ModelUnavailable(f"{r.name}: no weights saved yet (they are written at each epoch end)")
-    return cached_run_model(r.path, (Path(r.path) / "weights.pt").stat().st_mtime)
+    return cached_run_model(r.path, (Path(r.path) / "weights.pt").stat().st_mtime, at)
 
 
 def model_ui(owner: str):
@@ -66,8 +66,9 @@ def model_ui(owner: str):
                     help="Compare an untrained network with a trained one to see what training changes.")
     try:
         if kind == "A run trained here":
-            return _load_run(st.selectbox("Run", runs, format_func=_run_label, key="run",
-                                          help="Finished runs first, the best test accuracy first."))
+            r = st.selectbox("Run", runs, format_func=_run_label, key="run",
+                             help="Finished runs first, the best test accuracy first.")
+            return _load_run(r, snapshot_picker(r.path))
         if kind.startswith("Untrained"):
             return cached_untrained(current_arch())
         return cached_pretrained()
