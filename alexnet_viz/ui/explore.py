@@ -14,6 +14,7 @@ from ..activations import (ModelUnavailable, analyze, conv1_filters, conv_layers
                            layer_stats, mosaic, pretrained, untrained, verdict)
 from ..config import ConfigError
 from ..data import ASSETS, CLASSES
+from ..modelcache import ModelCache
 from ..images import ImageError, denormalize, display_copy, open_image
 from ..inspect.arithmetic import explain_unit
 from ..inspect.attribution import METHODS, attributions
@@ -31,19 +32,22 @@ SOURCES = ("Upload", "Camera", "Test set", "Example")
 SMALL = 64  # input side up to which top-9 images and feature visualizations start by themselves (seconds)
 
 
-@st.cache_resource(max_entries=4)
+@st.cache_resource
+def model_cache() -> ModelCache:
+    """Models shared by every session, within a cap on their total bytes (modelcache.py)."""
+    return ModelCache()
+
+
 def cached_run_model(path: str, mtime: float, at: str | None = None):
-    return from_run(path, at)
+    return model_cache().get(("run", path, mtime, at), lambda: from_run(path, at))
 
 
-@st.cache_resource(max_entries=1)
 def cached_pretrained():
-    return pretrained()
+    return model_cache().get(("pretrained",), pretrained)
 
 
-@st.cache_resource(max_entries=4)
 def cached_untrained(cfg):
-    return untrained(cfg)
+    return model_cache().get(("untrained", cfg), lambda: untrained(cfg))
 
 
 def _run_label(r) -> str:
