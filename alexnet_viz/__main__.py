@@ -57,13 +57,17 @@ def _network(a) -> ArchConfig:
     return get_preset(a.preset)
 
 
+def _changes(a) -> dict:
+    """The training settings given on the command line."""
+    return {k: v for k, v in dict(epochs=a.epochs, max_batches=getattr(a, "max_batches", None),
+                                  device=a.device, batch_size=a.batch_size, lr=getattr(a, "lr", None),
+                                  optimizer=getattr(a, "optimizer", None), seed=getattr(a, "seed", None),
+                                  precision=getattr(a, "precision", None)).items() if v is not None}
+
+
 def _training(a, arch: ArchConfig) -> TrainConfig:
     """The preset's training settings with the command line's changes (validated by TrainConfig)."""
-    changes = {k: v for k, v in dict(epochs=a.epochs, max_batches=getattr(a, "max_batches", None),
-                                     device=a.device, batch_size=a.batch_size, lr=getattr(a, "lr", None),
-                                     optimizer=getattr(a, "optimizer", None),
-                                     seed=getattr(a, "seed", None)).items() if v is not None}
-    return replace(default_training(arch.name), **changes)
+    return replace(default_training(arch.name), **_changes(a))
 
 
 def _estimate(a) -> int:
@@ -82,10 +86,13 @@ def _estimate(a) -> int:
 
 
 def _summary(a) -> int:
-    from .summary import human, summarize, table
+    from .summary import describe_layers, human, summarize, table
     s = summarize(_network(a))
     if a.json:
         print(json.dumps(s.to_dict()))
+        return 0
+    if a.explain:
+        print("\n".join(describe_layers(s)))
         return 0
     rows = table(s)
     cols = list(rows[0])
@@ -105,48 +112,80 @@ def _bar(frac: float, width: int = 30) -> str:
 
 
 def _train(a) -> int:
+    from . import distributed
     from .cost import estimate_training, require_fits
     from .data import check_device, load_fashion_mnist
     from .runs import Run, RunError
     from .train import train
-    arch = _network(a)
-    t = _training(a, arch)
-    # every refusal comes before the data, the model and the run folder exist
-    est = require_fits(estimate_training(arch, t, device=check_device(t.device)))
-    print(f"estimate: {est.message()}", file=sys.stderr)
-    ds = load_fashion_mnist()
-    if ds.is_sample:
-        print(f"note: using the {ds.source}", file=sys.stderr)
-    try:
-        run = Run.create(arch, t, ds.source, Path(a.run_dir) if a.run_dir else None)
+    resume = Run(a.resume) if a.resume else None
+    try:  # --resume: the run's own network and settings, with the command line's changes
+        arch, t, _ = resume.config() if resume else (_network(a), None, None)
     except RunError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    last_epoch, end, stop = None, None, threading.Event()
+    t = replace(t, **_changes(a)) if resume else _training(a, arch)
+    ctx = distributed.context(t.device)  # under torchrun: this rank; rank 0 alone prints and writes
+    # every refusal comes before the data, the model and the run folder exist
+    est = require_fits(estimate_training(arch, t, device=check_device(t.device)))
+    if ctx.is_main:
+        print(f"estimate: {est.message()}", file=sys.stderr)
+    ds = load_fashion_mnist()
+    last_epoch, end, precision, stop = None, None, None, threading.Event()
 
     def on_ctrl_c(*_):  # first Ctrl-C: stop after this batch and save; a second one aborts
-        print("\nstopping after this batch… (Ctrl-C again to abort)", file=sys.stderr)
+        if ctx.is_main:
+            print("\nstopping after this batch… (Ctrl-C again to abort)", file=sys.stderr)
         stop.set()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if ctx.world == 1:  # under torchrun each rank gets the terminal's Ctrl-C and torchrun's copy of it
+            signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGINT, on_ctrl_c)
+    if not ctx.is_main:
+        try:
+            end = [r for r in train(arch, t, ds, stop=stop, resume=resume) if r.kind == "end"]
+        finally:
+            distributed.close()
+        return 0 if end and end[-1].status == "finished" else 1
+    if ds.is_sample:
+        print(f"note: using the {ds.source}", file=sys.stderr)
     try:
-        for r in train(arch, t, ds, stop=stop, run=run):
-            if r.kind == "step":
-                print(f"\r{_bar(r.progress)} epoch {r.epoch:5.2f}  loss {r.loss:.3f}  acc {r.acc:.3f}  "
-                      f"{r.examples_per_sec:,.0f} ex/s  ETA {r.eta:4.0f}s ", end="", file=sys.stderr, flush=True)
-            elif r.kind == "epoch":
-                last_epoch = r
-                print(f"\repoch {r.epoch}: train loss {r.train_loss:.3f}, train acc {r.train_acc:.3f}, "
-                      f"test acc {r.test_acc:.3f}, {r.examples_per_sec:,.0f} examples/sec" + " " * 20,
-                      file=sys.stderr)
-            elif r.kind == "end":
-                end = r
+        if resume:  # the same folder goes on: its metrics, then the new epochs after them
+            run = resume
+            run.set_train(t)
+            run.set_status("running", epochs_done=float(resume.checkpoint().get("epoch", 0)))
+        else:
+            run = Run.create(arch, t, ds.source, Path(a.run_dir) if a.run_dir else None)
+    except (RunError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        distributed.close()
+        return 1
+    if ctx.world > 1:
+        print(f"torchrun: {ctx.world} processes ({ctx.backend}), global batch {t.batch_size}", file=sys.stderr)
+    try:
+        with run.heartbeat():  # seen as dead soon after a kill, even if its pid goes to another program
+            for r in train(arch, t, ds, stop=stop, run=run, resume=resume):
+                if r.kind == "precision":
+                    precision = r
+                    print(f"precision on {r.device}: {r.reason}", file=sys.stderr)
+                elif r.kind == "step":
+                    print(f"\r{_bar(r.progress)} epoch {r.epoch:5.2f}  loss {r.loss:.3f}  acc {r.acc:.3f}  "
+                          f"{r.examples_per_sec:,.0f} ex/s  ETA {r.eta:4.0f}s ", end="", file=sys.stderr, flush=True)
+                elif r.kind == "epoch":
+                    last_epoch = r
+                    print(f"\repoch {r.epoch}: train loss {r.train_loss:.3f}, train acc {r.train_acc:.3f}, "
+                          f"test acc {r.test_acc:.3f}, {r.examples_per_sec:,.0f} examples/sec" + " " * 20,
+                          file=sys.stderr)
+                elif r.kind == "end":
+                    end = r
     except KeyboardInterrupt:
         print("\naborted; the run keeps its last saved epoch", file=sys.stderr)
+    finally:
+        distributed.close()
     print(f"{end.status if end else 'stopped'}: {end.message if end else ''} — run saved in {run.path}",
           file=sys.stderr)
     if a.json:
         out = {"status": end.status if end else "stopped", "run_dir": str(run.path), "data": ds.source}
+        if precision:
+            out |= {"precision": precision.dtype, "precision_reason": precision.reason}
         if last_epoch:
             out |= {"test_acc": last_epoch.test_acc, "train_loss": last_epoch.train_loss,
                     "train_acc": last_epoch.train_acc, "examples_per_sec": last_epoch.examples_per_sec,
@@ -195,6 +234,7 @@ def main(argv=None) -> int:
     s.add_argument("--preset", default="d2l", choices=PRESETS)
     s.add_argument("--config", help="a network JSON exported from the Architect page (instead of --preset)")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--explain", action="store_true", help="one sentence per layer instead of the table")
     t = sub.add_parser("train", help="train a preset on Fashion-MNIST")
     t.add_argument("--preset", default="mini28", choices=PRESETS)
     t.add_argument("--config", help="a network JSON exported from the Architect page (instead of --preset)")
@@ -205,6 +245,9 @@ def main(argv=None) -> int:
     t.add_argument("--optimizer", choices=("sgd", "momentum", "adam"))
     t.add_argument("--seed", type=_whole(0))
     t.add_argument("--device", help="auto | cuda | mps | cpu")
+    t.add_argument("--precision", choices=("auto", "bf16", "fp32"),
+                   help="auto (default): bf16 where a short measurement on this machine says it pays")
+    t.add_argument("--resume", metavar="RUN", help="a run folder to go on training (to --epochs in all), in place")
     t.add_argument("--run-dir", help="folder to keep the run in (default: ./runs or $ALEXNET_VIZ_RUNS)")
     t.add_argument("--json", action="store_true")
     e = sub.add_parser("estimate", help="peak memory and time per epoch of a training run, before it starts")

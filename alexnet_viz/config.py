@@ -15,9 +15,11 @@ NORMS = ("none", "lrn", "batchnorm")
 POOLS = ("max", "avg", "none")
 SCHEMA_VERSION = 1
 
-# Bounds that keep a config buildable on a laptop; they are sanity limits, not physics.
+# Bounds that keep a config buildable on a laptop; they are sanity limits, not physics. The
+# Architect's widgets take their ranges from here, so what a widget offers is what validation allows.
+IN_CHANNELS = (1, 3)  # grayscale or RGB: the only images the data and upload paths can feed
 LIMITS = {
-    "in_channels": (1, 4), "input_size": (8, 512), "out_channels": (1, 2048),
+    "in_channels": (1, 3), "dropout": (0.0, 0.99), "input_size": (8, 512), "out_channels": (1, 2048),
     "kernel": (1, 31), "stride": (1, 16), "padding": (0, 15), "groups": (1, 2048),
     "pool_kernel": (1, 15), "pool_stride": (1, 15), "hidden": (1, 16384),
     "num_classes": (2, 1000), "adaptive_pool": (0, 32), "convs": (1, 12), "hiddens": (0, 6),
@@ -128,6 +130,8 @@ def _conv_from(d: dict, where: str) -> ConvSpec:
 def arch_from_dict(d: dict) -> ArchConfig:
     """Parse and validate a dict (from JSON); raises ConfigError naming the bad field."""
     kw = _fields_from(ArchConfig, d, "config")
+    if len(kw.get("name", "")) > NAME_MAX:
+        raise ConfigError(f"config.name: at most {NAME_MAX} characters (got {len(kw['name'])}) — shorten it")
     convs = kw.get("convs", ())
     if not isinstance(convs, (list, tuple)):
         raise ConfigError("config.convs: expected a list of conv blocks")
@@ -157,67 +161,98 @@ def _shrink(where: str, kind: str, c: int, h: int, k: int, s: int, p: int) -> in
     return (h + 2 * p - k) // s + 1
 
 
+def _check_block(i: int, b: ConvSpec, c: int, h: int) -> tuple[int, int]:
+    """Every check of conv block i (1-based) fed c×h×h maps; returns its side after the conv and after the pool."""
+    where = f"conv{i}"
+    for name in ("out_channels", "kernel", "stride", "padding", "groups"):
+        _check_range(where, name, getattr(b, name))
+    if b.activation not in ACTIVATIONS:
+        raise ConfigError(f"{where}: activation {b.activation!r} is not one of {', '.join(ACTIVATIONS)}")
+    if b.norm not in NORMS:
+        raise ConfigError(f"{where}: norm {b.norm!r} is not one of {', '.join(NORMS)}")
+    if b.pool not in POOLS:
+        raise ConfigError(f"pool{i}: pool {b.pool!r} is not one of {', '.join(POOLS)}")
+    if b.pool != "none":
+        _check_range(f"pool{i}", "pool_kernel", b.pool_kernel)
+        _check_range(f"pool{i}", "pool_stride", b.pool_stride)
+    if c % b.groups or b.out_channels % b.groups:
+        raise ConfigError(
+            f"{where}: groups={b.groups} must divide both its in channels ({c}) and out channels "
+            f"({b.out_channels}) — pick groups from {_common_divisors(c, b.out_channels)} "
+            f"or change the channel counts")
+    h_conv = _shrink(where, "conv", c, h, b.kernel, b.stride, b.padding)
+    h_pool = h_conv if b.pool == "none" else _shrink(f"pool{i}", "pool", b.out_channels, h_conv,
+                                                     b.pool_kernel, b.pool_stride, 0)
+    return h_conv, h_pool
+
+
+@dataclass(frozen=True)
+class Trace:
+    """A config followed layer by layer up to the first one that cannot work (for drawing a broken net)."""
+    blocks: tuple[tuple[int, int, int], ...]  # per working conv block: (channels, side after conv, after pool)
+    flat: int | None                          # flatten size, None if the features failed
+    error: ConfigError | None                 # the first problem in forward order, None if it all works
+
+    @property
+    def where(self) -> str | None:
+        """The failing layer's name as the message gives it (input, conv3, pool3, classifier, fc2 ...)."""
+        return str(self.error).split(":")[0] if self.error else None
+
+
+def trace(cfg: ArchConfig) -> Trace:
+    """Check cfg in forward order: input, each conv block, the classifier; stop at the first problem."""
+    blocks: list[tuple[int, int, int]] = []
+    flat = None
+    try:
+        if not isinstance(cfg.name, str) or len(cfg.name) > NAME_MAX:
+            raise ConfigError(f"name: at most {NAME_MAX} characters (got {len(str(cfg.name))}) — shorten it")
+        if cfg.in_channels not in IN_CHANNELS:
+            raise ConfigError(f"input: in channels must be 1 (grayscale) or 3 (RGB), got {cfg.in_channels} — "
+                              f"images have one or three channels")
+        _check_range("input", "input_size", cfg.input_size)
+        _check_range("network", "convs", len(cfg.convs))
+        c, h = cfg.in_channels, cfg.input_size
+        for i, b in enumerate(cfg.convs, 1):
+            h_conv, h = _check_block(i, b, c, h)
+            c = b.out_channels
+            blocks.append((c, h_conv, h))
+        _check_range("avgpool", "adaptive_pool", cfg.adaptive_pool)
+        flat = c * (cfg.adaptive_pool or h) ** 2
+        _check_range("classifier", "hiddens", len(cfg.hidden))
+        for i, w in enumerate(cfg.hidden, 1):
+            _check_range(f"fc{i}", "hidden", w)
+        _check_range("classifier", "num_classes", cfg.num_classes)
+        if cfg.fc_activation not in ACTIVATIONS:
+            raise ConfigError(f"classifier: activation {cfg.fc_activation!r} is not one of {', '.join(ACTIVATIONS)}")
+        lo, hi = LIMITS["dropout"]
+        if isinstance(cfg.dropout, bool) or not isinstance(cfg.dropout, (int, float)) or not lo <= cfg.dropout <= hi:
+            raise ConfigError(f"classifier: dropout p must be between {lo:g} and {hi:g} (got {cfg.dropout})")
+        widths = (flat, *cfg.hidden)
+        weights = sum(a * b for a, b in zip(widths, (*cfg.hidden, cfg.num_classes)))
+        if weights > 400_000_000:
+            raise ConfigError(
+                f"classifier: {weights:,} weights in the Linear layers (flatten size {flat:,}) is too big "
+                f"for this app — add pooling, lower the channels or the hidden widths")
+    except ConfigError as e:
+        return Trace(tuple(blocks), flat, e)
+    return Trace(tuple(blocks), flat, None)
+
+
 def feature_shapes(cfg: ArchConfig) -> list[tuple[int, int]]:
     """(channels, side) after each conv block, by formula; raises ConfigError on the first bad layer."""
-    c, h = cfg.in_channels, cfg.input_size
-    out = []
+    c, h, out = cfg.in_channels, cfg.input_size, []
     for i, b in enumerate(cfg.convs, 1):
-        conv = f"conv{i}"
-        h = _shrink(conv, "conv", c, h, b.kernel, b.stride, b.padding)
+        h = _check_block(i, b, c, h)[1]
         c = b.out_channels
-        if b.pool != "none":
-            h = _shrink(f"pool{i}", "pool", c, h, b.pool_kernel, b.pool_stride, 0)
         out.append((c, h))
     return out
 
 
 def validate(cfg: ArchConfig) -> None:
     """Raise ConfigError with the layer, the size and what to change; return None if it can work."""
-    if not isinstance(cfg.name, str) or len(cfg.name) > NAME_MAX:
-        raise ConfigError(f"name: at most {NAME_MAX} characters (got {len(str(cfg.name))}) — shorten it")
-    _check_range("input", "in_channels", cfg.in_channels)
-    _check_range("input", "input_size", cfg.input_size)
-    _check_range("network", "convs", len(cfg.convs))
-    _check_range("classifier", "hiddens", len(cfg.hidden))
-    _check_range("classifier", "num_classes", cfg.num_classes)
-    _check_range("classifier", "adaptive_pool", cfg.adaptive_pool)
-    if cfg.fc_activation not in ACTIVATIONS:
-        raise ConfigError(f"classifier: activation {cfg.fc_activation!r} is not one of {', '.join(ACTIVATIONS)}")
-    if not (isinstance(cfg.dropout, (int, float)) and 0.0 <= cfg.dropout < 1.0) or math.isnan(cfg.dropout):
-        raise ConfigError(f"classifier: dropout p must be in [0, 1) (got {cfg.dropout})")
-    for i, w in enumerate(cfg.hidden, 1):
-        _check_range(f"fc{i}", "hidden", w)
-    c = cfg.in_channels
-    for i, b in enumerate(cfg.convs, 1):
-        where = f"conv{i}"
-        for name in ("out_channels", "kernel", "stride", "padding", "groups"):
-            _check_range(where, name, getattr(b, name))
-        if b.activation not in ACTIVATIONS:
-            raise ConfigError(f"{where}: activation {b.activation!r} is not one of {', '.join(ACTIVATIONS)}")
-        if b.norm not in NORMS:
-            raise ConfigError(f"{where}: norm {b.norm!r} is not one of {', '.join(NORMS)}")
-        if b.pool not in POOLS:
-            raise ConfigError(f"pool{i}: pool {b.pool!r} is not one of {', '.join(POOLS)}")
-        if b.pool != "none":
-            _check_range(f"pool{i}", "pool_kernel", b.pool_kernel)
-            _check_range(f"pool{i}", "pool_stride", b.pool_stride)
-        if c % b.groups or b.out_channels % b.groups:
-            raise ConfigError(
-                f"{where}: groups={b.groups} must divide both its in channels ({c}) and out channels "
-                f"({b.out_channels}) — pick groups from {_common_divisors(c, b.out_channels)} "
-                f"or change the channel counts")
-        c = b.out_channels
-    shapes = feature_shapes(cfg)
-    if cfg.adaptive_pool:
-        flat = shapes[-1][0] * cfg.adaptive_pool ** 2
-    else:
-        flat = shapes[-1][0] * shapes[-1][1] ** 2
-    widths = (flat, *cfg.hidden)
-    weights = sum(a * b for a, b in zip(widths, (*cfg.hidden, cfg.num_classes)))
-    if weights > 400_000_000:
-        raise ConfigError(
-            f"classifier: {weights:,} weights in the Linear layers (flatten size {flat:,}) is too big "
-            f"for this app — add pooling, lower the channels or the hidden widths")
+    err = trace(cfg).error
+    if err is not None:
+        raise err
 
 
 def _common_divisors(a: int, b: int) -> str:
@@ -308,7 +343,8 @@ class TrainConfig:
     optimizer: str = "sgd"             # sgd | momentum (SGD, 0.9) | adam
     weight_decay: float = 0.0          # L2 penalty
     augment: bool = False              # random crop (pad 2 px) + horizontal flip, on the device
-    amp: bool = True                   # bf16 autocast where the device has it (CUDA; CPU if bf16 units)
+    amp: bool = True                   # bf16 autocast where it pays (off = fp32 everywhere)
+    precision: str = "auto"            # with amp: auto (measured on this CPU, see precision.py) | bf16 | fp32
     seed: int = 0                      # init, shuffling and augmentation
     device: str = "auto"               # auto | cuda | mps | cpu
     max_batches: int = 0               # 0 = whole epoch, else a cap per epoch for quick demos
@@ -329,6 +365,8 @@ class TrainConfig:
             raise ConfigError(f"init {self.init!r} is not one of {', '.join(INITS)}")
         if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|mps|cuda(:\d{1,2})?", self.device):
             raise ConfigError(f"device {self.device!r} is not one of auto, cpu, cuda, mps")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ConfigError(f"precision {self.precision!r} is not one of auto, bf16, fp32")
         for name in ("augment", "amp"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false (got {getattr(self, name)!r})")
@@ -359,6 +397,7 @@ def default_training(name: str) -> TrainConfig:
 
 __all__ = [
     "ACTIVATIONS", "NORMS", "POOLS", "TRAIN_LIMITS", "NAME_MAX", "ConfigError", "ConvSpec", "ArchConfig", "TrainConfig",
-    "PRESETS", "PRESET_NOTES", "get_preset", "validate", "feature_shapes", "with_conv",
+    "PRESETS", "PRESET_NOTES", "get_preset", "validate", "feature_shapes", "with_conv", "trace", "Trace",
+    "LIMITS", "IN_CHANNELS",
     "default_training",
 ]

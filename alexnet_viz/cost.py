@@ -330,7 +330,7 @@ def estimate_training(arch: ArchConfig, t: TrainConfig, n_train: int = FASHION_T
     """Peak memory of a training run of `arch` with `t`, its seconds per epoch, and whether it fits."""
     dev = torch.device(device) if device is not None else pick_device(t.device)
     fp = footprint(arch)
-    half = 0.5 if t.amp and _uses_bf16(dev) else 1.0
+    half = 0.5 if _uses_bf16(dev, arch, t) else 1.0
     B = t.batch_size
     state = {"sgd": 0, "momentum": 1, "adam": 2}.get(t.optimizer, 2)
     pixels = arch.in_channels * arch.input_size ** 2
@@ -391,14 +391,16 @@ def speed_advice(arch: ArchConfig, t: TrainConfig, seconds_per_epoch: float, dev
     per_batch = seconds_per_epoch / max(-(-FASHION_TRAIN // t.batch_size), 1)
     cap = int(SLOW_RUN_S / max(t.epochs, 1) / max(per_batch, 1e-9) * 0.8)
     if cap >= 1:
-        tips.append(f"a cap of {cap} batches per epoch keeps it under {SLOW_RUN_S // 60} minutes")
+        tips.append(f"a cap of {cap} batch{'es' if cap > 1 else ''} per epoch keeps it under {SLOW_RUN_S // 60} minutes")
     return (f"the whole run takes about {duration(total)} {_device_words(dev.type)}: "
             + ("; ".join(tips) if tips else "fewer epochs would make it shorter"))
 
 
-def _uses_bf16(dev: torch.device) -> bool:
-    from .train import amp_dtype
-    return amp_dtype(dev, True) is not None
+def _uses_bf16(dev: torch.device, arch: ArchConfig, t: TrainConfig) -> bool:
+    """bf16 where precision.py has already chosen it (an estimate never waits for a measurement)."""
+    from .precision import known
+    c = known(dev, arch, t.precision if t.amp else "fp32")
+    return c is not None and c.dtype is not None
 
 
 def estimate_analysis(arch: ArchConfig, device: str | torch.device | None = None) -> Estimate:

@@ -131,11 +131,24 @@ class DeviceData:
             x = x.expand(-1, self.channels, -1, -1)
         return x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
 
-    def train_batches(self, batch_size: int, gen: torch.Generator, augment: bool = False):
+    rank, world = 0, 1  # this process's slice of every batch (torchrun: see distributed.py)
+
+    def shard(self, rank: int, world: int) -> None:
+        """Train on every `world`-th example of each batch, from the `rank`-th: the union over ranks
+        of their batch k is the one-process batch k, as long as every rank shuffles with the same seed."""
+        self.rank, self.world = rank, world
+
+    def _usable(self) -> int:
         n = len(self.train_y)
-        order = torch.randperm(n, generator=gen, device="cpu").to(self.device)
-        for i in range(0, n, batch_size):
-            idx = order[i:i + batch_size]
+        return n - n % self.world  # every rank the same number of examples, so the same number of steps
+
+    def train_batches(self, batch_size: int, gen: torch.Generator, augment: bool = False):
+        """Shuffled batches of `batch_size` examples; with shard(), this rank's batch_size/world of each."""
+        order = torch.randperm(len(self.train_y), generator=gen, device="cpu")[:self._usable()]
+        order = order[self.rank::self.world].to(self.device)
+        b = batch_size // self.world
+        for i in range(0, len(order), b):
+            idx = order[i:i + b]
             yield self.prepare(self.train_x[idx], augment, gen), self.train_y[idx]
 
     def test_batches(self, batch_size: int):
@@ -143,7 +156,7 @@ class DeviceData:
             yield self.prepare(self.test_x[i:i + batch_size]), self.test_y[i:i + batch_size]
 
     def steps_per_epoch(self, batch_size: int) -> int:
-        return -(-len(self.train_y) // batch_size)
+        return -(-(self._usable() // self.world) // (batch_size // self.world))
 
 
 def random_crop_flip(x: torch.Tensor, gen: torch.Generator | None, pad: int = 2) -> torch.Tensor:

@@ -1,10 +1,15 @@
-"""Background training jobs for the app: one worker thread, one job at a time, a visible queue.
+"""Background training jobs for the app: a visible queue, each run in its own process (worker.py).
 
-Jobs are serialized on every device. On a GPU two runs would fight for memory; on a 2-core
-laptop CPU two runs side by side each go at half speed, so the first result would come no
-sooner and both would take twice as long. A queue with a visible place is the honest answer.
+A crash or an out-of-memory kill of a run ends that run only; the server, the other sessions and
+the queue live on. Which jobs run at once (admission), first come first served:
+- On a CPU (and Apple MPS), one at a time. A laptop has 2 to 8 cores that one run already keeps
+  busy: two runs side by side each go at half speed, so the first result comes no sooner and both
+  take twice as long. A queue with a visible place is the honest answer.
+- On a CUDA GPU, the next job starts while the sum of the estimated training peaks of the running
+  jobs and of this one fits the GPU's free memory: a classroom of small runs shares one GPU.
+The first job of the queue always starts when nothing runs, so the queue never stalls.
 
-The worker never touches Streamlit: it appends plain dicts to the job, and the page polls.
+The manager never touches Streamlit: it appends plain dicts to the job, and the page polls.
 """
 from __future__ import annotations
 
@@ -14,10 +19,14 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+import torch
+
 from .config import ArchConfig, TrainConfig
-from .data import Dataset, load_fashion_mnist
+from .data import Dataset, load_fashion_mnist, pick_device
 from .runs import Run, RunError, step_curve
-from .train import train
+from .worker import Worker
+
+GRACE_S = 30.0  # after Stop, how long a run may take to end by itself before its process is ended
 
 
 @dataclass
@@ -30,11 +39,15 @@ class Job:
     message: str = ""
     run_dir: str | None = None
     resume_dir: str | None = None
-    tags: dict = field(default_factory=dict)   # saved in config.json, e.g. an experiment's variant and seed
+    tags: dict = field(default_factory=dict)
     steps: list[dict] = field(default_factory=list)
     epochs: list[dict] = field(default_factory=list)
-    records: dict[str, list[dict]] = field(default_factory=dict)  # other kinds: internals, snapshot
-    stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    records: dict[str, list[dict]] = field(default_factory=dict)  # any other kind the engine yields
+    device: str = "cpu"             # device type it trains on: cpu | cuda | mps
+    need_bytes: int = 0             # estimated peak memory of its training
+    need_s: float = 0.0             # estimated seconds of its training
+    started: float | None = None    # time.time() when its process started
+    stop_requested: bool = False
 
     @property
     def active(self) -> bool:
@@ -43,35 +56,90 @@ class Job:
     def latest(self) -> dict | None:
         return self.steps[-1] if self.steps else None
 
+    def remaining_s(self, now: float) -> float:
+        """Seconds until it ends: the engine's own ETA once it runs, the estimate before."""
+        last = self.latest()
+        if last:
+            return max(last["eta"] - (now - self.started - last["elapsed"]), 0.0) if self.started else last["eta"]
+        return max(self.need_s - (now - self.started if self.started else 0.0), 0.0)
+
+
+def fits(running: list[Job], job: Job, budget_bytes: int | None, shared: tuple[str, ...] = ("cuda",)) -> bool:
+    """May `job` start beside `running`? On a `shared` device (CUDA) while memory lasts; else alone."""
+    same = [j for j in running if j.device == job.device]
+    if not same:
+        return True
+    if job.device not in shared or budget_bytes is None:
+        return False
+    return sum(j.need_bytes for j in same) + job.need_bytes <= budget_bytes
+
+
+def estimated_starts(running: list[Job], queued: list[Job], budget_bytes: int | None, now: float,
+                     shared: tuple[str, ...] = ("cuda",)) -> list[float]:
+    """Seconds from now until each queued job starts, playing the admission rule forward in time."""
+    active = [(j, now + j.remaining_s(now)) for j in running]
+    t, out = now, []
+    for job in queued:
+        while not fits([j for j, _ in active], job, budget_bytes, shared):
+            first = min(active, key=lambda a: a[1])
+            active.remove(first)
+            t = max(t, first[1])
+        out.append(t - now)
+        active.append((job, t + job.need_s))
+    return out
+
+
+def estimate(arch: ArchConfig, t: TrainConfig, n_train: int, device: str) -> tuple[int, float]:
+    """(peak bytes, seconds) of a whole training job, from the cost estimator (cost.py): its peak
+    includes the process's own overhead (the CUDA context on a GPU)."""
+    from .cost import estimate_training
+    e = estimate_training(arch, t, n_train=n_train, device=device)
+    return e.peak_memory_bytes, e.seconds_per_epoch * t.epochs
+
 
 class JobManager:
-    """Shared by every browser session (st.cache_resource); each job belongs to one owner."""
+    """Shared by every browser session (st.cache_resource); each job belongs to one owner.
 
-    def __init__(self, data_loader=load_fashion_mnist):
+    `budget_bytes` is the memory that jobs on a `shared_devices` device may share (default: the
+    GPU's free memory when the manager starts); `estimate(arch, t, n_train, device) -> (bytes,
+    seconds)` costs a job. Tests inject both to play a GPU's admission on a CPU.
+    """
+
+    def __init__(self, data_loader=load_fashion_mnist, budget_bytes: int | None = None, estimate=None,
+                 grace_s: float = GRACE_S, shared_devices: tuple[str, ...] = ("cuda",)):
         self._jobs: dict[str, Job] = {}
         self._queue: deque[Job] = deque()
+        self._running: list[Job] = []
+        self._workers: dict[str, Worker] = {}
+        self._spare: Worker | None = None  # a started process that has imported torch, waiting for a job
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._ids = itertools.count(1)
         self._load = data_loader
         self._data: Dataset | None = None
-        self._thread = threading.Thread(target=self._work, name="alexnet-viz-trainer", daemon=True)
+        self._data_lock = threading.Lock()
+        self.budget_bytes = budget_bytes if budget_bytes is not None else _gpu_budget()
+        self._estimate = estimate or globals()["estimate"]
+        self.grace_s, self.shared = grace_s, shared_devices
+        self._thread = threading.Thread(target=self._admit_forever, name="alexnet-viz-jobs", daemon=True)
         self._thread.start()
 
     def data(self) -> Dataset:
-        if self._data is None:
-            self._data = self._load()
-        return self._data
+        with self._data_lock:
+            if self._data is None:
+                self._data = self._load()
+            return self._data
 
     def submit(self, owner: str, arch: ArchConfig, t: TrainConfig, resume_dir: str | None = None,
                tags: dict | None = None) -> Job:
-        """Queue a run; with `resume_dir` it continues that run's folder (same metrics, same curves)."""
+        device = pick_device(t.device).type
+        need_bytes, need_s = self._estimate(arch, t, len(self.data().train_y), device)
         with self._lock:
             job = Job(f"job{next(self._ids)}-{int(time.time())}", owner, arch, t, resume_dir=resume_dir,
-                      tags=dict(tags or {}))
+                      tags=dict(tags or {}), device=device, need_bytes=int(need_bytes), need_s=float(need_s))
             self._jobs[job.id] = job
             self._queue.append(job)
-            self._wake.notify()
+            self._wake.notify_all()
         return job
 
     def get(self, job_id: str | None, owner: str | None = None) -> Job | None:
@@ -88,45 +156,128 @@ class JobManager:
                 return 0
             return next((i + 1 for i, j in enumerate(self._queue) if j is job), 0)
 
-    def stop(self, job: Job) -> None:
-        job.stop.set()
+    def estimated_start(self, job: Job) -> float | None:
+        """Seconds until a queued job starts, from the estimates of the jobs ahead; None if not queued."""
         with self._lock:
+            queued = list(self._queue)
+            if job not in queued:
+                return None
+            starts = estimated_starts(list(self._running), queued[:queued.index(job) + 1], self.budget_bytes,
+                                      time.time(), self.shared)
+        return starts[-1]
+
+    def admission_rule(self) -> str:
+        """One sentence for the page: why jobs wait here."""
+        if self.budget_bytes is None:
+            return "One training job runs at a time on this server's CPU."
+        return (f"Jobs on the GPU run side by side while their estimated memory fits "
+                f"{self.budget_bytes / 2**30:.1f} GB; the others wait their turn.")
+
+    def stop(self, job: Job) -> None:
+        with self._lock:
+            job.stop_requested = True
             if job in self._queue:  # never started: nothing to save
                 self._queue.remove(job)
                 job.state, job.message = "stopped", "cancelled before it started"
+                return
+            worker = self._workers.get(job.id)
+        if worker is not None:  # the engine stops before its next batch; a stuck process is ended
+            worker.stop.set()
+            threading.Thread(target=worker.end, args=(self._grace(job),), daemon=True).start()
 
-    def _work(self) -> None:
+    def close(self) -> None:
+        """Stop every job now (tests, server shutdown): queued ones are cancelled, running ones end."""
+        for job in list(self._jobs.values()):
+            if job.active:
+                self.stop(job)
+        with self._lock:
+            workers, spare, self._spare = list(self._workers.values()), self._spare, None
+        for w in workers + ([spare] if spare else []):
+            if w is spare:
+                w.close()  # its end-of-file tells the waiting child to quit
+            w.end(5)
+
+    # --- the admission thread and one follower thread per running job ---------------------------
+    def _admit_forever(self) -> None:
         while True:
             with self._lock:
-                while not self._queue:
+                while not (self._queue and fits(self._running, self._queue[0], self.budget_bytes, self.shared)):
                     self._wake.wait()
                 job = self._queue.popleft()
-                job.state = "running"
-            self._run(job)
+                job.state, job.started = "running", time.time()
+                self._running.append(job)
+            threading.Thread(target=self._follow, args=(job,), name=f"alexnet-viz-{job.id}", daemon=True).start()
 
-    def _run(self, job: Job) -> None:
+    def _follow(self, job: Job) -> None:
         try:
-            ds = self.data()
-            if job.resume_dir:  # the same folder: its metrics so far, then the new epochs after them
-                run = resume = Run(job.resume_dir)
-                run.set_train(job.train)
-                kept = run.metrics()
-                job.epochs = [m for m in kept if m.get("kind") == "epoch"]
-                last = job.epochs[-1]["epoch"] if job.epochs else 0  # a stopped epoch is trained again
-                job.steps = [m for m in step_curve(kept) if m["epoch"] <= last]
-            else:
-                run, resume = Run.create(job.arch, job.train, ds.source, owner=job.owner, tags=job.tags), None
-            job.run_dir = str(run.path)
-            for r in train(job.arch, job.train, ds, stop=job.stop, run=run, resume=resume):
-                if r.kind == "step":
-                    job.steps.append(r.to_dict())
-                elif r.kind == "epoch":
-                    job.epochs.append(r.to_dict())
-                elif r.kind == "end":
-                    job.state, job.message = r.status, r.message
-                else:
-                    job.records.setdefault(r.kind, []).append(r.to_dict())
+            self._train(job)
         except RunError as e:
             job.state, job.message = "error", str(e)
-        except Exception as e:  # noqa: BLE001 - the worker must survive any one job
+        except Exception as e:  # noqa: BLE001 - the manager must survive any one job
             job.state, job.message = "error", f"{type(e).__name__}: {e}"
+        finally:
+            with self._lock:
+                self._running.remove(job)
+                self._workers.pop(job.id, None)
+                self._wake.notify_all()
+
+    def _train(self, job: Job) -> None:
+        ds = self.data()
+        if job.resume_dir:  # the same run folder goes on: its metrics so far, then the new epochs after them
+            run = Run(job.resume_dir)
+            run.set_train(job.train)
+            kept = run.metrics()
+            job.epochs = [m for m in kept if m.get("kind") == "epoch"]
+            last = job.epochs[-1]["epoch"] if job.epochs else 0  # a stopped epoch is trained again
+            job.steps = [m for m in step_curve(kept) if m["epoch"] <= last]
+        else:
+            run = Run.create(job.arch, job.train, ds.source, owner=job.owner, tags=job.tags)
+        job.run_dir = str(run.path)
+        with self._lock:
+            worker = self._spare if self._spare and self._spare.proc.is_alive() else Worker()
+            self._spare = Worker()  # the next job starts without waiting 1-3 s for Python and torch
+            self._workers[job.id] = worker
+            if job.stop_requested:
+                worker.stop.set()
+        done = float(run.status().get("epochs_done", 0) or 0)
+        worker.start({"arch": job.arch, "train": job.train, "data": ds, "run_dir": job.run_dir,
+                      "resume": bool(job.resume_dir), "done": done})
+        end = None
+        for r in worker.records():
+            kind = r.get("kind")
+            if kind == "step":
+                job.steps.append(r)
+            elif kind == "epoch":
+                job.epochs.append(r)
+                done = float(r["epoch"])
+            elif kind == "end":
+                end = r
+                job.state, job.message = r["status"], r["message"]
+                break
+            else:
+                job.records.setdefault(kind, []).append(r)
+        worker.end(self._grace(job) if job.stop_requested else 5)
+        worker.close()
+        if end is None:  # the process died without its End record: say why, in the run folder too
+            at = job.steps[-1]["epoch"] if job.steps else done
+            if job.stop_requested:
+                job.state = "stopped"
+                job.message = (f"stopped by the user at epoch {at:.2f}; the process did not end within "
+                               f"{self._grace(job):.0f} s and was ended; the last saved epoch is kept")
+            else:
+                job.state, job.message = "error", worker.death(at)
+            run.set_status(job.state, job.message, epochs_done=done)
+
+    def _grace(self, job: Job) -> float:
+        """Stop waits for the batch in flight: GRACE_S, or 3 batches of this run if those are longer."""
+        last = job.latest()
+        per_batch = last["elapsed"] / max(last["step"], 1) if last else 0.0
+        return max(self.grace_s, 3 * per_batch)
+
+
+def _gpu_budget() -> int | None:
+    """What the CUDA GPU has free now (None without one: jobs then run one at a time)."""
+    if not torch.cuda.is_available():
+        return None
+    from .cost import memory_budget
+    return memory_budget("cuda")

@@ -30,35 +30,6 @@ def per_layer_bars(rows: list[dict], key: str, title: str, unit: str = "") -> go
     return _layout(fig, title)
 
 
-def block_diagram(rows: list[dict], input_shape: tuple[int, int, int]) -> go.Figure:
-    """The network as blocks: height ~ spatial size, width ~ channels (log scale); vectors as thin bars."""
-    fig = go.Figure()
-    blocks = [("input", "Input", input_shape)] + [(r["name"], r["type"], tuple(r["output_shape"])) for r in rows
-                                                   if r["type"] in ("Conv2d", "MaxPool2d", "AvgPool2d",
-                                                                    "AdaptiveAvgPool2d", "Linear", "Flatten")]
-    max_side = max(s[1] if len(s) == 3 else 1 for _, _, s in blocks)
-    x = 0.0
-    for name, kind, shape in blocks:
-        if len(shape) == 3:
-            c, h, _ = shape
-            height, width = 0.25 + 0.75 * h / max_side, 0.15 + 0.22 * np.log2(max(c, 1))
-            label = f"{c}×{h}×{h}"
-        else:
-            height, width, label = 0.25 + 0.6 * np.log10(shape[0]) / 5, 0.35, f"{shape[0]}"
-        color = KIND_COLORS.get(kind, "#bbbbbb")
-        fig.add_shape(type="rect", x0=x, x1=x + width, y0=-height / 2, y1=height / 2,
-                      fillcolor=color, opacity=0.75, line=dict(color="#333", width=1))
-        fig.add_annotation(x=x + width / 2, y=height / 2 + 0.06, text=f"<b>{name}</b>", showarrow=False,
-                           font=dict(size=10), textangle=-45 if len(blocks) > 10 else 0)
-        fig.add_annotation(x=x + width / 2, y=-height / 2 - 0.07, text=label, showarrow=False, font=dict(size=9))
-        fig.add_trace(go.Scatter(x=[x + width / 2], y=[0], mode="markers", marker=dict(opacity=0),
-                                 hovertemplate=f"{name} ({kind}): {label}<extra></extra>"))
-        x += width + 0.25
-    fig.update_xaxes(visible=False, range=[-0.2, x])
-    fig.update_yaxes(visible=False, range=[-0.75, 0.85])
-    return _layout(fig, "The network, block by block (height: spatial size, width: channels)", 300)
-
-
 def training_curves(steps: list[dict], epochs: list[dict], title: str = "",
                     reference: dict | None = None) -> go.Figure:
     """d2l's animated plot in two panels: train loss (left), train and test accuracy (right), against
@@ -292,4 +263,77 @@ def attribution_panels(image: np.ndarray, maps: dict[str, np.ndarray], cover: tu
         tickvals=[-1, 0, 1], ticktext=[f"−1: against {label}", "0", f"+1: for {label}"])))
     _layout(fig, "", 340)
     fig.update_layout(margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def internals_lines(records: list[dict], key: str, title: str, log_y: bool = False) -> go.Figure:
+    """One line per layer of an internals series over steps: key = grad_norm, update_ratio (per
+    weighted layer) or dead (per ReLU)."""
+    names = "relus" if key == "dead" else "layers"
+    fig = go.Figure()
+    if records:
+        layers = records[-1][names]
+        colors = sample_colorscale("Viridis", np.linspace(0, 0.9, max(len(layers), 2)).tolist())
+        for j, layer in enumerate(layers):
+            pts = [(r["step"], r[key][r[names].index(layer)]) for r in records if layer in r[names]]
+            fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], name=layer, mode="lines",
+                                     line=dict(color=colors[j]),
+                                     hovertemplate=f"{layer}, step %{{x}}: %{{y:.3g}}<extra></extra>"))
+    fig.update_xaxes(title="step")
+    fig.update_yaxes(type="log" if log_y else "linear", range=[0, 1] if key == "dead" else None,
+                     tickformat=".0%" if key == "dead" else None)
+    _layout(fig, title, 300)
+    fig.update_layout(showlegend=True, legend=dict(orientation="h", y=-0.3), uirevision="keep")
+    return fig
+
+
+def internals_heatmap(records: list[dict], layer: str, which: str = "w") -> go.Figure:
+    """TensorBoard's distributions: x = step, y = bin, colour = count, for one layer's weights
+    (which="w", bins over its fixed range) or gradients (which="g", bins over log10|g|)."""
+    rows = [r for r in records if layer in r["layers"]]
+    if which == "w":
+        lo, hi = rows[-1]["w_range"][rows[-1]["layers"].index(layer)] if rows else (-1.0, 1.0)
+        ytitle, title = "weight", f"{layer}: weights over time"
+    else:
+        (lo, hi), ytitle, title = (rows[-1]["g_range"] if rows else (-10, 0)), "log10 |gradient|", \
+            f"{layer}: gradients over time"
+    z = np.array([r[f"{which}_hist"][r["layers"].index(layer)] for r in rows], float).T if rows else np.zeros((1, 0))
+    centers = lo + (np.arange(len(z)) + 0.5) * (hi - lo) / len(z)
+    fig = go.Figure(go.Heatmap(x=[r["step"] for r in rows], y=centers, z=np.log1p(z), customdata=z,
+                               colorscale="Viridis", showscale=False,
+                               hovertemplate="step %{x}, " + ytitle + " ≈ %{y:.3g}: %{customdata:,.0f}<extra></extra>"))
+    fig.update_xaxes(title="step")
+    fig.update_yaxes(title=ytitle)
+    _layout(fig, title + " (colour: log count)", 280)
+    fig.update_layout(uirevision="keep")
+    return fig
+
+
+def embedding_scatter(frames: list[tuple[str, np.ndarray]], labels: np.ndarray, index: np.ndarray,
+                      classes: tuple[str, ...]) -> go.Figure:
+    """2-D projections of the same images at several snapshots, one Plotly frame each, with a slider
+    (client-side: scrubbing needs no server round trip). Colour = true class; hover = class and index."""
+    colors = sample_colorscale("Turbo", np.linspace(0.05, 0.95, len(classes)).tolist())
+
+    def traces(xy):
+        return [go.Scattergl(x=xy[labels == c, 0], y=xy[labels == c, 1], mode="markers", name=name,
+                             marker=dict(size=5, color=colors[c], opacity=0.75),
+                             customdata=index[labels == c],
+                             hovertemplate=f"test #%{{customdata}}: {name}<extra></extra>")
+                for c, name in enumerate(classes)]
+    fig = go.Figure(data=traces(frames[-1][1]), frames=[go.Frame(data=traces(xy), name=lab) for lab, xy in frames])
+    lim = max(float(np.abs(xy).max()) for _, xy in frames) * 1.05
+    fig.update_xaxes(range=[-lim, lim], title="PC 1", zeroline=False)
+    fig.update_yaxes(range=[-lim, lim], title="PC 2", zeroline=False, scaleanchor="x")
+    steps = [dict(method="animate", label=lab, args=[[lab], dict(mode="immediate", frame=dict(duration=300, redraw=True),
+                                                                 transition=dict(duration=250))])
+             for lab, _ in frames]
+    fig.update_layout(sliders=[dict(active=len(frames) - 1, steps=steps, currentvalue=dict(prefix="snapshot: "),
+                                    x=0.12, len=0.88, y=-0.1, yanchor="top")],
+                      updatemenus=[dict(type="buttons", showactive=False, x=0, y=-0.13, xanchor="left", yanchor="top",
+                                        buttons=[dict(label="▶ play", method="animate",
+                                                      args=[None, dict(frame=dict(duration=700, redraw=True),
+                                                                       transition=dict(duration=400), fromcurrent=False)])])])
+    _layout(fig, "Penultimate-layer features of test images, projected to 2-D", 620)
+    fig.update_layout(showlegend=True, legend=dict(itemsizing="constant"))
     return fig

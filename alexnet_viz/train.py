@@ -18,9 +18,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ArchConfig, TrainConfig
+from . import distributed
 from .cost import eval_batch_size
 from .data import Dataset, DeviceData, load_fashion_mnist, pick_device
 from .model import build_model
+from .precision import Choice, choose
 from .runs import Run
 from .internals import Internals
 from .snapshots import Snapshot
@@ -73,6 +75,18 @@ class Epoch:
 
 
 @dataclass(frozen=True)
+class Precision:
+    """The autocast choice of a run, yielded once before its first Step."""
+    dtype: str               # bf16 | fp32
+    reason: str              # e.g. "bf16: 1.2× faster than fp32 on this CPU (measured 2026-11-24)"
+    device: str
+    kind: str = "precision"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class End:
     status: str              # finished | stopped | error
     message: str
@@ -96,18 +110,6 @@ def make_optimizer(model: nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
         return torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     momentum = 0.9 if t.optimizer == "momentum" else 0.0
     return torch.optim.SGD(model.parameters(), lr=t.lr, momentum=momentum, weight_decay=t.weight_decay)
-
-
-def amp_dtype(device: torch.device, want: bool) -> torch.dtype | None:
-    """bf16 autocast on CUDA, and on CPUs with AMX units; None = full precision."""
-    if not want:
-        return None
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-    if device.type == "cpu" and amx():  # without AMX, bf16 convs ran 10× slower here (AVX2 EPYC)
-        return torch.bfloat16
-    return None
 
 
 def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
@@ -138,9 +140,13 @@ def evaluate(model: nn.Module, data: DeviceData, amp: torch.dtype | None,
     return (p == data.test_y).float().mean().item(), p.to(torch.int16).cpu().numpy()  # up to 1000 classes
 
 
-def setup(arch: ArchConfig, t: TrainConfig, ds: Dataset):
-    """Model, optimizer, device data and autocast dtype for a run."""
-    device = pick_device(t.device)
+def setup(arch: ArchConfig, t: TrainConfig, ds: Dataset, ctx: distributed.Single | None = None
+          ) -> tuple[nn.Module, torch.optim.Optimizer, DeviceData, Choice]:
+    """Model, optimizer, device data and the precision (autocast dtype and why) for a run.
+    Under torchrun (ctx), this rank's device and its slice of every batch."""
+    ctx = ctx or distributed.Single()
+    distributed.split_batch(t.batch_size, ctx.world)
+    device = ctx.device(t.device) or pick_device(t.device)
     torch.manual_seed(t.seed)
     model = build_model(arch)
     if t.init == "xavier":
@@ -150,13 +156,16 @@ def setup(arch: ArchConfig, t: TrainConfig, ds: Dataset):
     # channels_last on every device: on 2 CPU cores it made mini28's steps 36% faster
     model = model.to(device, memory_format=torch.channels_last)
     data = DeviceData(ds, device, arch.input_size, arch.in_channels, channels_last=True)
-    return model, make_optimizer(model, t), data, amp_dtype(device, t.amp)
+    data.shard(ctx.rank, ctx.world)
+    prec = ctx.agree(choose(device, arch, t.precision if t.amp else "fp32") if ctx.is_main else None)
+    return model, make_optimizer(model, t), data, prec
 
 
 def train(arch: ArchConfig, t: TrainConfig, ds: Dataset | None = None, stop: threading.Event | None = None,
-          run: Run | None = None, resume: Run | None = None) -> Iterator[Step | Epoch | End | Internals | Snapshot]:
-    """Train arch with t; yields Step records during an epoch, an Epoch at each end, then one End;
-    between them Internals every few steps and a Snapshot at each kept moment (see watch.py).
+          run: Run | None = None, resume: Run | None = None
+          ) -> Iterator[Precision | Step | Epoch | End | Internals | Snapshot]:
+    """Train arch with t; yields a Precision first, Step records during an epoch, an Epoch at each end, then
+    one End; between them Internals every few steps and a Snapshot at each kept moment (see watch.py).
 
     `stop` is checked before every batch. With `run`, metrics are appended and weights saved at
     each epoch end and when stopped. With `resume`, weights and optimizer come from that run and
@@ -164,10 +173,17 @@ def train(arch: ArchConfig, t: TrainConfig, ds: Dataset | None = None, stop: thr
     """
     ds = ds or load_fashion_mnist()
     stop = stop or threading.Event()
-    run_dir = str(run.path) if run else None
     done = 0.0
     try:
-        model, opt, data, amp = setup(arch, t, ds)
+        ctx = distributed.context(t.device)  # Single unless started by torchrun
+        run = run if ctx.is_main else None   # rank 0 alone writes the run folder
+        run_dir = str(run.path) if run else None
+        model, opt, data, prec = setup(arch, t, ds, ctx)
+        amp = prec.dtype
+        rec = Precision(prec.name, prec.reason, str(data.device))
+        if run:
+            run.append_metric(rec.to_dict())
+        yield rec
         start_epoch = 0
         if resume is not None:
             ck = resume.checkpoint()
@@ -175,6 +191,7 @@ def train(arch: ArchConfig, t: TrainConfig, ds: Dataset | None = None, stop: thr
             if ck.get("optimizer"):
                 opt.load_state_dict(ck["optimizer"])
             start_epoch = int(ck.get("epoch", 0))
+        net = ctx.wrap(model)  # DistributedDataParallel under torchrun; `model` is what gets saved
         done = float(start_epoch)
         gen = torch.Generator().manual_seed(t.seed + start_epoch)
         per_epoch = data.steps_per_epoch(t.batch_size)
@@ -191,23 +208,24 @@ def train(arch: ArchConfig, t: TrainConfig, ds: Dataset | None = None, stop: thr
             model.train()
             loss_sum = torch.zeros((), device=data.device)
             hit_sum = torch.zeros((), device=data.device)
-            e_loss, e_hit, e_n, w_n = 0.0, 0.0, 0, 0
+            e_loss, e_hit, e_n, w_n, ls, hs = 0.0, 0.0, 0, 0, 0.0, 0.0
             for i, (x, y) in enumerate(data.train_batches(t.batch_size, gen, t.augment)):
                 if i >= per_epoch:
                     break
-                if stop.is_set():
+                if ctx.should_stop(stop.is_set(), i):
                     done = epoch + i / per_epoch
                     yield from _stopped(run, model, opt, done)
                     return
                 watch.before_step(step + 1)
-                out, loss = train_step(model, opt, x, y, amp)
+                out, loss = train_step(net, opt, x, y, amp)
                 loss_sum += loss.detach() * len(y)
                 hit_sum += (out.argmax(1) == y).sum()
-                seen, step, w_n = seen + len(y), step + 1, w_n + len(y)
+                nb = len(y) * ctx.world  # the global batch
+                seen, step, w_n = seen + nb, step + 1, w_n + nb
                 yield from watch.after_step(step, epoch + (i + 1) / per_epoch)
                 now = time.perf_counter()
-                if now - last >= REPORT_EVERY_S or i == per_epoch - 1:
-                    ls, hs = loss_sum.item(), hit_sum.item()  # the only sync inside an epoch
+                if ctx.report_due(now - last >= REPORT_EVERY_S, i) or i == per_epoch - 1:
+                    ls, hs = ctx.sums(loss_sum, hit_sum)  # the only sync inside an epoch (summed over ranks)
                     w_loss, w_hit = ls - e_loss, hs - e_hit
                     first_loss = w_loss / w_n if first_loss is None else first_loss
                     check_loss(w_loss / w_n, first_loss, arch.num_classes, epoch + (i + 1) / per_epoch)
@@ -222,7 +240,7 @@ def train(arch: ArchConfig, t: TrainConfig, ds: Dataset | None = None, stop: thr
             e0 = time.perf_counter()
             test_acc, preds = evaluate(model, data, amp, eval_bs)
             eval_s += time.perf_counter() - e0
-            rec = Epoch(epoch + 1, loss_sum.item() / n, hit_sum.item() / n, test_acc,
+            rec = Epoch(epoch + 1, ls / n, hs / n, test_acc,
                         seen / (time.perf_counter() - t0 - eval_s), time.perf_counter() - t0)
             done = epoch + 1.0
             if run:

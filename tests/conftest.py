@@ -26,3 +26,17 @@ def real_data(monkeypatch):
         pytest.skip(f"real Fashion-MNIST not found at {SHARED_DATA} (it is present in CI)")
     monkeypatch.setenv("ALEXNET_VIZ_DATA", str(SHARED_DATA))
     return SHARED_DATA
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Say at the END of the run, where nobody misses it, when the real-browser tests did not run."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", [])
+               if "test_browser.py" in str(getattr(r, "nodeid", "") or getattr(r, "location", ("",))[0])]
+    if not skipped:
+        return
+    rep = skipped[0].longrepr
+    reason = str(rep[-1] if isinstance(rep, tuple) else rep).removeprefix("Skipped: ")
+    fix = "pip install playwright" if "playwright" in reason else "apt-get install -y chromium"
+    terminalreporter.section("real-browser tests NOT run", sep="=", yellow=True, bold=True)
+    terminalreporter.write_line(f"tests/test_browser.py was skipped: {reason}")
+    terminalreporter.write_line(f"The app was not tested in a real browser. To run those tests: {fix}")

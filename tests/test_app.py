@@ -25,7 +25,19 @@ def no_exception(at: AppTest) -> None:
 
 
 def table_shapes(at: AppTest) -> list[str]:
-    return list(at.dataframe[0].value["output (C×H×W)"])
+    return list(next(d.value for d in at.dataframe if "output (C×H×W)" in d.value.columns)["output (C×H×W)"])
+
+
+def summarize_features(preset: str) -> int:
+    from alexnet_viz.summary import summarize
+    return sum(r.params for r in summarize(PRESETS[preset]).rows if r.type != "Linear")
+
+
+def edit_table(at: AppTest, which: str, edited: dict | None = None, added=(), deleted=()) -> AppTest:
+    """Seed the edit state of the Architect's conv or hidden table, as a user's edits would, and rerun."""
+    key = next(e.key for e in at.data_editor if e.key.startswith(which))
+    at.session_state[key] = {"edited_rows": edited or {}, "added_rows": list(added), "deleted_rows": list(deleted)}
+    return at.run()
 
 
 def test_the_app_file_starts():
@@ -49,7 +61,7 @@ def test_changing_a_kernel_changes_the_table():
     at = app("architect")
     before = table_shapes(at)
     assert before[0] == "96×54×54"
-    at.number_input(key="c0_kernel").set_value(7).run()
+    edit_table(at, "convs", {0: {"kernel": 7}})
     no_exception(at)
     after = table_shapes(at)
     assert after[0] == "96×55×55" and after != before
@@ -65,26 +77,32 @@ def test_impossible_config_shows_an_error_and_keeps_the_last_network():
 
 def test_groups_error_names_the_layer():
     at = app("architect")
-    at.number_input(key="c1_groups").set_value(5).run()
+    edit_table(at, "convs", {1: {"groups": 5}})
     assert at.error and "conv2" in at.error[0].value and "groups=5" in at.error[0].value
 
 
 def test_add_and_remove_conv_blocks():
     at = app("architect")
-    n = len(at.dataframe[0].value)
-    at.button(key="rm2").click().run()
+    n = len(table_shapes(at))
+    edit_table(at, "convs", deleted=[2])
     no_exception(at)
-    assert len(at.dataframe[0].value) == n - 2  # conv3 and relu3 gone
-    add = next(b for b in at.button if b.label == "Add a conv block")
-    add.click().run()
+    assert len(table_shapes(at)) == n - 2  # conv3 and relu3 gone
+    edit_table(at, "convs", deleted=[2], added=[{"out_channels": 384, "kernel": 3, "stride": 1, "padding": 1,
+                                                 "groups": 1, "activation": "relu", "norm": "none", "pool": "none",
+                                                 "pool_kernel": 3, "pool_stride": 2}])
     no_exception(at)
-    assert len(at.dataframe[0].value) == n
+    assert len(table_shapes(at)) == n
 
 
-def test_bad_hidden_widths_message():
+def test_empty_cell_and_hidden_rows():
     at = app("architect")
-    at.text_input(key="hidden").set_value("4096, lots").run()
-    assert at.error and "hidden widths" in at.error[0].value
+    edit_table(at, "hidden", {0: {"width": None}})
+    assert at.error and "fc1: width is empty" in at.error[0].value
+    edit_table(at, "hidden", deleted=[0, 1])
+    no_exception(at)
+    layers = next(d.value for d in at.dataframe if "layer" in d.value.columns)
+    assert not at.error and list(layers["layer"][-2:]) == ["flatten", "fc1"]  # no hidden layer left
+    assert at.metric[0].value == f"{6400 * 10 + 10 + summarize_features('d2l'):,}"
 
 
 def test_import_json_and_bad_json():
@@ -102,8 +120,8 @@ def test_export_is_the_current_config():
     at = app("architect")
     at.selectbox(key="preset").set_value("mini28").run()
     dl = at.get("download_button")
-    assert len(dl) == 2
-    assert [d.proto.label for d in dl] == ["Download config JSON", "Download PyTorch code"]
+    assert [d.proto.label for d in dl] == ["Download drawing (SVG)", "Download drawing (PNG)",
+                                           "Download config JSON", "Download PyTorch code"]
     code = next(c for c in at.code).value
     assert "nn.Conv2d(in_channels=1, out_channels=32, kernel_size=5, stride=2, padding=2)" in code
 
@@ -131,6 +149,7 @@ def test_train_page_runs_a_capped_cpu_job_and_draws_charts():
     assert len(at.get("plotly_chart")) >= 2  # live curves + confusion matrix
     assert at.dataframe and at.dataframe[0].value["state"].tolist()[0] == "finished"
     assert any("Misclassified" in m.value for m in at.markdown)
+    assert any(c.value.startswith("Precision on cpu: ") for c in at.caption)  # bf16 or fp32, and why
 
 
 def png(a: np.ndarray) -> bytes:
@@ -191,8 +210,7 @@ def test_train_page_lists_a_killed_run_as_stopped():
 
 def test_edits_survive_a_visit_to_another_page():
     at = app("nav")
-    at.number_input(key="c0_kernel").set_value(7).run()
-    at.selectbox(key="c2_pool").set_value("max").run()
+    edit_table(at, "convs", {0: {"kernel": 7}, 2: {"pool": "max"}})
     before = table_shapes(at)
     at.session_state["away"] = True
     at.run()
@@ -200,7 +218,7 @@ def test_edits_survive_a_visit_to_another_page():
     at.session_state["away"] = False
     at.run()
     no_exception(at)
-    assert at.number_input(key="c0_kernel").value == 7
+    assert at.data_editor[0].value["kernel"][0] == 7  # the table starts from the edited network
     assert table_shapes(at) == before
 
 

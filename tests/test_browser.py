@@ -30,7 +30,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
 playwright = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 if not Path(CHROMIUM).exists():
-    pytest.skip("Chromium not found at /usr/bin/chromium (apt-get install chromium)", allow_module_level=True)
+    pytest.skip("Chromium not found at /usr/bin/chromium (apt-get install -y chromium)", allow_module_level=True)
 
 
 def free_port() -> int:
@@ -117,10 +117,37 @@ def set_number(page, label: str, value, nth: int = 0) -> None:
     wait_idle(page)
 
 
+def edit_cell(page, table, row: int, col: int, value) -> None:
+    """Type a value into a cell of an st.data_editor (a canvas grid): select the row, walk to the column."""
+    box = table.bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + 35 * (row + 1) + 17)  # 35 px header and rows
+    page.wait_for_timeout(300)
+    page.keyboard.press("Home")
+    for _ in range(col):
+        page.keyboard.press("ArrowRight")
+    page.keyboard.press("Enter")
+    page.wait_for_timeout(300)
+    page.keyboard.press("Control+A")
+    page.keyboard.type(str(value))
+    page.keyboard.press("Enter")
+    wait_idle(page)
+
+
+def conv_table(page):
+    return page.locator("[data-testid='stDataFrame']").first
+
+
 def choose(page, label: str, option: str) -> None:
     page.locator("[data-testid='stSelectbox']").filter(has_text=label).first.click()
     page.get_by_role("option", name=option, exact=True).click()
     wait_idle(page)
+
+
+def wait_metric(page, label: str, value: str) -> None:
+    """Until a metric shows value (a table edit reruns the script a moment after the key press)."""
+    from playwright.sync_api import expect
+    expect(page.locator("[data-testid='stMetric']").filter(has_text=label)
+           .locator("[data-testid='stMetricValue']")).to_have_text(value, timeout=30_000)
 
 
 def metric(page, label: str) -> str:
@@ -134,12 +161,12 @@ def test_architect_page_edits_and_errors(server, browser):
     page.locator("[data-testid='stMetric']").first.wait_for()
     assert_clean(page)
     assert metric(page, "Parameters") == "46,764,746"
-    page.locator(".js-plotly-plot .shapelayer path").first.wait_for()  # the block drawing is drawn
+    page.locator(".arch-drawing svg g.layer").first.wait_for()  # the network drawing is drawn
     page.wait_for_timeout(500)
     shot(page, "architect")
-    set_number(page, "kernel", 7)                   # conv1 kernel 11 -> 7
+    edit_cell(page, conv_table(page), 0, 1, 7)      # conv1 kernel 11 -> 7
     edited = summarize(with_conv(get_preset("d2l"), 0, kernel=7)).total_params
-    assert metric(page, "Parameters") == f"{edited:,}"
+    wait_metric(page, "Parameters", f"{edited:,}")
     page.get_by_text("96×55×55").first.wait_for()  # the block drawing's label for conv1
     set_number(page, "Input size (px)", 40)         # the network cannot work any more
     err = page.locator("[data-testid='stAlert']").filter(has_text="cannot work")
@@ -148,9 +175,10 @@ def test_architect_page_edits_and_errors(server, browser):
     assert metric(page, "Parameters") == f"{edited:,}"  # the last valid network stays
     shot(page, "architect-error")
     choose(page, "Preset", "mini28")
-    set_number(page, "out ch", 48)                 # conv1: 32 -> 48 filters
+    conv_table(page).locator("#glide-cell-1-0").filter(has_text="32").wait_for(state="attached")
+    edit_cell(page, conv_table(page), 0, 0, 48)    # conv1: 32 -> 48 filters
     edited = f"{summarize(with_conv(get_preset('mini28'), 0, out_channels=48)).total_params:,}"
-    assert metric(page, "Parameters") == edited
+    wait_metric(page, "Parameters", edited)
     # another page and back: the edited network is still there
     page.get_by_role("link", name="Train").click()
     page.get_by_text("Start training").wait_for()

@@ -21,7 +21,7 @@ from alexnet_viz.summary import summarize
 
 # tanh and average pooling pass a non-zero gradient to every pixel a unit reads, so the set of
 # pixels with a gradient is exactly the receptive field; the padding makes the border boxes clip.
-SMOOTH = ArchConfig(name="smooth", in_channels=2, input_size=19, convs=(
+SMOOTH = ArchConfig(name="smooth", in_channels=3, input_size=19, convs=(
     ConvSpec(3, 3, 1, 1, activation="tanh", pool="avg", pool_kernel=3, pool_stride=2),
     ConvSpec(3, 3, 2, 2, activation="tanh", pool="none"),
     ConvSpec(2, 2, 1, 0, activation="tanh", pool="avg", pool_kernel=2, pool_stride=1)),
@@ -42,7 +42,7 @@ def test_receptive_box_is_the_set_of_pixels_with_a_gradient(cfg):
     torch.manual_seed(0)
     model = build_model(cfg).double()
     model.cfg = cfg
-    x = torch.randn(1, 2, 19, 19, dtype=torch.float64)
+    x = torch.randn(1, 3, 19, 19, dtype=torch.float64)
     rows = {r.name: r for r in summarize(cfg).rows}
     clipped_somewhere = False
     for layer in ("pool1", "conv2", "pool3") + (("avgpool",) if cfg.adaptive_pool else ()):

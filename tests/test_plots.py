@@ -19,11 +19,6 @@ def test_per_layer_bars_show_only_layers_with_the_quantity():
     assert bar.text[5] == "56%"  # fc1 holds 26.2 M of 46.8 M
 
 
-def test_block_diagram_has_a_block_per_spatial_or_dense_layer():
-    fig = plots.block_diagram(rows(), (1, 224, 224))
-    assert len(fig.layout.shapes) == 1 + 5 + 3 + 1 + 3  # input, convs, pools, flatten, linears
-
-
 def test_training_curves_and_compare():
     steps = [{"epoch": 0.5, "loss": 1.0, "acc": 0.5}, {"epoch": 1.0, "loss": 0.5, "acc": 0.8}]
     fig = plots.training_curves(steps, [{"epoch": 1, "test_acc": 0.79}])

@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -209,6 +210,8 @@ def test_cli_train_json_on_the_sample(tmp_path):
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert {"test_acc", "train_loss", "examples_per_sec", "run_dir"} <= set(res)
     assert "bundled sample" in out.stderr and 0.1 < res["test_acc"] <= 1
+    assert (Path(res["run_dir"]) / "heartbeat").exists()  # CLI runs say they are alive too
+    assert res["precision"] in ("bf16", "fp32") and f"precision on cpu: {res['precision_reason']}" in out.stderr
 
 
 @pytest.mark.slow
