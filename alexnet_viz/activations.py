@@ -62,7 +62,7 @@ def from_run(path: str | Path, at: float | str | None = None) -> Loaded:
         run = Run(Path(path))
         model = run.load_model(at)
         cfg = run.config()[0]
-        when = "" if at is None else f" at {find(read_index(run.path), at).label}"
+        when = "" if at is None else f" ({find(read_index(run.path), at).label})"
     except RunError as e:
         raise ModelUnavailable(str(e)) from None
     return _fashion(model, cfg, f"run {Path(path).name}{when}")
@@ -237,8 +237,9 @@ def analyze(loaded: Loaded, im, invert: bool | None = None, cam_layer: str | Non
             cam_class: int | None = None, k: int = 5) -> Analysis:
     """Upload-to-results: preprocess, all feature maps, top-k and Grad-CAM for one PIL image."""
     require_fits(estimate_analysis(loaded.cfg))  # raises OverBudget, a ConfigError the page shows
-    x = preprocess(loaded, im, invert)
+    x = preprocess(loaded, im, invert).to(next(loaded.model.parameters()).device)  # the model may be on a GPU
     maps, logits = feature_maps(loaded.model, x)
     layer = cam_layer or conv_layers(loaded.model)[-1]
     cam, cls = grad_cam(loaded.model, x, layer, cam_class)
-    return Analysis(x, maps, topk(logits, loaded.classes, k), cam, layer, cls)
+    maps = OrderedDict((n, t.cpu()) for n, t in maps.items())  # the page draws them with numpy
+    return Analysis(x.cpu(), maps, topk(logits.cpu(), loaded.classes, k), cam, layer, cls)

@@ -140,7 +140,13 @@ def queue_experiment(manager, owner: str, name: str, budget: Budget, seeds: list
 
 def experiment_runs(runs: list, name: str) -> list:
     """The runs of the newest set queued for experiment `name` (runs carry `.tags`)."""
-    mine = [r for r in runs if name in (r.tags or {}).get("experiments", {})]
+    labels = {v.label for v in EXPERIMENTS[name].variants}
+
+    def ours(r) -> bool:  # tags come from a file anyone may edit: odd ones leave the run out
+        ex, set_id = r.tags.get("experiments"), r.tags.get("set", "")
+        return (r.state != "damaged" and isinstance(ex, dict) and isinstance(set_id, str)
+                and isinstance(ex.get(name), str) and ex[name] in labels)
+    mine = [r for r in runs if isinstance(r.tags, dict) and ours(r)]
     if not mine:
         return []
     newest = max(r.tags.get("set", "") for r in mine)

@@ -14,6 +14,7 @@ Weights are only ever read with torch.load(weights_only=True).
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import re
@@ -29,10 +30,23 @@ import numpy as np
 import torch
 
 from .config import ArchConfig, ConfigError, TrainConfig
+from .files import GB, KB, MB, BadFile, open_regular, read_capped, read_text
 
 
 HEARTBEAT_S = 5.0  # how often a training process says it is alive
 STALE_S = 30.0     # a "running" run silent for longer than this is shown as stopped
+
+
+# What a run's files may weigh when read (a run folder is anyone's to fill: see files.py).
+STATUS_MAX = 64 * KB
+CONFIG_MAX = 1 * MB
+METRICS_MAX = 16 * MB   # metrics.jsonl and internals.jsonl: beyond this, their newest records only
+PREDS_MAX = 16 * MB     # test_preds.npy: int16 per test image
+WEIGHTS_MAX = 8 * GB    # weights.pt and snapshots: far above what the config limits allow
+PARSE_ERRORS = (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError)
+NUMBERS = {"epoch": ("epoch", "train_loss", "train_acc", "test_acc", "examples_per_sec", "elapsed"),
+           "step": ("epoch", "step", "loss", "acc", "examples_per_sec", "elapsed", "eta", "progress")}
+STATES = ("running", "finished", "stopped", "error", "unknown", "damaged")
 
 
 class RunError(RuntimeError):
@@ -106,7 +120,7 @@ class Run:
                owner: str = "", tags: dict | None = None) -> "Run":
         root = Path(root or runs_dir())
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", arch.name).strip("-") or "net"
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", arch.name)[:60].strip("-") or "net"
         made = None
         try:
             root.mkdir(parents=True, exist_ok=True)
@@ -189,31 +203,61 @@ class Run:
     # --- reading -------------------------------------------------------------------------------
     def config(self) -> tuple[ArchConfig, TrainConfig, dict]:
         try:
-            raw = json.loads((self.path / "config.json").read_text())
+            raw = self.raw_config()
             return ArchConfig.from_dict(raw["arch"]), TrainConfig.from_dict(raw.get("train", {})), raw
-        except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
-            raise RunError(f"{self.path.name}: config.json cannot be read ({e})") from None
         except ConfigError as e:
             raise RunError(f"{self.path.name}: config.json describes a network that cannot work: {e}") from None
+        except PARSE_ERRORS as e:
+            raise RunError(f"{self.path.name}: config.json cannot be read ({e})") from None
+
+    def raw_config(self) -> dict:
+        """config.json as a dict whose "arch", "train", "owner" and "tags" have the right types."""
+        try:
+            raw = json.loads(read_text(self.path / "config.json", CONFIG_MAX))
+        except PARSE_ERRORS as e:
+            raise RunError(f"config.json cannot be read ({_short(e)})") from None
+        if not isinstance(raw, dict):
+            raise RunError(f"config.json holds a {type(raw).__name__}, not an object")
+        for key, kind in (("arch", dict), ("train", dict), ("owner", str), ("tags", dict)):
+            if key in raw and not isinstance(raw[key], kind):
+                raise RunError(f"config.json: {key} is a {type(raw[key]).__name__}, not a {kind.__name__}")
+        if "arch" not in raw:
+            raise RunError("config.json has no arch")
+        return raw
 
     def metrics(self, name: str = "metrics.jsonl") -> list[dict]:
-        out = []
+        """The records of a JSON-lines log, oldest first (its newest METRICS_MAX bytes only).
+        A line cut short by a kill is skipped; a record of the wrong shape is a RunError."""
         try:
-            lines = (self.path / name).read_text().splitlines()
-        except OSError:
-            return out
-        for line in lines:
+            text = read_text(self.path / name, METRICS_MAX, tail=True)
+        except FileNotFoundError:
+            return []
+        except OSError as e:
+            raise RunError(_short(e)) from None
+        out = []
+        for n, line in enumerate(text.splitlines(), 1):
             try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
+                rec = json.loads(line)
+            except (ValueError, RecursionError):
                 continue  # a line cut short by a kill: everything before it still counts
+            if not isinstance(rec, dict):
+                raise RunError(f"{name} line {n} holds a {type(rec).__name__}, not a record")
+            for key in NUMBERS.get(rec.get("kind"), ()):
+                if key in rec and not _is_number(rec[key]):
+                    raise RunError(f"{name} line {n}: {key} is {type(rec[key]).__name__}, not a number")
+            out.append(rec)
         return out
 
     def status(self) -> dict:
         try:
-            st = json.loads((self.path / "status.json").read_text())
-        except (OSError, json.JSONDecodeError):
-            st = {"state": "unknown", "message": "status.json missing or unreadable"}
+            st = json.loads(read_text(self.path / "status.json", STATUS_MAX))
+        except FileNotFoundError:
+            return {"state": "unknown", "message": "status.json missing"}
+        except PARSE_ERRORS as e:
+            return {"state": "damaged", "message": f"status.json cannot be read ({_short(e)})"}
+        problem = _status_problem(st)
+        if problem:
+            return {"state": "damaged", "message": f"status.json: {problem}"}
         why = _dead_because(st, self.path / "heartbeat") if st.get("state") == "running" else None
         if why:
             st = {**st, "state": "stopped", "message": f"the training process ended without finishing "
@@ -222,10 +266,13 @@ class Run:
 
     def checkpoint(self) -> dict:
         path = self.path / "weights.pt"
-        if not path.exists():
+        if not path.exists() and not path.is_symlink():
             raise RunError(f"{self.path.name}: no weights saved yet (they are written at each epoch end)")
         try:
-            ck = torch.load(path, map_location="cpu", weights_only=True)
+            with open_regular(path, WEIGHTS_MAX) as f:
+                ck = torch.load(f, map_location="cpu", weights_only=True)
+        except BadFile as e:
+            raise RunError(f"{self.path.name}: {e}") from None
         except Exception as e:  # noqa: BLE001 - unpickling errors come in many types
             raise RunError(f"{self.path.name}: weights.pt is damaged or not a weights file "
                            f"({type(e).__name__})") from None
@@ -251,7 +298,10 @@ class Run:
             have = ", ".join(x.label for x in snaps) or "none"
             raise RunError(f"{self.path.name}: no snapshot {at!r} (kept: {have})")
         try:
-            state = torch.load(self.path / "snapshots" / s.file, map_location="cpu", weights_only=True)
+            with open_regular(self.path / "snapshots" / Path(s.file).name, WEIGHTS_MAX) as f:
+                state = torch.load(f, map_location="cpu", weights_only=True)
+        except BadFile as e:
+            raise RunError(f"{self.path.name}: snapshot {e}") from None
         except Exception as e:  # noqa: BLE001 - unpickling errors come in many types
             raise RunError(f"{self.path.name}: snapshot {s.file} is damaged or not a weights file "
                            f"({type(e).__name__})") from None
@@ -272,10 +322,13 @@ class Run:
         return model.eval()
 
     def test_preds(self) -> np.ndarray | None:
+        """One predicted class per test image, or None (none saved, or not such an array)."""
         try:
-            return np.load(self.path / "test_preds.npy", allow_pickle=False)
-        except (OSError, ValueError):
+            a = np.load(io.BytesIO(read_capped(self.path / "test_preds.npy", PREDS_MAX)), allow_pickle=False)
+        except (OSError, ValueError, EOFError):
             return None
+        ok = isinstance(a, np.ndarray) and a.ndim == 1 and a.dtype.kind in "iu" and (a.size == 0 or a.min() >= 0)
+        return a if ok else None
 
 
 @dataclass(frozen=True)
@@ -301,25 +354,57 @@ def list_runs(root: Path | None = None, owners: Collection[str] | None = None) -
         return []
     out = []
     for p in sorted(root.iterdir(), reverse=True):
-        if not (p / "config.json").exists():
+        if not (p / "config.json").exists() and not (p / "config.json").is_symlink():
             continue
-        run = Run(p)
-        st = run.status()
-        try:
-            raw = json.loads((p / "config.json").read_text())
-            preset, who = raw["arch"].get("name", "?"), raw.get("owner", "")
-            tags = raw.get("tags") if isinstance(raw.get("tags"), dict) else {}
-            cfg = {"arch": raw["arch"], "train": raw.get("train") or {}}
-        except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError):
-            preset, who, st = "?", "", {"state": "damaged", "message": "config.json unreadable"}
-            tags, cfg = {}, {}
-        if owners is not None and who not in owners:
-            continue
-        epochs = [m for m in run.metrics() if m.get("kind") == "epoch"]
-        out.append(RunInfo(str(p), p.name, preset, st.get("state", "unknown"), st.get("message", ""),
-                           float(st.get("epochs_done", len(epochs))),
-                           epochs[-1]["test_acc"] if epochs else None, who, tuple(epochs), tags, cfg))
+        info = _info(Run(p))
+        if owners is None or info.owner in owners:
+            out.append(info)
     return out
+
+
+def _info(run: Run) -> RunInfo:
+    """One line of the list; whatever is wrong in the folder makes it "damaged (why)", nothing worse."""
+    p = run.path
+    try:
+        raw = run.raw_config()
+    except RunError as e:
+        return RunInfo(str(p), p.name, "?", "damaged", str(e), 0.0, None, "", ())
+    who, tags = raw.get("owner", ""), raw.get("tags", {})
+    try:
+        st = run.status()
+        epochs = [m for m in run.metrics() if m.get("kind") == "epoch"]
+        done = st.get("epochs_done", len(epochs))
+        return RunInfo(str(p), p.name, str(raw["arch"].get("name", "?")), st["state"], st.get("message", ""),
+                       float(done), epochs[-1].get("test_acc") if epochs else None, who, tuple(epochs), tags,
+                       {"arch": raw["arch"], "train": raw.get("train") or {}})
+    except RunError as e:
+        why = str(e)
+    except Exception as e:  # noqa: BLE001 - one odd folder must not break the list for everyone
+        why = f"{type(e).__name__}: {_short(e)}"
+    return RunInfo(str(p), p.name, str(raw["arch"].get("name", "?")), "damaged", why, 0.0, None, who, (), tags)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _status_problem(st) -> str | None:
+    if not isinstance(st, dict):
+        return f"holds a {type(st).__name__}, not an object"
+    if st.get("state") not in STATES:
+        return f"unknown state {str(st.get('state'))[:40]!r}"
+    if not isinstance(st.get("message", ""), str):
+        return "message is not text"
+    for key in ("epochs_done", "updated"):
+        if key in st and not _is_number(st[key]):
+            return f"{key} is {type(st[key]).__name__}, not a number"
+    if "pid" in st and st["pid"] is not None and not (isinstance(st["pid"], int) and not isinstance(st["pid"], bool)):
+        return "pid is not a number"
+    return None
+
+
+def _short(e: BaseException) -> str:
+    return str(e).splitlines()[0][:200] if str(e) else type(e).__name__
 
 
 def step_curve(metrics: list[dict]) -> list[dict]:
@@ -336,7 +421,7 @@ def step_curve(metrics: list[dict]) -> list[dict]:
 
 def delete_run(path: str | Path) -> None:
     p = Path(path)
-    if not (p / "config.json").exists():
+    if not ((p / "config.json").exists() or (p / "config.json").is_symlink()) or p.is_symlink():
         raise RunError(f"{p} is not a run folder")
     shutil.rmtree(p)
 

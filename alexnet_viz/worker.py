@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import signal
+import sys
+import threading
+import types
 
 import torch.multiprocessing  # noqa: F401 - registers the reducers that pass tensors as shared memory
 
@@ -17,6 +20,24 @@ from .runs import Run
 from .train import train
 
 CTX = mp.get_context("spawn")
+_STARTING = threading.Lock()
+
+
+def _start(proc) -> None:
+    """Start a spawned process without it running the server's main script again.
+
+    Spawn re-imports `__main__` in the child; under Streamlit that module is the page script
+    (app.py), which would draw the whole app in the child. An empty stand-in is shown instead,
+    for the moment of the start only.
+    """
+    with _STARTING:
+        real, blank = sys.modules["__main__"], types.ModuleType("__main__")
+        sys.modules["__main__"] = blank
+        try:
+            proc.start()
+        finally:
+            if sys.modules.get("__main__") is blank:  # unless Streamlit set its own meanwhile
+                sys.modules["__main__"] = real
 
 
 def child_main(conn, stop) -> None:
@@ -46,7 +67,7 @@ class Worker:
         self._conn, child = CTX.Pipe()
         self.proc = CTX.Process(target=child_main, args=(child, self.stop), daemon=True,
                                 name="alexnet-viz-run")
-        self.proc.start()
+        _start(self.proc)
         child.close()  # only the child holds its end now: its death reads as end-of-file here
 
     def start(self, spec: dict) -> None:

@@ -67,6 +67,10 @@ def test_projector_1920(server, browser):  # noqa: F811
     page.get_by_text("Edit the network").wait_for(state="detached")
     assert page.locator("[data-testid='stDataFrame']").count() == 2  # the layer table and the comparison only
     assert label_px(page) >= 20
+    value_px = page.evaluate("parseFloat(getComputedStyle(document.querySelector("
+                             "'[data-testid=stMetricValue] div') || document.querySelector("
+                             "'[data-testid=stMetricValue]')).fontSize)")
+    assert value_px >= 40  # 3rem: the totals read from the back of the room
     assert metric(page, "Parameters") == f"{summarize(get_preset('d2l')).total_params:,}"
     viewport_shot(page, "architect-1920-presenter")
     assert_clean(page)

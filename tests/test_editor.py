@@ -95,3 +95,15 @@ def test_edited_name_goes_back_when_the_edit_is_undone():
     assert at.session_state["draft"].name == "d2l (edited)"
     edit_table(at, "convs", {0: {"kernel": 11}})
     assert at.session_state["draft"].name == "d2l"
+
+
+def test_presenter_mode_hides_the_editor_and_keeps_the_network():
+    at = AppTest.from_file(str(ROOT / "tests" / "apps" / "architect.py"), default_timeout=120).run()
+    edit_table(at, "convs", {0: {"kernel": 7}})
+    params = at.metric[0].value
+    at.toggle(key="presenter").set_value(True).run()
+    no_exception(at)
+    assert not at.data_editor and not at.number_input and params == at.metric[0].value
+    at.toggle(key="presenter").set_value(False).run()
+    no_exception(at)
+    assert at.data_editor[0].value["kernel"][0] == 7 and params == at.metric[0].value

@@ -176,3 +176,22 @@ def test_two_jobs_run_at_once_when_the_budget_allows(mgr, monkeypatch):
     for j in (a, b, third):
         mgr.stop(j)
     wait(lambda: not (a.active or b.active), what="both stops")
+
+
+def test_the_training_process_does_not_run_the_page_script_again(tmp_path, monkeypatch):
+    """Streamlit makes the page script __main__; a spawned child must not import (and so draw) it."""
+    import sys
+    import types
+
+    from alexnet_viz.worker import Worker
+    marker = tmp_path / "page-ran"
+    script = tmp_path / "page.py"
+    script.write_text(f"open({str(marker)!r}, 'w').close()\n")
+    page = types.ModuleType("__main__")
+    page.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", page)
+    w = Worker()
+    assert sys.modules["__main__"] is page  # put back once the process has started
+    w.close()  # end-of-file: the waiting child quits
+    w.end(60)
+    assert w.proc.exitcode == 0 and not marker.exists()

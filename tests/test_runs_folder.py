@@ -3,13 +3,16 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from alexnet_viz.config import TrainConfig
-from alexnet_viz.runs import STALE_S, Run, list_runs
+from alexnet_viz.runs import STALE_S, Run, RunError, list_runs
 
 from .conftest import ROOT
 from .test_training import TINY
@@ -61,3 +64,138 @@ def test_the_end_of_a_test_run_says_when_the_browser_tests_did_not_run(tmp_path)
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert "NOT run" not in out.stdout and "2 passed" in out.stdout
+
+
+# --- a corpus of hostile run folders -----------------------------------------------------------------
+def bounded(fn, seconds: float = 30):
+    """fn() in a thread: a read that blocks (a FIFO) or runs away (/dev/zero) fails the test, never hangs it."""
+    box = {}
+
+    def go():
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - handed to the test below
+            box["error"] = e
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    t.join(seconds)
+    if t.is_alive():
+        pytest.fail(f"{getattr(fn, '__name__', 'the read')} still running after {seconds} s (blocked?)")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def finished_run(root: Path, name: str) -> Run:
+    run = Run.create(replace(TINY, name=name), TrainConfig(epochs=1), "synthetic", root)
+    run.append_metric({"kind": "epoch", "epoch": 1, "train_loss": 0.5, "train_acc": 0.8, "test_acc": 0.75,
+                       "examples_per_sec": 100.0, "elapsed": 1.0})
+    run.set_status("finished", "trained 1 epoch(s)", epochs_done=1.0)
+    return run
+
+
+def replace_file(run: Run, name: str, make) -> None:
+    path = run.path / name
+    if path.is_dir() and not path.is_symlink():
+        path.rmdir()
+    else:
+        path.unlink(missing_ok=True)
+    make(path)
+
+
+def big_sparse(size: int):
+    def make(path: Path):
+        with open(path, "wb") as f:
+            f.truncate(size)
+    return make
+
+
+HOSTILE = {  # name: (file, how it is made)
+    "fifo-metrics": ("metrics.jsonl", os.mkfifo),
+    "dir-metrics": ("metrics.jsonl", os.mkdir),
+    "zero-status": ("status.json", lambda p: p.symlink_to("/dev/zero")),
+    "zero-config": ("config.json", lambda p: p.symlink_to("/dev/zero")),
+    "fifo-config": ("config.json", os.mkfifo),
+    "binary-status": ("status.json", lambda p: p.write_bytes(bytes(range(256)) * 4)),
+    "binary-config": ("config.json", lambda p: p.write_bytes(b"\xff\xfe{\x00\x81")),
+    "list-config": ("config.json", lambda p: p.write_text("[1, 2, 3]")),
+    "string-arch": ("config.json", lambda p: p.write_text('{"arch": "alexnet", "owner": ""}')),
+    "string-tags": ("config.json", lambda p: p.write_text('{"arch": {}, "owner": "", "tags": "x"}')),
+    "deep-config": ("config.json", lambda p: p.write_text("[" * 100_000 + "]" * 100_000)),
+    "huge-config": ("config.json", big_sparse(3 << 30)),
+    "text-epochs": ("status.json", lambda p: p.write_text('{"state": "finished", "epochs_done": "lots"}')),
+    "list-status": ("status.json", lambda p: p.write_text("[]")),
+    "text-acc": ("metrics.jsonl", lambda p: p.write_text('{"kind": "epoch", "epoch": 1, "test_acc": "high"}\n')),
+    "list-metric": ("metrics.jsonl", lambda p: p.write_text("[1]\n")),
+}
+
+
+@pytest.fixture
+def hostile_runs(tmp_path):
+    root = tmp_path / "runs"
+    good = finished_run(root, "good")
+    for name, (file, make) in HOSTILE.items():
+        replace_file(finished_run(root, name), file, make)
+    big = finished_run(root, "huge-metrics")  # a legitimate head, then 100 MB of zeros: read from its end
+    with open(big.path / "metrics.jsonl", "ab") as f:
+        f.truncate(100 << 20)
+    return root, good
+
+
+def test_hostile_run_folders_are_listed_as_damaged_and_nothing_blocks(hostile_runs):
+    root, good = hostile_runs
+    runs = bounded(lambda: list_runs(root), 60)
+    by = {r.name.split("-", 2)[-1]: r for r in runs}
+    assert len(runs) == len(HOSTILE) + 2
+    assert by["good"].state == "finished" and by["good"].test_acc == 0.75
+    assert by["huge-metrics"].state == "finished"  # only the newest part is read; the zeros are no records
+    for name in HOSTILE:
+        assert by[name].state == "damaged", (name, by[name])
+        assert by[name].message, name
+    assert "named pipe" in by["fifo-metrics"].message and "folder" in by["dir-metrics"].message
+    assert "symbolic link" in by["zero-status"].message and "UTF-8" in by["binary-config"].message
+    assert "MB" in by["huge-config"].message and "epochs_done" in by["text-epochs"].message
+    assert "test_acc" in by["text-acc"].message
+
+
+def test_a_hostile_runs_files_cannot_block_weights_or_predictions(tmp_path):
+    run = finished_run(tmp_path, "pipes")
+    os.mkfifo(run.path / "weights.pt")
+    os.mkfifo(run.path / "test_preds.npy")
+    with pytest.raises(RunError, match="not a regular file"):
+        bounded(run.checkpoint, 30)
+    assert bounded(run.test_preds, 30) is None
+    (run.path / "test_preds.npy").unlink()
+    np.save(run.path / "test_preds.npy", np.array([[1.5, 2.0]]))  # not one class per image
+    assert run.test_preds() is None
+
+
+def test_the_train_page_lists_hostile_folders_and_keeps_working(monkeypatch, tmp_path):
+    from .test_app import app, no_exception
+    root = Path(os.environ["ALEXNET_VIZ_RUNS"])
+    finished_run(root, "good")
+    for name in ("fifo-metrics", "zero-status", "binary-config", "text-acc"):
+        file, make = HOSTILE[name]
+        replace_file(finished_run(root, name), file, make)
+    at = app("train")
+    next(c for c in at.checkbox if c.label.startswith("Include runs")).check().run(timeout=60)
+    no_exception(at)
+    table = at.dataframe[0].value
+    states = dict(zip([n.split("-", 2)[-1] for n in table["run"]], table["state"]))
+    assert states == {"good": "finished", "fifo-metrics": "damaged", "zero-status": "damaged",
+                      "binary-config": "damaged", "text-acc": "damaged"}
+
+
+def test_a_1000_class_run_shows_on_the_train_page(monkeypatch):
+    """Predictions beyond Fashion-MNIST's 10 classes are named by their output number, not an IndexError."""
+    from .test_app import app, no_exception
+    root = Path(os.environ["ALEXNET_VIZ_RUNS"])
+    run = finished_run(root, "wide")
+    n_test = 2_000  # the bundled sample's test set, which the page loads offline
+    preds = (np.arange(n_test) * 37 % 1000).astype(np.int16)
+    np.save(run.path / "test_preds.npy", preds)
+    at = app("train")
+    next(c for c in at.checkbox if c.label.startswith("Include runs")).check().run(timeout=60)
+    no_exception(at)
+    assert any("beyond the 10 Fashion-MNIST classes" in c.value for c in at.caption)
+    assert any("Misclassified" in m.value for m in at.markdown)

@@ -47,7 +47,7 @@ def grad_cam(model: nn.Module, x: torch.Tensor, layer: str, cls: int | None = No
         a = LayerGradCam(net, _layer(net, layer)).attribute(x, target=cls, relu_attributions=True)
     cam = LayerAttribution.interpolate(a.detach(), tuple(x.shape[-2:]), "bilinear")[0, 0]
     hi = float(cam.max())
-    return (cam / hi if hi > 0 else cam).numpy(), cls
+    return (cam / hi if hi > 0 else cam).cpu().numpy(), cls
 
 
 def attributions(model: nn.Module, x: torch.Tensor, cls: int, layer: str, black: torch.Tensor,

@@ -14,16 +14,17 @@ from ..model import to_pytorch_code
 from ..drawing import network_svg, to_png
 from ..plots import per_layer_bars
 from ..summary import describe_layers, human, summarize, table
+from .common import cost_ui
 
 SETTINGS = ("in_channels", "input_size", "num_classes", "fc_activation", "dropout", "adaptive_pool")
 PRESENTER_CSS = """<style>
 .stApp { font-size: 1.3rem; }
 .stApp [data-testid="stMarkdownContainer"] p, .stApp [data-testid="stMarkdownContainer"] li,
 .stApp [data-testid="stCaptionContainer"], .stApp [data-testid="stAlert"] p { font-size: 1.35rem; }
-.stApp [data-testid="stMetricValue"], .stApp [data-testid="stMetricValue"] * { font-size: 3rem; }
+.stApp [data-testid="stMetricValue"], .stApp [data-testid="stMetricValue"] * { font-size: 3rem !important; }
 [data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"] { display: none; }
 .stMainBlockContainer { padding-left: 2rem; padding-right: 2rem; max-width: 100%; }
-.stApp [data-testid="stMetricLabel"] p { font-size: 1.3rem; }
+.stApp [data-testid="stMetricLabel"] p { font-size: 1.4rem !important; }
 .stApp h1 { font-size: 3.2rem; }
 .stApp h3 { font-size: 2.2rem; }
 .arch-drawing svg { max-width: 100%; height: auto; }  /* drawn at 1.5×, shrunk to fit: labels stay >= 19 px */
@@ -276,6 +277,7 @@ def page() -> None:
                        f"the last network that worked ({cfg.name}).")
         else:
             ss["last_valid"] = cfg
+    cost_ui(cfg)  # training estimate for this network; a warning when it or its analysis does not fit
     st.subheader("Layer by layer")
     results_ui(cfg, presenter)
     st.subheader("Two networks side by side")

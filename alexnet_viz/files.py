@@ -1,0 +1,81 @@
+"""Reading files in the runs folder as a shared server must: regular files only, never too much.
+
+Anyone may drop anything into the runs folder. A FIFO in place of a file would block a plain
+`read_text()` forever, a symlink to /dev/zero would read until memory runs out, a directory or a
+device in place of a file must not surprise a page. So a file is opened without following a
+symlink and without blocking, checked with fstat to be a regular file, and read up to a limit
+(or, for logs, its last part only).
+"""
+from __future__ import annotations
+
+import io
+import os
+import stat
+from pathlib import Path
+
+KB, MB, GB = 1 << 10, 1 << 20, 1 << 30
+
+
+class BadFile(OSError):
+    """A file that is not a regular file, or larger than its limit; the message says which and why."""
+
+
+def open_regular(path: Path, limit: int) -> io.BufferedReader:
+    """A regular file open for reading in binary; BadFile for anything else or a file over `limit`."""
+    path = Path(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        if os.path.islink(path):
+            raise BadFile(f"{path.name} is a symbolic link, not a file") from None
+        raise e
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise BadFile(f"{path.name} is not a regular file ({_kind(st.st_mode)})")
+        if st.st_size > limit:
+            raise BadFile(f"{path.name} is {st.st_size / MB:,.1f} MB, more than the {limit / MB:,.1f} MB "
+                          f"such a file may have")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_capped(path: Path, limit: int, tail: bool = False) -> bytes:
+    """A regular file's bytes, at most `limit` of them. With `tail`, a longer file gives its last
+    `limit` bytes from the start of a line (a log's newest records); without, BadFile."""
+    try:
+        f = open_regular(path, limit if not tail else 1 << 62)
+    except BadFile:
+        raise
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        if tail and size > limit:
+            f.seek(size - limit)
+            data = f.read(limit)
+            return data[data.find(b"\n") + 1:]  # the first line was cut: drop it
+        data = f.read(limit + 1)  # a file still growing is cut at the limit too
+    if len(data) > limit:
+        raise BadFile(f"{Path(path).name} grew past {limit / MB:,.1f} MB while being read")
+    return data
+
+
+def read_text(path: Path, limit: int, tail: bool = False) -> str:
+    """read_capped, decoded as UTF-8; BadFile when it is not UTF-8 text."""
+    data = read_capped(path, limit, tail)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BadFile(f"{Path(path).name} is not UTF-8 text (byte {e.start})") from None
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a device"),
+                       (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a plain file"
