@@ -43,7 +43,8 @@ class Internals:
     update_ratio: tuple[float, ...]      # ‖w_after − w_before‖ / ‖w_before‖
     w_range: tuple[tuple[float, float], ...]   # each layer's weight-histogram range
     w_hist: tuple[tuple[int, ...], ...]        # BINS counts per layer
-    g_hist: tuple[tuple[int, ...], ...]        # BINS counts of log10|g| over GRAD_LOG10, per layer
+    g_hist: tuple[tuple[int, ...], ...]        # BINS counts of log10|g| over g_range, per layer
+    g_range: tuple[float, float]               # GRAD_LOG10: exact zeros land in the lowest bin
     relus: tuple[str, ...]               # ReLU layers (none in a sigmoid net)
     dead: tuple[float, ...]              # fraction of dead units per ReLU
     every: int                           # steps until the next sample
@@ -136,5 +137,5 @@ class Probe:
         return dict(step=step, epoch=epoch, layers=tuple(n_ for n_, _ in self.weighted),
                     grad_norm=tuple(flat[:n]), weight_norm=tuple(flat[n:2 * n]),
                     update_ratio=tuple(flat[2 * n:3 * n]), w_range=tuple(self.ranges),
-                    w_hist=tuple(hists[:n]), g_hist=tuple(hists[n:]),
+                    w_hist=tuple(hists[:n]), g_hist=tuple(hists[n:]), g_range=GRAD_LOG10,
                     relus=tuple(n_ for n_, _ in self.relus if n_ in self._dead), dead=tuple(flat[3 * n:3 * n + r]))
