@@ -391,7 +391,7 @@ def speed_advice(arch: ArchConfig, t: TrainConfig, seconds_per_epoch: float, dev
     per_batch = seconds_per_epoch / max(-(-FASHION_TRAIN // t.batch_size), 1)
     cap = int(SLOW_RUN_S / max(t.epochs, 1) / max(per_batch, 1e-9) * 0.8)
     if cap >= 1:
-        tips.append(f"a cap of {cap} batches per epoch keeps it under {SLOW_RUN_S // 60} minutes")
+        tips.append(f"a cap of {cap} batch{'es' if cap > 1 else ''} per epoch keeps it under {SLOW_RUN_S // 60} minutes")
     return (f"the whole run takes about {duration(total)} {_device_words(dev.type)}: "
             + ("; ".join(tips) if tips else "fewer epochs would make it shorter"))
 

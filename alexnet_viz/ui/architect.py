@@ -14,6 +14,7 @@ from ..model import to_pytorch_code
 from ..drawing import network_svg, to_png
 from ..plots import per_layer_bars
 from ..summary import describe_layers, human, summarize, table
+from .common import cost_ui
 
 SETTINGS = ("in_channels", "input_size", "num_classes", "fc_activation", "dropout", "adaptive_pool")
 PRESENTER_CSS = """<style>
@@ -276,6 +277,7 @@ def page() -> None:
                        f"the last network that worked ({cfg.name}).")
         else:
             ss["last_valid"] = cfg
+    cost_ui(cfg)  # training estimate for this network; a warning when it or its analysis does not fit
     st.subheader("Layer by layer")
     results_ui(cfg, presenter)
     st.subheader("Two networks side by side")

@@ -14,6 +14,7 @@ from ..activations import (ModelUnavailable, analyze, conv1_filters, conv_layers
                            layer_stats, mosaic, pretrained, untrained, verdict)
 from ..config import ConfigError
 from ..data import ASSETS, CLASSES
+from ..modelcache import ModelCache
 from ..images import ImageError, denormalize, display_copy, open_image
 from ..inspect.arithmetic import explain_unit
 from ..inspect.attribution import METHODS, attributions
@@ -31,19 +32,22 @@ SOURCES = ("Upload", "Camera", "Test set", "Example")
 SMALL = 64  # input side up to which top-9 images and feature visualizations start by themselves (seconds)
 
 
-@st.cache_resource(max_entries=4)
+@st.cache_resource
+def model_cache() -> ModelCache:
+    """Models shared by every session, within a cap on their total bytes (modelcache.py)."""
+    return ModelCache()
+
+
 def cached_run_model(path: str, mtime: float, at: str | None = None):
-    return from_run(path, at)
+    return model_cache().get(("run", path, mtime, at), lambda: from_run(path, at))
 
 
-@st.cache_resource(max_entries=1)
 def cached_pretrained():
-    return pretrained()
+    return model_cache().get(("pretrained",), pretrained)
 
 
-@st.cache_resource(max_entries=4)
 def cached_untrained(cfg):
-    return untrained(cfg)
+    return model_cache().get(("untrained", cfg), lambda: untrained(cfg))
 
 
 def _run_label(r) -> str:
@@ -306,10 +310,14 @@ def featviz_ui(m, layer: str, ch: int) -> None:
         return
     with st.spinner("Gradient ascent on the input…"):
         v = visualize_channel(m.model, layer, ch, m.mean, m.std, steps=steps)
-    k = max(1, 224 // v.image.shape[0])
-    st.image(np.kron(v.image, np.ones((k, k) + (1,) * (v.image.ndim - 2), np.uint8)), width=224)
+    a = v.image.astype(np.float32)
+    lo, hi = float(a.min()), float(a.max())
+    a = ((a - lo) / (hi - lo) * 255 if hi > lo else a).astype(np.uint8)   # often near-white: stretch to show it
+    k = max(1, 224 // a.shape[0])
+    st.image(np.kron(a, np.ones((k, k) + (1,) * (a.ndim - 2), np.uint8)), width=224)
     st.caption(f"{steps} steps of gradient ascent with jitter and blur, seed 0: the channel's mean went from "
-               f"{v.start:.3f} (faint noise) to {v.reached:.3f}.")
+               f"{v.start:.3f} (faint noise) to {v.reached:.3f}. Contrast stretched for display "
+               f"(pixels {lo:.0f}–{hi:.0f} shown as 0–255).")
 
 
 def attributions_ui(m, a, im) -> None:

@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from ..config import PRESETS, ArchConfig, TrainConfig, default_training, get_preset
+from ..config import PRESETS, TRAIN_LIMITS, ArchConfig, TrainConfig, default_training, get_preset
 from ..data import CLASSES, available_devices
 from ..experiments import D2L_REFERENCE, distinguishing_labels, is_d2l_recipe
 from ..embedding import project_run
 from ..plots import compare_runs, confusion_matrix, embedding_scatter, internals_heatmap, internals_lines, training_curves
 from ..runs import Run, RunError, delete_run, list_runs, step_curve
 from ..train import confusion
-from .common import current_arch, manager, owner_id
+from .common import cost_ui, current_arch, manager, owner_id
 
 
 OPTIMIZERS = {"sgd": "SGD (d2l)", "momentum": "SGD + momentum 0.9", "adam": "Adam"}
@@ -78,15 +78,15 @@ def settings_ui(owner: str) -> tuple[ArchConfig, TrainConfig]:
                f"{len(arch.convs)} conv blocks, hidden {list(arch.hidden)}. Fashion-MNIST is resized to the "
                f"network's input on the device.")
     c = st.columns(4)
-    c[0].number_input("Epochs", 1, 100, key="tr_epochs")
-    c[1].number_input("Batch size", 1, 4096, key="tr_batch")
-    c[2].number_input("Learning rate", 1e-5, 10.0, format="%.4f", key="tr_lr")
+    c[0].number_input("Epochs", *TRAIN_LIMITS["epochs"], key="tr_epochs")
+    c[1].number_input("Batch size", *TRAIN_LIMITS["batch_size"], key="tr_batch")
+    c[2].number_input("Learning rate", *TRAIN_LIMITS["lr"], format="%.6f", key="tr_lr")
     c[3].selectbox("Optimizer", list(OPTIMIZERS), format_func=OPTIMIZERS.get, key="tr_opt")
     c = st.columns(4)
-    c[0].number_input("Weight decay", 0.0, 1.0, format="%.5f", key="tr_wd")
-    c[1].number_input("Max batches per epoch (0 = all)", 0, 100_000, key="tr_cap",
+    c[0].number_input("Weight decay", *TRAIN_LIMITS["weight_decay"], format="%.5f", key="tr_wd")
+    c[1].number_input("Max batches per epoch (0 = all)", *TRAIN_LIMITS["max_batches"], key="tr_cap",
                       help="A cap for quick demos: a few batches show the curves move.")
-    c[2].number_input("Seed", 0, 2**31 - 1, key="tr_seed")
+    c[2].number_input("Seed", *TRAIN_LIMITS["seed"], key="tr_seed")
     c[3].selectbox("Device", ["auto", *available_devices()], key="tr_device",
                    help="auto = CUDA, then Apple MPS, then CPU")
     c = st.columns(4)
@@ -271,7 +271,8 @@ def page() -> None:
     arch, t = settings_ui(owner)
     mine = mgr.jobs_for(owner)
     active = next((j for j in reversed(mine) if j.active), None)
-    if st.button("Start training", icon=":material/play_arrow:", type="primary", disabled=active is not None):
+    fits = cost_ui(arch, t, len(ds.train_y))  # refused before anything is allocated when it does not fit
+    if st.button("Start training", icon=":material/play_arrow:", type="primary", disabled=active is not None or not fits):
         active = mgr.submit(owner, arch, t)
         st.session_state["job"] = active.id
     job_id = (active.id if active else None) or st.session_state.get("job") or (mine[-1].id if mine else None)
