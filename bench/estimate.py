@@ -43,7 +43,8 @@ def child(preset: str, batch: int, steps: int) -> None:
         return
     arch = PRESETS[preset]
     t = replace(default_training(preset), batch_size=batch)
-    model, opt, data, amp = setup(arch, t, ds)
+    model, opt, data, prec = setup(arch, t, ds)
+    amp = prec.dtype
     times = []
     gen = torch.Generator().manual_seed(0)
     for i, (x, y) in enumerate(data.train_batches(batch, gen)):
@@ -81,13 +82,15 @@ def _spawn(preset: str, batch: int, steps: int) -> dict:
 
 
 def main(quick: bool = False) -> None:
-    from alexnet_viz.cost import estimate_training, memory_budget
+    from alexnet_viz.cost import device_profile, estimate_training, memory_budget
     from alexnet_viz.data import load_fashion_mnist
     n_train = len(load_fashion_mnist().train_y)
     base = _spawn("-", 0, 0)
+    device_profile("cpu", refresh=True)  # this device's rates now, under the same load as the measurements
     batches = (32, 128) if quick else (32, 128, 512)
-    presets = ("mini28", "lenet5", "d2l") if quick else tuple(PRESETS)
-    steps = 2 if quick else 4
+    small_first = ("mini28", "lenet5", "torchvision", "d2l", "alexnet2012")
+    presets = ("mini28", "lenet5", "d2l") if quick else tuple(p for p in small_first if p in PRESETS)
+    steps = 2 if quick else 3
     rows = []
     for preset in presets:
         for b in batches:
@@ -105,6 +108,7 @@ def main(quick: bool = False) -> None:
             rows.append(row + [human(m["rss"], "B"), f"{m['epoch_s']:,.0f}",
                                f"{est.peak_memory_bytes / m['rss']:.2f}", f"{est.seconds_per_epoch / m['epoch_s']:.2f}",
                                ""])
+            print("  ".join(str(c) for c in rows[-1]), flush=True)  # a long run shows its progress
     print_table(f"estimate: predicted vs measured on this CPU ({n_train:,} training images; baseline: a fresh "
                 f"process with torch and the data loaded = {human(base['rss'], 'B')} RSS; budget now "
                 f"{human(memory_budget('cpu'), 'B')}; targets: memory ratio 0.7–1.3, time 0.5–1.5)",
