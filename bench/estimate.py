@@ -5,7 +5,9 @@ peak RSS is its own): load the data, set up the run, take a few real training st
 evaluation batch, report `ru_maxrss` and the median step time; the epoch is that step time × steps
 per epoch plus the test pass (timed over a few evaluation batches and scaled). Work the estimator
 says does not fit is refused, as the app would refuse it, and shown so. The baseline (a fresh
-process with torch imported and the data loaded, no model) is measured in the same run.
+process with torch imported and the data loaded, no model) is measured in the same run, and the
+predicted time uses this device's rates measured in the same process right after the steps, so a
+machine loaded by other work slows both sides alike.
 Targets: memory within ±30%, time within ±50%.
 """
 from __future__ import annotations
@@ -65,10 +67,15 @@ def child(preset: str, batch: int, steps: int) -> None:
             model(x).argmax(1)
             eval_times.append(time.perf_counter() - t0)
     step_s = statistics.median(times[1:])  # the first step warms the allocator and oneDNN
+    # the prediction from this device's rates measured here and now: the same load as the steps above
+    from alexnet_viz.cost import device_profile, estimate_training
+    device_profile(data.device, refresh=True)
+    pred_s = estimate_training(arch, t, n_train=len(data.train_y), device=data.device).seconds_per_epoch
     per_epoch = data.steps_per_epoch(batch)
     eval_s = min(eval_times) * len(data.test_y) / ebs
     print(json.dumps({"rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "base": base,
-                      "step_s": step_s, "epoch_s": step_s * per_epoch + eval_s, "n_train": len(data.train_y)}))
+                      "step_s": step_s, "epoch_s": step_s * per_epoch + eval_s, "pred_s": pred_s,
+                      "n_train": len(data.train_y)}))
 
 
 def _spawn(preset: str, batch: int, steps: int) -> dict:
@@ -105,9 +112,9 @@ def main(quick: bool = False) -> None:
             if "error" in m:
                 rows.append(row + ["", "", "", "", m["error"]])
                 continue
+            row[3] = f"{m['pred_s']:,.0f}"
             rows.append(row + [human(m["rss"], "B"), f"{m['epoch_s']:,.0f}",
-                               f"{est.peak_memory_bytes / m['rss']:.2f}", f"{est.seconds_per_epoch / m['epoch_s']:.2f}",
-                               ""])
+                               f"{est.peak_memory_bytes / m['rss']:.2f}", f"{m['pred_s'] / m['epoch_s']:.2f}", ""])
             print("  ".join(str(c) for c in rows[-1]), flush=True)  # a long run shows its progress
     print_table(f"estimate: predicted vs measured on this CPU ({n_train:,} training images; baseline: a fresh "
                 f"process with torch and the data loaded = {human(base['rss'], 'B')} RSS; budget now "
