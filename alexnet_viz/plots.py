@@ -177,10 +177,12 @@ def channel_heatmap(a: np.ndarray, selected: tuple[int, int] | None, title: str)
     marker (Plotly selects markers, not heat-map cells); the selected unit framed in red."""
     H, W = a.shape
     fig = go.Figure(go.Heatmap(z=a, colorscale="Viridis", colorbar=dict(title="value", thickness=12),
-                               hovertemplate="row %{y}, column %{x}: %{z:.4f}<extra></extra>"))
+                               hoverinfo="skip"))
     rr, cc = np.mgrid[0:H, 0:W]
-    fig.add_trace(go.Scatter(x=cc.ravel(), y=rr.ravel(), mode="markers", hoverinfo="skip", showlegend=False,
-                             marker=dict(symbol="square", size=max(4, 480 // max(H, W)), opacity=0.01,
+    # small markers answer hover and click (the nearest wins; a "skip" trace would get no click)
+    fig.add_trace(go.Scatter(x=cc.ravel(), y=rr.ravel(), mode="markers", showlegend=False, customdata=a.ravel(),
+                             hovertemplate="row %{y}, column %{x}: %{customdata:.4f}<extra></extra>",
+                             marker=dict(symbol="square", size=max(3, 160 // max(H, W)), opacity=0.01,
                                          color="white")))
     if selected is not None:
         r, c = selected
@@ -259,7 +261,7 @@ def attribution_panels(image: np.ndarray, maps: dict[str, np.ndarray], cover: tu
     fig.update_layout(coloraxis=dict(colorscale="RdBu_r", cmin=-1, cmax=1, colorbar=dict(
         title=dict(text="attribution<br>(÷ largest |value|)", side="right"), thickness=12,
         tickvals=[-1, 0, 1], ticktext=[f"−1: against {label}", "0", f"+1: for {label}"])))
-    _layout(fig, "", 300)
+    _layout(fig, "", 340)
     fig.update_layout(margin=dict(l=10, r=10, t=40, b=10))
     return fig
 

@@ -310,10 +310,14 @@ def featviz_ui(m, layer: str, ch: int) -> None:
         return
     with st.spinner("Gradient ascent on the input…"):
         v = visualize_channel(m.model, layer, ch, m.mean, m.std, steps=steps)
-    k = max(1, 224 // v.image.shape[0])
-    st.image(np.kron(v.image, np.ones((k, k) + (1,) * (v.image.ndim - 2), np.uint8)), width=224)
+    a = v.image.astype(np.float32)
+    lo, hi = float(a.min()), float(a.max())
+    a = ((a - lo) / (hi - lo) * 255 if hi > lo else a).astype(np.uint8)   # often near-white: stretch to show it
+    k = max(1, 224 // a.shape[0])
+    st.image(np.kron(a, np.ones((k, k) + (1,) * (a.ndim - 2), np.uint8)), width=224)
     st.caption(f"{steps} steps of gradient ascent with jitter and blur, seed 0: the channel's mean went from "
-               f"{v.start:.3f} (faint noise) to {v.reached:.3f}.")
+               f"{v.start:.3f} (faint noise) to {v.reached:.3f}. Contrast stretched for display "
+               f"(pixels {lo:.0f}–{hi:.0f} shown as 0–255).")
 
 
 def attributions_ui(m, a, im) -> None:
