@@ -100,7 +100,7 @@ def measure(arch: ArchConfig, batch: int | None = None) -> dict:
     from .model import build_model  # here, not at the top: build_model is only needed to measure
     torch.manual_seed(0)
     model = build_model(arch).to(memory_format=torch.channels_last)
-    batch = batch or (16 if arch.input_size <= 64 else 4)
+    batch = batch or 16  # a batch of 4 understated bf16 on d2l (1.14×, against 1.4× or more at batch 128)
     x = torch.randn(batch, arch.in_channels, arch.input_size, arch.input_size).contiguous(
         memory_format=torch.channels_last)
     y = torch.randint(0, arch.num_classes, (batch,))
