@@ -86,10 +86,13 @@ def _estimate(a) -> int:
 
 
 def _summary(a) -> int:
-    from .summary import human, summarize, table
+    from .summary import describe_layers, human, summarize, table
     s = summarize(_network(a))
     if a.json:
         print(json.dumps(s.to_dict()))
+        return 0
+    if a.explain:
+        print("\n".join(describe_layers(s)))
         return 0
     rows = table(s)
     cols = list(rows[0])
@@ -231,6 +234,7 @@ def main(argv=None) -> int:
     s.add_argument("--preset", default="d2l", choices=PRESETS)
     s.add_argument("--config", help="a network JSON exported from the Architect page (instead of --preset)")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--explain", action="store_true", help="one sentence per layer instead of the table")
     t = sub.add_parser("train", help="train a preset on Fashion-MNIST")
     t.add_argument("--preset", default="mini28", choices=PRESETS)
     t.add_argument("--config", help="a network JSON exported from the Architect page (instead of --preset)")
@@ -267,7 +271,7 @@ def main(argv=None) -> int:
                    help="invert brightness (default: for Fashion-MNIST models, when the background is light)")
     r.add_argument("--json", action="store_true")
     b = sub.add_parser("bench", help="benchmarks, each beside its baseline")
-    b.add_argument("which", nargs="*", choices=["summary", "train", "explore", "estimate", []], default=[])
+    b.add_argument("which", nargs="*", choices=["summary", "train", "explore", "estimate", "internals", []], default=[])
     b.add_argument("--quick", action="store_true", help="fewer repeats (for CI smoke runs)")
     a = p.parse_args(argv)
     try:

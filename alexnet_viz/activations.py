@@ -62,7 +62,7 @@ def from_run(path: str | Path, at: float | str | None = None) -> Loaded:
         run = Run(Path(path))
         model = run.load_model(at)
         cfg = run.config()[0]
-        when = "" if at is None else f" at {find(read_index(run.path), at).label}"
+        when = "" if at is None else f" ({find(read_index(run.path), at).label})"
     except RunError as e:
         raise ModelUnavailable(str(e)) from None
     return _fashion(model, cfg, f"run {Path(path).name}{when}")

@@ -130,6 +130,8 @@ def _conv_from(d: dict, where: str) -> ConvSpec:
 def arch_from_dict(d: dict) -> ArchConfig:
     """Parse and validate a dict (from JSON); raises ConfigError naming the bad field."""
     kw = _fields_from(ArchConfig, d, "config")
+    if len(kw.get("name", "")) > NAME_MAX:
+        raise ConfigError(f"config.name: at most {NAME_MAX} characters (got {len(kw['name'])}) — shorten it")
     convs = kw.get("convs", ())
     if not isinstance(convs, (list, tuple)):
         raise ConfigError("config.convs: expected a list of conv blocks")

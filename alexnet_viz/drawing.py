@@ -17,6 +17,7 @@ from html import escape
 
 from .config import ArchConfig, trace
 
+MAX_TOWERS = 4     # groups drawn as separate towers; more groups are drawn as 4 and labelled with the count
 FONT = 16          # px at scale 1: labels stay >= 14 px when the SVG is shown at its own size
 FAMILY = "DejaVu Sans, Helvetica, Arial, sans-serif"
 COLORS = {"input": "#d9d9d9", "conv": "#9ecae1", "pool": "#a1d99b", "vector": "#fdd0a2", "failed": "#fcbba1"}
@@ -61,14 +62,15 @@ def boxes(cfg: ArchConfig) -> list[Box]:
         if i > len(t.blocks):  # this block failed: draw its conv, or its pool, in red
             if where == f"pool{i}":
                 h_conv = (h + 2 * b.padding - b.kernel) // b.stride + 1
-                out.append(Box(f"conv{i}", "conv", (b.out_channels, h_conv, h_conv), b.groups,
+                out.append(Box(f"conv{i}", "conv", (b.out_channels, h_conv, h_conv), min(b.groups, MAX_TOWERS),
                                (b.kernel, b.stride, b.groups)))
             name = where if where in (f"conv{i}", f"pool{i}") else f"conv{i}"
             return out + [Box(name, "failed", (), message=str(t.error))]
         c, h_conv, h = t.blocks[i - 1]
-        out.append(Box(f"conv{i}", "conv", (c, h_conv, h_conv), b.groups, (b.kernel, b.stride, b.groups)))
+        towers = min(b.groups, MAX_TOWERS)
+        out.append(Box(f"conv{i}", "conv", (c, h_conv, h_conv), towers, (b.kernel, b.stride, b.groups)))
         if b.pool != "none":
-            out.append(Box(f"pool{i}", "pool", (c, h, h), b.groups))
+            out.append(Box(f"pool{i}", "pool", (c, h, h), towers))
     if where == "avgpool":
         return out + [Box("avgpool", "failed", (), message=str(t.error))]
     if cfg.adaptive_pool:

@@ -89,8 +89,10 @@ def to_pytorch_code(cfg: ArchConfig) -> str:
     """Standalone code that builds the same network: only torch needed."""
     validate(cfg)
     feats, head, _ = _layer_plan(cfg)
-    lines = [f'"""{cfg.name}: {cfg.in_channels}x{cfg.input_size}x{cfg.input_size} input, '
-             f'{cfg.num_classes} classes. Exported by AlexNet Explorer."""',
+    # The name is the user's text: repr() makes it a literal that cannot end the docstring or run code.
+    doc = f"{cfg.name}: {cfg.in_channels}x{cfg.input_size}x{cfg.input_size} input, {cfg.num_classes} classes. " \
+          f"Exported by AlexNet Explorer."
+    lines = [repr(doc),
              "from collections import OrderedDict", "", "import torch", "from torch import nn", "",
              "", "def build() -> nn.Sequential:", "    return nn.Sequential(OrderedDict(["]
     lines += [f'        ("{n}", {_code(k, kw)}),' for n, k, kw in feats]

@@ -177,10 +177,12 @@ def channel_heatmap(a: np.ndarray, selected: tuple[int, int] | None, title: str)
     marker (Plotly selects markers, not heat-map cells); the selected unit framed in red."""
     H, W = a.shape
     fig = go.Figure(go.Heatmap(z=a, colorscale="Viridis", colorbar=dict(title="value", thickness=12),
-                               hovertemplate="row %{y}, column %{x}: %{z:.4f}<extra></extra>"))
+                               hoverinfo="skip"))
     rr, cc = np.mgrid[0:H, 0:W]
-    fig.add_trace(go.Scatter(x=cc.ravel(), y=rr.ravel(), mode="markers", hoverinfo="skip", showlegend=False,
-                             marker=dict(symbol="square", size=max(4, 480 // max(H, W)), opacity=0.01,
+    # small markers answer hover and click (the nearest wins; a "skip" trace would get no click)
+    fig.add_trace(go.Scatter(x=cc.ravel(), y=rr.ravel(), mode="markers", showlegend=False, customdata=a.ravel(),
+                             hovertemplate="row %{y}, column %{x}: %{customdata:.4f}<extra></extra>",
+                             marker=dict(symbol="square", size=max(3, 160 // max(H, W)), opacity=0.01,
                                          color="white")))
     if selected is not None:
         r, c = selected
@@ -259,6 +261,79 @@ def attribution_panels(image: np.ndarray, maps: dict[str, np.ndarray], cover: tu
     fig.update_layout(coloraxis=dict(colorscale="RdBu_r", cmin=-1, cmax=1, colorbar=dict(
         title=dict(text="attribution<br>(÷ largest |value|)", side="right"), thickness=12,
         tickvals=[-1, 0, 1], ticktext=[f"−1: against {label}", "0", f"+1: for {label}"])))
-    _layout(fig, "", 300)
+    _layout(fig, "", 340)
     fig.update_layout(margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def internals_lines(records: list[dict], key: str, title: str, log_y: bool = False) -> go.Figure:
+    """One line per layer of an internals series over steps: key = grad_norm, update_ratio (per
+    weighted layer) or dead (per ReLU)."""
+    names = "relus" if key == "dead" else "layers"
+    fig = go.Figure()
+    if records:
+        layers = records[-1][names]
+        colors = sample_colorscale("Viridis", np.linspace(0, 0.9, max(len(layers), 2)).tolist())
+        for j, layer in enumerate(layers):
+            pts = [(r["step"], r[key][r[names].index(layer)]) for r in records if layer in r[names]]
+            fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], name=layer, mode="lines",
+                                     line=dict(color=colors[j]),
+                                     hovertemplate=f"{layer}, step %{{x}}: %{{y:.3g}}<extra></extra>"))
+    fig.update_xaxes(title="step")
+    fig.update_yaxes(type="log" if log_y else "linear", range=[0, 1] if key == "dead" else None,
+                     tickformat=".0%" if key == "dead" else None)
+    _layout(fig, title, 300)
+    fig.update_layout(showlegend=True, legend=dict(orientation="h", y=-0.3), uirevision="keep")
+    return fig
+
+
+def internals_heatmap(records: list[dict], layer: str, which: str = "w") -> go.Figure:
+    """TensorBoard's distributions: x = step, y = bin, colour = count, for one layer's weights
+    (which="w", bins over its fixed range) or gradients (which="g", bins over log10|g|)."""
+    rows = [r for r in records if layer in r["layers"]]
+    if which == "w":
+        lo, hi = rows[-1]["w_range"][rows[-1]["layers"].index(layer)] if rows else (-1.0, 1.0)
+        ytitle, title = "weight", f"{layer}: weights over time"
+    else:
+        (lo, hi), ytitle, title = (rows[-1]["g_range"] if rows else (-10, 0)), "log10 |gradient|", \
+            f"{layer}: gradients over time"
+    z = np.array([r[f"{which}_hist"][r["layers"].index(layer)] for r in rows], float).T if rows else np.zeros((1, 0))
+    centers = lo + (np.arange(len(z)) + 0.5) * (hi - lo) / len(z)
+    fig = go.Figure(go.Heatmap(x=[r["step"] for r in rows], y=centers, z=np.log1p(z), customdata=z,
+                               colorscale="Viridis", showscale=False,
+                               hovertemplate="step %{x}, " + ytitle + " ≈ %{y:.3g}: %{customdata:,.0f}<extra></extra>"))
+    fig.update_xaxes(title="step")
+    fig.update_yaxes(title=ytitle)
+    _layout(fig, title + " (colour: log count)", 280)
+    fig.update_layout(uirevision="keep")
+    return fig
+
+
+def embedding_scatter(frames: list[tuple[str, np.ndarray]], labels: np.ndarray, index: np.ndarray,
+                      classes: tuple[str, ...]) -> go.Figure:
+    """2-D projections of the same images at several snapshots, one Plotly frame each, with a slider
+    (client-side: scrubbing needs no server round trip). Colour = true class; hover = class and index."""
+    colors = sample_colorscale("Turbo", np.linspace(0.05, 0.95, len(classes)).tolist())
+
+    def traces(xy):
+        return [go.Scattergl(x=xy[labels == c, 0], y=xy[labels == c, 1], mode="markers", name=name,
+                             marker=dict(size=5, color=colors[c], opacity=0.75),
+                             customdata=index[labels == c],
+                             hovertemplate=f"test #%{{customdata}}: {name}<extra></extra>")
+                for c, name in enumerate(classes)]
+    fig = go.Figure(data=traces(frames[-1][1]), frames=[go.Frame(data=traces(xy), name=lab) for lab, xy in frames])
+    lim = max(float(np.abs(xy).max()) for _, xy in frames) * 1.05
+    fig.update_xaxes(range=[-lim, lim], title="PC 1", zeroline=False)
+    fig.update_yaxes(range=[-lim, lim], title="PC 2", zeroline=False, scaleanchor="x")
+    steps = [dict(method="animate", label=lab, args=[[lab], dict(mode="immediate", frame=dict(duration=300, redraw=True),
+                                                                 transition=dict(duration=250))])
+             for lab, _ in frames]
+    fig.update_layout(sliders=[dict(active=len(frames) - 1, steps=steps, currentvalue=dict(prefix="snapshot: "),
+                                    x=0.12, len=0.88, y=-0.1, yanchor="top")],
+                      updatemenus=[dict(type="buttons", showactive=False, x=0, y=-0.13, xanchor="left", yanchor="top",
+                                        buttons=[dict(label="▶ play", method="animate",
+                                                      args=[None, dict(frame=dict(duration=700, redraw=True),
+                                                                       transition=dict(duration=400), fromcurrent=False)])])])
+    _layout(fig, "Penultimate-layer features of test images, projected to 2-D", 620)
+    fig.update_layout(showlegend=True, legend=dict(itemsizing="constant"))
     return fig

@@ -120,7 +120,7 @@ class Run:
                owner: str = "", tags: dict | None = None) -> "Run":
         root = Path(root or runs_dir())
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", arch.name).strip("-") or "net"
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", arch.name)[:60].strip("-") or "net"
         made = None
         try:
             root.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,6 @@ and the newest are always kept. Weights are stored in bf16 when one fp32 copy ex
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -104,17 +103,15 @@ class Snapshotter:
         name = f"step-{step:08d}.pt"
         state = {k: (v.detach().to("cpu", self.dtype) if v.is_floating_point() else v.detach().cpu())
                  for k, v in self.model.state_dict().items()}
-        tmp = self.dir / (name + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.dir / name)
+        from .runs import _write_atomic  # no temp file left behind when the disk is full
+        _write_atomic(self.dir / name, lambda p: torch.save(state, p))
         snap = Snapshot(label, epoch, step, name, (self.dir / name).stat().st_size)
         kept = [s for s in read_index(self.dir.parent) if s.file != name] + [snap]
         kept = prune(sorted(kept, key=lambda s: s.step), self.limit)
         for s in set(p.name for p in self.dir.glob("step-*.pt")) - {s.file for s in kept}:
             (self.dir / s).unlink(missing_ok=True)
         data = json.dumps([s.to_dict() for s in kept], indent=1)
-        (self.dir / "index.json.tmp").write_text(data)
-        os.replace(self.dir / "index.json.tmp", self.dir / "index.json")
+        _write_atomic(self.dir / "index.json", lambda p: p.write_text(data))
         return snap
 
 

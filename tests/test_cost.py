@@ -190,3 +190,52 @@ def test_cli_estimate_prints_json_and_exits_2_when_it_does_not_fit(tmp_path):
     a, b = json.loads(ok.stdout), json.loads(big.stdout)
     assert a["fits"] and not b["fits"] and a["peak_memory_bytes"] < b["peak_memory_bytes"]
     assert a["seconds_per_epoch"] > 0 and "lower the batch size" in b["message"]
+
+
+# --- the pages: the same refusal before any allocation (AppTest, no browser) ------------------------
+def _page(name: str, arch: ArchConfig | None = None):
+    from streamlit.testing.v1 import AppTest
+    at = AppTest.from_file(str(ROOT / "tests" / "apps" / f"{name}.py"), default_timeout=120)
+    if arch is not None:
+        at.session_state["last_valid"] = arch  # the Architect's network, as if chosen there
+    return at.run()
+
+
+def test_the_architect_shows_the_estimate_and_warns_when_it_does_not_fit(monkeypatch):
+    at = _page("architect")
+    assert any(c.value.startswith("Estimate: about") and "per epoch" in c.value and "peak" in c.value
+               for c in [*at.caption, *at.warning])
+    monkeypatch.setenv("ALEXNET_VIZ_MEMORY_BUDGET", "100M")
+    at.run()
+    assert not at.exception
+    assert any("would not fit" in e.value and "the biggest part is" in e.value for e in at.error)
+    assert any("Explore cannot look inside this network" in w.value for w in at.warning)
+
+
+def test_the_train_page_disables_start_when_the_run_does_not_fit(monkeypatch):
+    monkeypatch.setenv("ALEXNET_VIZ_MEMORY_BUDGET", "100M")
+    at = _page("train")
+    assert not at.exception
+    start = next(b for b in at.button if b.label == "Start training")
+    assert start.disabled and any("would not fit" in e.value for e in at.error)
+    monkeypatch.setenv("ALEXNET_VIZ_MEMORY_BUDGET", "8G")
+    at.run()
+    assert not next(b for b in at.button if b.label == "Start training").disabled
+
+
+def test_explore_refuses_the_issues_network_before_allocating_it(tmp_path):
+    """In a fresh process (its own RSS): the page says why, and the 4 GB of maps were never made."""
+    code = ("import resource, sys\nsys.path.insert(0, sys.argv[1])\n"
+            "from tests.test_cost import HUGE, _page\nat = _page('explore', HUGE)\n"
+            "assert not at.exception, at.exception\n"
+            "print('ERRORS', [e.value for e in [*at.error, *at.warning]])\n"
+            "print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)")
+    env = {**os.environ, "ALEXNET_VIZ_MEMORY_BUDGET": "2G", "PYTHONPATH": str(ROOT)}
+    p = subprocess.run([sys.executable, "-c", code, str(ROOT)], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=180)
+    assert p.returncode == 0, p.stderr[-2000:]
+    errors = p.stdout.split("ERRORS ")[1].split("\nRSS")[0]
+    assert "analysing one image with this network needs about" in errors and "conv1" in errors
+    assert "Something went wrong" not in errors
+    rss = int(p.stdout.split("RSS ")[1].split()[0])
+    assert rss < cost.estimate_analysis(HUGE).peak_memory_bytes / 3

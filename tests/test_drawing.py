@@ -93,3 +93,14 @@ def test_png_export():
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     width = int.from_bytes(png[16:20], "big")
     assert width == int(ET.fromstring(network_svg(get_preset("lenet5"))).get("width"))
+
+
+def test_many_groups_stay_a_few_towers_and_the_biggest_network_stays_drawable():
+    from alexnet_viz.config import ArchConfig, ConvSpec
+    cfg = ArchConfig(name="wide", in_channels=3, input_size=512, convs=(
+        ConvSpec(2048, 3, 1, 1, pool="none"), ConvSpec(2048, 3, 4, 1, groups=2048)), hidden=(), dropout=0.0)
+    validate(cfg)
+    root = ET.fromstring(network_svg(cfg))
+    drawn = {d["name"]: d for d in layers(network_svg(cfg))}
+    assert drawn["conv2"]["n_fronts"] == 4 and "2048 groups" in drawn["conv2"]["text"]
+    assert float(root.get("height")) < 800

@@ -3,6 +3,7 @@ import json
 import os
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -11,6 +12,7 @@ from alexnet_viz import snapshots
 from alexnet_viz.__main__ import main
 from alexnet_viz.activations import ModelUnavailable, from_run, predict
 from alexnet_viz.config import TrainConfig, get_preset
+from alexnet_viz.embedding import align, project_run
 from alexnet_viz.model import build_model
 from alexnet_viz.runs import Run, RunError
 from alexnet_viz.train import init_weights, train
@@ -117,9 +119,31 @@ def test_predict_at_differs_between_first_and_last_snapshot(tmp_path, capsys):
                      "--topk", "10", "--json", "--no-invert"]) == 0
         res = json.loads(capsys.readouterr().out)
         out[at] = {p["class"]: p["prob"] for p in res["predictions"]}
-        assert res["model"].endswith("before training" if at == "0" else "epoch 2")
+        assert res["model"].endswith("(before training)" if at == "0" else "(epoch 2)")
     # independently: the two snapshots' own forward passes, through the same preprocessing
     first, last = from_run(run.path, 0), from_run(run.path, 2)
     assert max(abs(out["0"][c] - out["2"][c]) for c in out["0"]) > 0.05
     assert dict(predict(first, Image.open(tmp_path / "item.png"), invert=False, k=10)) == pytest.approx(out["0"])
     assert dict(predict(last, Image.open(tmp_path / "item.png"), invert=False, k=10)) == pytest.approx(out["2"])
+
+
+def test_projection_has_one_point_per_test_image_at_each_snapshot(tmp_path):
+    run, _, _ = trained(tmp_path)
+    ds = synthetic(N_TRAIN, 32)
+    frames, labels, idx = project_run(run.path, ds, n=len(ds.test_y))
+    assert [lab for lab, _ in frames] == [s["label"] for s in run.snapshots()]
+    assert all(xy.shape == (len(ds.test_y), 2) and np.isfinite(xy).all() for _, xy in frames)
+    assert sorted(idx.tolist()) == list(range(len(ds.test_y))) and (labels == ds.test_y.numpy()[idx]).all()
+    # trained: same-class images sit closer together at the last snapshot than before training
+    def spread(xy):
+        return np.mean([xy[labels == c].std(0).sum() for c in np.unique(labels)])
+    assert spread(frames[-1][1]) < spread(frames[0][1])
+
+
+def test_procrustes_undoes_a_rotation_and_a_reflection():
+    g = torch.Generator().manual_seed(0)
+    b = torch.randn(50, 2, generator=g)
+    th = 1.1
+    r = torch.tensor([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]], dtype=torch.float32)
+    a = b @ r @ torch.tensor([[1.0, 0], [0, -1.0]])
+    assert torch.allclose(align(a, b), b, atol=1e-5)

@@ -107,3 +107,9 @@ def test_adaptive_pool_on_a_tiny_map_keeps_the_receptive_field(input_size, pool)
                                                  adaptive_pool=pool)).rows}
     assert rows["pool5"].output_shape[-1] == 1
     assert rows["avgpool"].rf == rows["pool5"].rf and rows["avgpool"].rf_min is None
+
+
+def test_cli_explains_each_layer(capsys):
+    from alexnet_viz.__main__ import main
+    assert main(["summary", "--preset", "lenet5", "--explain"]) == 0
+    assert capsys.readouterr().out.splitlines() == describe_layers(summarize(PRESETS["lenet5"]))

@@ -14,6 +14,7 @@ from ..model import to_pytorch_code
 from ..drawing import network_svg, to_png
 from ..plots import per_layer_bars
 from ..summary import describe_layers, human, summarize, table
+from .common import cost_ui
 
 SETTINGS = ("in_channels", "input_size", "num_classes", "fc_activation", "dropout", "adaptive_pool")
 PRESENTER_CSS = """<style>
@@ -213,7 +214,7 @@ def compare_ui(cfg: ArchConfig) -> None:
     rows, sentence = cached_comparison(choices[a], choices[b])
     st.markdown(sentence)
     fmt = st.column_config.NumberColumn(format="localized")
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", height=36 * (len(rows) + 1) + 4,
                  column_config={k: fmt for k in rows[0] if "params" in k or "MACs" in k})
     with st.expander("d2l's exercise: what did AlexNet change from LeNet, and d2l from the paper?"):
         for x, y in (("lenet5", "alexnet2012"), ("alexnet2012", "d2l")):
@@ -276,6 +277,7 @@ def page() -> None:
                        f"the last network that worked ({cfg.name}).")
         else:
             ss["last_valid"] = cfg
+    cost_ui(cfg)  # training estimate for this network; a warning when it or its analysis does not fit
     st.subheader("Layer by layer")
     results_ui(cfg, presenter)
     st.subheader("Two networks side by side")

@@ -8,6 +8,8 @@ import uuid
 import streamlit as st
 from streamlit.runtime.scriptrunner import RerunException, StopException
 
+from ..config import ConfigError
+
 log = logging.getLogger("alexnet_viz")
 
 
@@ -28,6 +30,8 @@ def guarded(page):
             page()
         except (StopException, RerunException):  # st.stop() / st.rerun() are control flow, not errors
             raise
+        except ConfigError as e:  # refused work (over the memory budget, a wrong data folder): says why
+            st.error(str(e))
         except Exception as e:  # noqa: BLE001
             log.exception("page error")
             st.error(f"Something went wrong on this page ({type(e).__name__}: {e}). "
@@ -47,3 +51,49 @@ def current_arch():
     """The Architect's current valid network (the d2l preset until the user changes it)."""
     from ..config import get_preset
     return st.session_state.get("last_valid") or get_preset("d2l")
+
+
+def cost_ui(arch, t=None, n_train: int = 60_000) -> bool:
+    """The cost of training `arch` (with `t`, else its preset's settings) before it starts: one line,
+    a warning when the run is slow, an error when it does not fit. Returns whether it fits."""
+    from ..config import default_training
+    from ..cost import estimate_analysis, estimate_training
+    from ..data import check_device
+    architect, t = t is None, t or default_training(arch.name)
+    try:
+        est = estimate_training(arch, t, n_train, device=check_device(t.device))
+        look = estimate_analysis(arch) if architect else None
+    except ConfigError as e:
+        st.error(str(e))
+        return False
+    if not est.fits:
+        st.error(f"Training this network would not fit: {est.message()}")
+    elif est.run_seconds > 600:
+        st.warning(f"Estimate: {est.message()} — {est.advice}.")
+    else:
+        st.caption(f"Estimate: {est.message()}.")
+    if look is not None and not look.fits:
+        st.warning(f"Explore cannot look inside this network here: {look.message()}")
+    return est.fits
+
+
+def snapshot_picker(run_path: str) -> str | None:
+    """An epoch scrubber over a run's snapshots: the label to load (Run.load_model(at=...)), or None for
+    the final weights (the last position)."""
+    from pathlib import Path
+
+    from ..runs import Run
+    run = Run(run_path)
+    labels = [s["label"] for s in run.snapshots()]
+    if not labels:
+        return None
+    last = run.snapshots()[-1]["epoch"]
+    done = float(run.status().get("epochs_done") or 0)
+    if done > last + 1e-9:  # stopped between two kept moments: its final weights are newer
+        labels.append(f"final weights (epoch {done:.2f})")
+    if len(labels) == 1:
+        return None
+    pick = st.select_slider("Snapshot", labels, value=labels[-1], key=f"snapshot-{Path(run_path).name}",
+                            help="Scrub through training: the same image's feature maps, conv1 filters, "
+                                 "predictions and Grad-CAM at each moment the run kept.")
+    return None if pick == labels[-1] else pick

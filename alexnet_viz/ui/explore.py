@@ -14,6 +14,7 @@ from ..activations import (ModelUnavailable, analyze, conv1_filters, conv_layers
                            layer_stats, mosaic, pretrained, untrained, verdict)
 from ..config import ConfigError
 from ..data import ASSETS, CLASSES
+from ..modelcache import ModelCache
 from ..images import ImageError, denormalize, display_copy, open_image
 from ..inspect.arithmetic import explain_unit
 from ..inspect.attribution import METHODS, attributions
@@ -24,26 +25,29 @@ from ..plots import (attribution_panels, channel_heatmap, colorize, field_overla
                      overlay_heatmap, topk_bars)
 from ..runs import best_first, has_weights, list_runs
 from ..summary import describe_layers, shape_str, summarize
-from .common import current_arch, manager, owner_id
+from .common import current_arch, manager, owner_id, snapshot_picker
 
 EXAMPLES = ASSETS / "examples"
 SOURCES = ("Upload", "Camera", "Test set", "Example")
 SMALL = 64  # input side up to which top-9 images and feature visualizations start by themselves (seconds)
 
 
-@st.cache_resource(max_entries=4)
-def cached_run_model(path: str, mtime: float):
-    return from_run(path)
+@st.cache_resource
+def model_cache() -> ModelCache:
+    """Models shared by every session, within a cap on their total bytes (modelcache.py)."""
+    return ModelCache()
 
 
-@st.cache_resource(max_entries=1)
+def cached_run_model(path: str, mtime: float, at: str | None = None):
+    return model_cache().get(("run", path, mtime, at), lambda: from_run(path, at))
+
+
 def cached_pretrained():
-    return pretrained()
+    return model_cache().get(("pretrained",), pretrained)
 
 
-@st.cache_resource(max_entries=4)
 def cached_untrained(cfg):
-    return untrained(cfg)
+    return model_cache().get(("untrained", cfg), lambda: untrained(cfg))
 
 
 def _run_label(r) -> str:
@@ -51,10 +55,10 @@ def _run_label(r) -> str:
     return f"{r.name} · {r.state} · " + (acc if has_weights(r) else "no weights saved yet")
 
 
-def _load_run(r):
+def _load_run(r, at: str | None = None):
     if not has_weights(r):
         raise ModelUnavailable(f"{r.name}: no weights saved yet (they are written at each epoch end)")
-    return cached_run_model(r.path, (Path(r.path) / "weights.pt").stat().st_mtime)
+    return cached_run_model(r.path, (Path(r.path) / "weights.pt").stat().st_mtime, at)
 
 
 def model_ui(owner: str):
@@ -66,8 +70,9 @@ def model_ui(owner: str):
                     help="Compare an untrained network with a trained one to see what training changes.")
     try:
         if kind == "A run trained here":
-            return _load_run(st.selectbox("Run", runs, format_func=_run_label, key="run",
-                                          help="Finished runs first, the best test accuracy first."))
+            r = st.selectbox("Run", runs, format_func=_run_label, key="run",
+                             help="Finished runs first, the best test accuracy first.")
+            return _load_run(r, snapshot_picker(r.path))
         if kind.startswith("Untrained"):
             return cached_untrained(current_arch())
         return cached_pretrained()
@@ -305,10 +310,14 @@ def featviz_ui(m, layer: str, ch: int) -> None:
         return
     with st.spinner("Gradient ascent on the input…"):
         v = visualize_channel(m.model, layer, ch, m.mean, m.std, steps=steps)
-    k = max(1, 224 // v.image.shape[0])
-    st.image(np.kron(v.image, np.ones((k, k) + (1,) * (v.image.ndim - 2), np.uint8)), width=224)
+    a = v.image.astype(np.float32)
+    lo, hi = float(a.min()), float(a.max())
+    a = ((a - lo) / (hi - lo) * 255 if hi > lo else a).astype(np.uint8)   # often near-white: stretch to show it
+    k = max(1, 224 // a.shape[0])
+    st.image(np.kron(a, np.ones((k, k) + (1,) * (a.ndim - 2), np.uint8)), width=224)
     st.caption(f"{steps} steps of gradient ascent with jitter and blur, seed 0: the channel's mean went from "
-               f"{v.start:.3f} (faint noise) to {v.reached:.3f}.")
+               f"{v.start:.3f} (faint noise) to {v.reached:.3f}. Contrast stretched for display "
+               f"(pixels {lo:.0f}–{hi:.0f} shown as 0–255).")
 
 
 def attributions_ui(m, a, im) -> None:

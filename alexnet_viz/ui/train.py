@@ -2,17 +2,19 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
-from ..config import PRESETS, ArchConfig, TrainConfig, default_training, get_preset
+from ..config import PRESETS, TRAIN_LIMITS, ArchConfig, TrainConfig, default_training, get_preset
 from ..data import CLASSES, available_devices
 from ..experiments import D2L_REFERENCE, distinguishing_labels, is_d2l_recipe
-from ..plots import compare_runs, confusion_matrix, training_curves
+from ..embedding import project_run
+from ..plots import compare_runs, confusion_matrix, embedding_scatter, internals_heatmap, internals_lines, training_curves
 from ..runs import Run, RunError, delete_run, list_runs, step_curve
 from ..train import confusion
-from .common import current_arch, manager, owner_id
+from .common import cost_ui, current_arch, manager, owner_id
 
 
 OPTIMIZERS = {"sgd": "SGD (d2l)", "momentum": "SGD + momentum 0.9", "adam": "Adam"}
@@ -76,15 +78,15 @@ def settings_ui(owner: str) -> tuple[ArchConfig, TrainConfig]:
                f"{len(arch.convs)} conv blocks, hidden {list(arch.hidden)}. Fashion-MNIST is resized to the "
                f"network's input on the device.")
     c = st.columns(4)
-    c[0].number_input("Epochs", 1, 100, key="tr_epochs")
-    c[1].number_input("Batch size", 1, 4096, key="tr_batch")
-    c[2].number_input("Learning rate", 1e-5, 10.0, format="%.4f", key="tr_lr")
+    c[0].number_input("Epochs", *TRAIN_LIMITS["epochs"], key="tr_epochs")
+    c[1].number_input("Batch size", *TRAIN_LIMITS["batch_size"], key="tr_batch")
+    c[2].number_input("Learning rate", *TRAIN_LIMITS["lr"], format="%.6f", key="tr_lr")
     c[3].selectbox("Optimizer", list(OPTIMIZERS), format_func=OPTIMIZERS.get, key="tr_opt")
     c = st.columns(4)
-    c[0].number_input("Weight decay", 0.0, 1.0, format="%.5f", key="tr_wd")
-    c[1].number_input("Max batches per epoch (0 = all)", 0, 100_000, key="tr_cap",
+    c[0].number_input("Weight decay", *TRAIN_LIMITS["weight_decay"], format="%.5f", key="tr_wd")
+    c[1].number_input("Max batches per epoch (0 = all)", *TRAIN_LIMITS["max_batches"], key="tr_cap",
                       help="A cap for quick demos: a few batches show the curves move.")
-    c[2].number_input("Seed", 0, 2**31 - 1, key="tr_seed")
+    c[2].number_input("Seed", *TRAIN_LIMITS["seed"], key="tr_seed")
     c[3].selectbox("Device", ["auto", *available_devices()], key="tr_device",
                    help="auto = CUDA, then Apple MPS, then CPU")
     c = st.columns(4)
@@ -145,6 +147,7 @@ def live_ui(job_id: str) -> None:
         e = job.epochs[-1]
         st.caption(f"epoch {e['epoch']}: loss {e['train_loss']:.3f}, train acc {e['train_acc']:.3f}, "
                    f"test acc {e['test_acc']:.3f}, {e['examples_per_sec']:,.0f} examples/sec")
+    internals_ui(job.records.get("internals", []), f"live-{job.id}")
     if job.active:
         if st.button("Stop", icon=":material/stop:", key=f"stop-{job.id}"):
             mgr.stop(job)
@@ -229,6 +232,8 @@ def results_ui(owner: str) -> None:
             book = None
         st.plotly_chart(training_curves(run_curves, list(info.epochs), pick, book), width="stretch",
                         key="picked-curves")
+    internals_ui(run.internals(), "picked")
+    embedding_ui(info.path)
     preds = run.test_preds()
     if preds is None:
         st.caption("No test-set predictions saved for this run (they are written at each epoch end).")
@@ -266,7 +271,8 @@ def page() -> None:
     arch, t = settings_ui(owner)
     mine = mgr.jobs_for(owner)
     active = next((j for j in reversed(mine) if j.active), None)
-    if st.button("Start training", icon=":material/play_arrow:", type="primary", disabled=active is not None):
+    fits = cost_ui(arch, t, len(ds.train_y))  # refused before anything is allocated when it does not fit
+    if st.button("Start training", icon=":material/play_arrow:", type="primary", disabled=active is not None or not fits):
         active = mgr.submit(owner, arch, t)
         st.session_state["job"] = active.id
     job_id = (active.id if active else None) or st.session_state.get("job") or (mine[-1].id if mine else None)
@@ -281,3 +287,51 @@ def page() -> None:
 def _class_name(i) -> str:
     """Fashion-MNIST's name for an output, or its number for a network with more outputs (1000-class)."""
     return CLASSES[i] if 0 <= i < len(CLASSES) else f"output {int(i)}"
+
+
+def internals_ui(records: list[dict], key: str) -> None:
+    """Inside the network while it learns: gradient norms, update ratios, dead ReLUs, distributions."""
+    if not records:
+        return
+    records = records[::-(-len(records) // 400)]  # at most 400 samples drawn
+    with st.expander("Inside the network: gradients, updates, dead ReLUs, distributions", expanded=True):
+        st.caption(f"Sampled every {records[-1]['every']} step(s), which keeps the cost within 5% of the "
+                   f"training time. A first layer whose gradient is orders of magnitude below the last's is a "
+                   f"vanishing gradient (try lenet5's sigmoids); update ratios near 1e-3 are the usual rule of "
+                   f"thumb; a dead ReLU unit gave 0 for every image of the batch.")
+        c = st.columns(3 if records[-1]["relus"] else 2)
+        c[0].plotly_chart(internals_lines(records, "grad_norm", "Gradient norm per layer", log_y=True),
+                          width="stretch", key=f"gn-{key}")
+        c[1].plotly_chart(internals_lines(records, "update_ratio", "Update ratio ‖Δw‖/‖w‖", log_y=True),
+                          width="stretch", key=f"ur-{key}")
+        if records[-1]["relus"]:
+            c[2].plotly_chart(internals_lines(records, "dead", "Dead ReLU units"), width="stretch", key=f"dr-{key}")
+        layer = st.selectbox("Distributions of layer", records[-1]["layers"], key=f"hl-{key}")
+        c = st.columns(2)
+        c[0].plotly_chart(internals_heatmap(records, layer, "w"), width="stretch", key=f"hw-{key}")
+        c[1].plotly_chart(internals_heatmap(records, layer, "g"), width="stretch", key=f"hg-{key}")
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _projections(run_path: str, index_mtime: float, data_source: str):
+    return project_run(run_path, manager().data())
+
+
+def embedding_ui(run_path: str) -> None:
+    """The test images' penultimate features in 2-D at each snapshot; a click shows the image."""
+    index = Path(run_path, "snapshots", "index.json")
+    if not st.toggle("Embedding: watch the classes separate", key="embedding",
+                     help="The penultimate layer's features of 2,000 test images (500 for a 224×224 net), "
+                          "projected to 2-D with PCA at each snapshot and aligned to the last one."):
+        return
+    ds = manager().data()
+    with st.spinner("Projecting the test images at each snapshot…"):
+        frames, labels, idx = _projections(run_path, index.stat().st_mtime if index.exists() else 0.0, ds.source)
+    ev = st.plotly_chart(embedding_scatter(frames, labels, idx, CLASSES), width="stretch", key="embedding-chart",
+                         on_select="rerun", selection_mode="points")
+    st.caption(f"{len(idx):,} test images, one point each, coloured by their true class; the slider (or ▶) "
+               f"moves through the {len(frames)} snapshot(s). Click a point to see its image.")
+    picked = [int(p["customdata"]) for p in (ev.selection.points if ev else []) if "customdata" in p][:8]
+    cols = st.columns(8)
+    for k, i in enumerate(picked):
+        cols[k].image(ds.test_x[i].numpy(), width=84, caption=f"#{i} · {CLASSES[int(ds.test_y[i])]}")

@@ -1,0 +1,66 @@
+"""The models Explore keeps in memory for every session, within a cap on their total size.
+
+`st.cache_resource(max_entries=...)` counts models, not bytes: four cached d2l-sized networks pin
+750 MB, four wide custom ones could pin the machine. This cache counts what each model's tensors
+hold and evicts the least recently used ones while the total is over the cap; a model larger than
+the whole cap is handed out without being kept, so it is freed once its page is drawn.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from typing import Callable, Hashable
+
+from torch import nn
+
+ENV_LIMIT = "ALEXNET_VIZ_MODEL_CACHE"  # bytes, e.g. 2G; the default suits a classroom server
+DEFAULT_LIMIT = 1 << 30
+
+
+def model_bytes(model: nn.Module) -> int:
+    """Bytes held by a model's parameters and buffers."""
+    tensors = list(model.parameters()) + list(model.buffers())
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def limit_from_env() -> int:
+    from .cost import parse_bytes
+    text = os.environ.get(ENV_LIMIT)
+    return parse_bytes(text) if text else DEFAULT_LIMIT
+
+
+class ModelCache:
+    """Least recently used first out, by bytes. Thread-safe; loads happen outside the lock, so one
+    session's slow load never holds up another's cached model."""
+
+    def __init__(self, limit_bytes: int | None = None):
+        self.limit = limit_from_env() if limit_bytes is None else limit_bytes
+        self._items: OrderedDict[Hashable, tuple[object, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def total(self) -> int:
+        with self._lock:
+            return sum(n for _, n in self._items.values())
+
+    def keys(self) -> list:
+        with self._lock:
+            return list(self._items)
+
+    def get(self, key: Hashable, load: Callable[[], object], model_of=lambda v: v.model):
+        """The cached value for key, else load() — kept if its model fits under the cap."""
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key][0]
+        value = load()
+        size = model_bytes(model_of(value))
+        if size > self.limit:
+            return value  # used for this request only
+        with self._lock:
+            self._items[key] = (value, size)
+            self._items.move_to_end(key)
+            while sum(n for _, n in self._items.values()) > self.limit:
+                self._items.popitem(last=False)
+        return value
