@@ -277,13 +277,13 @@ def measure_device(dev: torch.device) -> dict:
             "threads": torch.get_num_threads(), "torch": torch.__version__, "measured": time.time()}
 
 
-def device_profile(device: str | torch.device | None = None) -> dict:
-    """This device's rates: measured once, then read from the cache folder."""
+def device_profile(device: str | torch.device | None = None, refresh: bool = False) -> dict:
+    """This device's rates: measured once, then read from the cache folder (`refresh`: measure now)."""
     dev = torch.device(device) if device is not None else pick_device("auto")
     key = f"{dev.type}-{torch.get_num_threads()}t-{torch.__version__}"
     if dev.type == "cuda":
         key += "-" + torch.cuda.get_device_name(dev).replace(" ", "_")
-    if key in _PROFILES:
+    if key in _PROFILES and not refresh:
         return _PROFILES[key]
     path = cache_dir() / "device_profile.json"
     try:
@@ -292,7 +292,7 @@ def device_profile(device: str | torch.device | None = None) -> dict:
             stored = {}
     except (OSError, ValueError):
         stored = {}
-    prof = stored.get(key)
+    prof = None if refresh else stored.get(key)
     if not (isinstance(prof, dict) and all(isinstance(prof.get(k), (int, float)) and prof[k] > 0
                                            for k in ("conv_macs_per_s", "linear_macs_per_s", "bytes_per_s", "op_s"))):
         prof = measure_device(dev)

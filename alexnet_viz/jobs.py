@@ -235,7 +235,7 @@ class JobManager:
         job.run_dir = str(run.path)
         with self._lock:
             worker = self._spare if self._spare and self._spare.proc.is_alive() else Worker()
-            self._spare = Worker()  # the next job starts without waiting 1-3 s for Python and torch
+            self._spare = None
             self._workers[job.id] = worker
             if job.stop_requested:
                 worker.stop.set()
@@ -244,6 +244,7 @@ class JobManager:
                       "resume": bool(job.resume_dir), "done": done})
         end = None
         for r in worker.records():
+            self._keep_a_spare()
             kind = r.get("kind")
             if kind == "step":
                 job.steps.append(r)
@@ -267,6 +268,13 @@ class JobManager:
             else:
                 job.state, job.message = "error", worker.death(at)
             run.set_status(job.state, job.message, epochs_done=done)
+
+    def _keep_a_spare(self) -> None:
+        """A started process, torch imported, waiting for the next job: it then starts without the
+        1-3 s of Python and torch. Made once this job trains, so the two imports do not compete."""
+        with self._lock:
+            if self._spare is None or not self._spare.proc.is_alive():
+                self._spare = Worker()
 
     def _grace(self, job: Job) -> float:
         """Stop waits for the batch in flight: GRACE_S, or 3 batches of this run if those are longer."""

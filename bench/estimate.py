@@ -5,7 +5,9 @@ peak RSS is its own): load the data, set up the run, take a few real training st
 evaluation batch, report `ru_maxrss` and the median step time; the epoch is that step time × steps
 per epoch plus the test pass (timed over a few evaluation batches and scaled). Work the estimator
 says does not fit is refused, as the app would refuse it, and shown so. The baseline (a fresh
-process with torch imported and the data loaded, no model) is measured in the same run.
+process with torch imported and the data loaded, no model) is measured in the same run, and the
+predicted time uses this device's rates measured in the same process right after the steps, so a
+machine loaded by other work slows both sides alike.
 Targets: memory within ±30%, time within ±50%.
 """
 from __future__ import annotations
@@ -43,7 +45,8 @@ def child(preset: str, batch: int, steps: int) -> None:
         return
     arch = PRESETS[preset]
     t = replace(default_training(preset), batch_size=batch)
-    model, opt, data, amp = setup(arch, t, ds)
+    model, opt, data, prec = setup(arch, t, ds)
+    amp = prec.dtype
     times = []
     gen = torch.Generator().manual_seed(0)
     for i, (x, y) in enumerate(data.train_batches(batch, gen)):
@@ -64,10 +67,15 @@ def child(preset: str, batch: int, steps: int) -> None:
             model(x).argmax(1)
             eval_times.append(time.perf_counter() - t0)
     step_s = statistics.median(times[1:])  # the first step warms the allocator and oneDNN
+    # the prediction from this device's rates measured here and now: the same load as the steps above
+    from alexnet_viz.cost import device_profile, estimate_training
+    device_profile(data.device, refresh=True)
+    pred_s = estimate_training(arch, t, n_train=len(data.train_y), device=data.device).seconds_per_epoch
     per_epoch = data.steps_per_epoch(batch)
     eval_s = min(eval_times) * len(data.test_y) / ebs
     print(json.dumps({"rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "base": base,
-                      "step_s": step_s, "epoch_s": step_s * per_epoch + eval_s, "n_train": len(data.train_y)}))
+                      "step_s": step_s, "epoch_s": step_s * per_epoch + eval_s, "pred_s": pred_s,
+                      "n_train": len(data.train_y)}))
 
 
 def _spawn(preset: str, batch: int, steps: int) -> dict:
@@ -81,13 +89,15 @@ def _spawn(preset: str, batch: int, steps: int) -> dict:
 
 
 def main(quick: bool = False) -> None:
-    from alexnet_viz.cost import estimate_training, memory_budget
+    from alexnet_viz.cost import device_profile, estimate_training, memory_budget
     from alexnet_viz.data import load_fashion_mnist
     n_train = len(load_fashion_mnist().train_y)
     base = _spawn("-", 0, 0)
+    device_profile("cpu", refresh=True)  # this device's rates now, under the same load as the measurements
     batches = (32, 128) if quick else (32, 128, 512)
-    presets = ("mini28", "lenet5", "d2l") if quick else tuple(PRESETS)
-    steps = 2 if quick else 4
+    small_first = ("mini28", "lenet5", "torchvision", "d2l", "alexnet2012")
+    presets = ("mini28", "lenet5", "d2l") if quick else tuple(p for p in small_first if p in PRESETS)
+    steps = 2 if quick else 3
     rows = []
     for preset in presets:
         for b in batches:
@@ -102,9 +112,10 @@ def main(quick: bool = False) -> None:
             if "error" in m:
                 rows.append(row + ["", "", "", "", m["error"]])
                 continue
+            row[3] = f"{m['pred_s']:,.0f}"
             rows.append(row + [human(m["rss"], "B"), f"{m['epoch_s']:,.0f}",
-                               f"{est.peak_memory_bytes / m['rss']:.2f}", f"{est.seconds_per_epoch / m['epoch_s']:.2f}",
-                               ""])
+                               f"{est.peak_memory_bytes / m['rss']:.2f}", f"{m['pred_s'] / m['epoch_s']:.2f}", ""])
+            print("  ".join(str(c) for c in rows[-1]), flush=True)  # a long run shows its progress
     print_table(f"estimate: predicted vs measured on this CPU ({n_train:,} training images; baseline: a fresh "
                 f"process with torch and the data loaded = {human(base['rss'], 'B')} RSS; budget now "
                 f"{human(memory_budget('cpu'), 'B')}; targets: memory ratio 0.7–1.3, time 0.5–1.5)",

@@ -347,11 +347,13 @@ def test_experiments_page_queues_a_capped_set_and_says_what_it_shows():
     at.selectbox(key="ex_device").set_value("cpu").run()
     assert any("4 runs, 12 training batches" in c.value for c in at.caption)  # 2 variants × 2 seeds × 3 batches
     next(b for b in at.button if b.label == "Queue 4 runs").click().run()
-    deadline = time.time() + 120
-    while time.time() < deadline and not (at.info and "not finished" not in at.info[0].value):
+    deadline = time.time() + 300
+    while time.time() < deadline and not any("4 of 4 runs done" in p.proto.text for p in at.get("progress")):
         time.sleep(0.3)
         at.run()
+    assert any("4 of 4 runs done" in p.proto.text for p in at.get("progress"))
     no_exception(at)
+    assert "not finished" not in at.info[0].value
     table = at.dataframe[0].value
     assert table["variant"].tolist() == ["ReLU", "sigmoid"] and table["seeds"].tolist() == [2, 2]
     sentence = at.info[0].value

@@ -118,19 +118,30 @@ def set_number(page, label: str, value, nth: int = 0) -> None:
 
 
 def edit_cell(page, table, row: int, col: int, value) -> None:
-    """Type a value into a cell of an st.data_editor (a canvas grid): select the row, walk to the column."""
-    box = table.bounding_box()
-    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + 35 * (row + 1) + 17)  # 35 px header and rows
-    page.wait_for_timeout(300)
-    page.keyboard.press("Home")
-    for _ in range(col):
-        page.keyboard.press("ArrowRight")
-    page.keyboard.press("Enter")
-    page.wait_for_timeout(300)
-    page.keyboard.press("Control+A")
-    page.keyboard.type(str(value))
-    page.keyboard.press("Enter")
-    wait_idle(page)
+    """Type a value into a cell of an st.data_editor (a canvas grid): select the row, walk to the column,
+    type, Enter. The grid's hidden accessible copy tells whether the value took; a grid redrawn under
+    the click (a rerun still landing on a loaded machine) gets the edit again."""
+    cell = table.locator(f"#glide-cell-{col + 1}-{row}")
+    for _ in range(3):
+        page.wait_for_timeout(300)
+        box = table.bounding_box()
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + 35 * (row + 1) + 17)  # 35 px header and rows
+        page.wait_for_timeout(300)
+        page.keyboard.press("Home")
+        for _ in range(col):
+            page.keyboard.press("ArrowRight")
+        page.keyboard.press("Enter")
+        page.wait_for_timeout(300)
+        page.keyboard.press("Control+A")
+        page.keyboard.type(str(value))
+        page.keyboard.press("Enter")
+        wait_idle(page)
+        deadline = time.time() + 5
+        while time.time() < deadline and cell.text_content() != str(value):
+            page.wait_for_timeout(200)
+        if cell.text_content() == str(value):
+            return
+    raise AssertionError(f"the grid did not take {value} in row {row}, column {col}")
 
 
 def conv_table(page):

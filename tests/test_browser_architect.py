@@ -65,7 +65,9 @@ def test_projector_1920(server, browser):  # noqa: F811
     page.get_by_text("Presenter mode").click()
     wait_idle(page)
     page.get_by_text("Edit the network").wait_for(state="detached")
-    assert page.locator("[data-testid='stDataFrame']").count() == 2  # the layer table and the comparison only
+    from playwright.sync_api import expect
+    expect(page.locator("[data-testid='stDataFrame']")).to_have_count(2, timeout=30_000)  # layer table, comparison
+    page.wait_for_function("() => document.querySelector('.arch-drawing svg').getAttribute('font-size') >= 24")
     assert label_px(page) >= 20
     value_px = page.evaluate("parseFloat(getComputedStyle(document.querySelector("
                              "'[data-testid=stMetricValue] div') || document.querySelector("

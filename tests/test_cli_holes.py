@@ -174,3 +174,17 @@ def test_the_export_escapes_hostile_names_compiles_and_runs_no_payload(tmp_path)
     p = subprocess.run([sys.executable, "-c", run, *files], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert p.stdout.count("parameters") == len(HOSTILE) and not (tmp_path / "PWNED").exists()
+
+
+def test_a_wrong_data_folder_is_shown_on_the_train_page(monkeypatch, tmp_path):
+    from streamlit.testing.v1 import AppTest
+    from alexnet_viz.ui.common import manager
+    monkeypatch.setenv("ALEXNET_VIZ_DATA", str(tmp_path / "nothing-here"))
+    manager.clear()  # a fresh job manager: it has not loaded any data yet
+    try:
+        at = AppTest.from_file(str(ROOT / "tests" / "apps" / "train.py"), default_timeout=120).run()
+        assert not at.exception
+        assert any("nothing-here holds no Fashion-MNIST" in e.value for e in at.error)
+        assert not [e.value for e in at.error if "Something went wrong" in e.value]
+    finally:
+        manager.clear()

@@ -155,23 +155,30 @@ def wait(jobs, timeout=120):
     assert not any(j.active for j in jobs), [j.state for j in jobs]
 
 
-def test_an_experiment_runs_end_to_end_and_is_summarized(tmp_path):
-    mgr = JobManager(data_loader=lambda: synthetic(256, 64))
+@pytest.fixture(scope="module")
+def mgr():
+    """One job manager for this file's runs (each job is a worker process: starting one costs)."""
+    return JobManager(data_loader=lambda: synthetic(256, 64))
+
+
+def test_an_experiment_runs_end_to_end_and_is_summarized(mgr):
     base = (TINY, TrainConfig(batch_size=32, lr=0.05, optimizer="momentum"))
     jobs = queue_experiment(mgr, "me", "relu-vs-sigmoid", Budget(epochs=1, max_batches=3, device="cpu"),
-                            seeds=[0, 1], base=base)
+                            seeds=[0], base=base)
     wait(jobs)
-    assert [j.state for j in jobs] == ["finished"] * 4
+    assert [j.state for j in jobs] == ["finished"] * 2
     runs = list_runs(owners={"me"})
-    assert len(runs) == 4 and all(r.tags["experiment"] == "relu-vs-sigmoid" for r in runs)
+    assert len(runs) == 2 and all(r.tags["experiment"] == "relu-vs-sigmoid" for r in runs)
+    assert {r.tags["variant"]: r.config["arch"]["fc_activation"] for r in runs} == {"ReLU": "relu",
+                                                                                    "sigmoid": "sigmoid"}
     results = collect_results(runs, "relu-vs-sigmoid")
-    assert list(results) == ["ReLU", "sigmoid"] and all(len(v) == 2 for v in results.values())
+    assert list(results) == ["ReLU", "sigmoid"] and all(len(v) == 1 for v in results.values())
     rows, sentence = summarize_experiment(results)
-    assert rows[0]["seeds"] == 2 and sentence
+    assert [r["test acc"] for r in rows] == [results["ReLU"][0]["test_acc"], results["sigmoid"][0]["test_acc"]]
+    assert "1 seed only" in sentence
 
 
-def test_resume_appends_to_the_same_run():
-    mgr = JobManager(data_loader=lambda: synthetic(256, 64))
+def test_resume_appends_to_the_same_run(mgr):
     t = TrainConfig(epochs=1, batch_size=32, max_batches=3, device="cpu")
     first = mgr.submit("me", TINY, t, tags={"note": "x"})
     wait([first])
@@ -197,6 +204,7 @@ def test_examples_per_sec_leaves_out_evaluation(monkeypatch):
     recs = list(engine.train(TINY, TrainConfig(epochs=2, batch_size=32, max_batches=4, device="cpu"),
                              synthetic(256, 64)))
     epochs = [r for r in recs if r.kind == "epoch"]
-    # 8 batches of 32 examples; wall time includes two 0.5 s evaluations, training time does not
+    # 8 batches of 32 examples; the wall time includes two evaluations of at least 0.5 s each, so
+    # the training time is at most elapsed - 1 s (counting the evaluations gave 256 / elapsed)
     assert epochs[-1].elapsed > 1.0
-    assert epochs[-1].examples_per_sec > 2 * 256 / epochs[-1].elapsed
+    assert epochs[-1].examples_per_sec >= 256 / (epochs[-1].elapsed - 1.0)

@@ -69,7 +69,8 @@ def test_records_of_any_kind_are_forwarded(monkeypatch):
     class FakeWorker:
         def __init__(self):
             import threading
-            self.stop, self.proc = threading.Event(), None
+            from types import SimpleNamespace
+            self.stop, self.proc = threading.Event(), SimpleNamespace(is_alive=lambda: True, exitcode=0)
 
         def start(self, spec):
             pass

@@ -214,7 +214,7 @@ def compare_ui(cfg: ArchConfig) -> None:
     rows, sentence = cached_comparison(choices[a], choices[b])
     st.markdown(sentence)
     fmt = st.column_config.NumberColumn(format="localized")
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", height=36 * (len(rows) + 1) + 4,
                  column_config={k: fmt for k in rows[0] if "params" in k or "MACs" in k})
     with st.expander("d2l's exercise: what did AlexNet change from LeNet, and d2l from the paper?"):
         for x, y in (("lenet5", "alexnet2012"), ("alexnet2012", "d2l")):

@@ -76,7 +76,8 @@ def progress_ui(owner: str, set_id: str | None) -> None:
         st.rerun()  # once, the whole page: the results below take in the last runs
 
 
-def results_ui(runs: list, name: str) -> None:
+def results_ui(runs: list, name: str, pending: int = 0) -> None:
+    """Curves, table and sentence of the newest set of `name`; `pending` = its runs not yet finished."""
     exp = EXPERIMENTS[name]
     mine = experiment_runs(runs, name)
     if not mine:
@@ -94,9 +95,8 @@ def results_ui(runs: list, name: str) -> None:
         st.dataframe(df, hide_index=True, width="stretch",
                      column_config={c: st.column_config.NumberColumn(format="%.3f") for c in df.columns
                                     if c not in ("variant", "seeds")})
-    unfinished = sum(r.state != "finished" for r in mine)
-    if unfinished:
-        sentence += f" ({unfinished} of {len(mine)} runs not finished yet.)"
+    if pending:
+        sentence += f" ({pending} runs not finished yet.)"
     st.info(sentence)
 
 
@@ -148,7 +148,8 @@ def page() -> None:
         active = any(j.active for j in manager().jobs_for(owner) if j.tags.get("set") == set_id)
         st.fragment(run_every=1.0 if active else None)(progress_ui)(owner, set_id)
     runs = list_runs(owners={owner})
+    active = [j for j in manager().jobs_for(owner) if j.active]
     for n in names:
-        results_ui(runs, n)
+        results_ui(runs, n, sum(n in j.tags.get("experiments", {}) for j in active))
     st.subheader("Pick any two saved runs: what differs?")
     diff_ui(owner)
