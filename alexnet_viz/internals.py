@@ -13,8 +13,10 @@ Definitions
 - weight histogram: BINS fixed bins per layer over ±2·max|w| of the layer at its first sampled
   step; later values beyond land in the edge bins.
 - gradient histogram: BINS bins of log10|g| over GRAD_LOG10 (the same for every layer, so layers
-  can be compared: a vanishing gradient sits low). Layers over MAX_SAMPLED elements are
-  histogrammed on an evenly strided subset of that many.
+  can be compared: a vanishing gradient sits low); exact zeros land in the lowest bin.
+- Layers over MAX_SAMPLED elements are histogrammed, and their update ratio measured, on an evenly
+  strided subset of that many (so d2l's 26 M-weight fc1 is not copied at every sample); gradient and
+  weight norms are always over every element.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ BUDGET = 0.05                 # the probe may add at most this fraction to the s
 EVERY: int | None = None      # a fixed interval instead of the measured one (tests)
 BINS = 32
 GRAD_LOG10 = (-10.0, 0.0)
-MAX_SAMPLED = 1 << 18
+MAX_SAMPLED = 1 << 14
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ class Internals:
     relus: tuple[str, ...]               # ReLU layers (none in a sigmoid net)
     dead: tuple[float, ...]              # fraction of dead units per ReLU
     every: int                           # steps until the next sample
-    cost_s: float                        # what this sample cost
+    cost_s: float                        # what this sample cost (its hooks' share of the step included)
     kind: str = "internals"
 
     def to_dict(self) -> dict:
@@ -62,6 +64,12 @@ def _short(name: str) -> str:
 def _sample(t: torch.Tensor) -> torch.Tensor:
     flat = t.detach().reshape(-1)
     return flat[::-(-flat.numel() // MAX_SAMPLED)].float()
+
+
+def _hist(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    """BINS counts of x over [lo, hi]; values beyond go to the edge bins (cheaper than torch.histc)."""
+    i = ((x - lo) * (BINS / (hi - lo))).long().clamp_(0, BINS - 1)
+    return torch.bincount(i, minlength=BINS)
 
 
 class Probe:
@@ -79,14 +87,15 @@ class Probe:
         self._hooks: list = []
         self._dead: dict[str, torch.Tensor] = {}
         self._cost = 0.0
-        self._clock: float | None = None
+        self._t0: float | None = None
         self._plain_s, self._plain_n = 0.0, 0
 
     def before(self, step: int) -> None:
+        self._t0 = t = time.perf_counter()
         if step < self.next:
             return
-        t = time.perf_counter()
-        self._before = [m.weight.detach().clone() for _, m in self.weighted]
+        self._before = [_sample(m.weight).clone() for _, m in self.weighted]
+        self._norms = torch.stack([m.weight.detach().float().norm() for _, m in self.weighted])
         self._hooks = [m.register_forward_hook(partial(self._hook, n)) for n, m in self.relus]
         self._cost = time.perf_counter() - t
 
@@ -94,20 +103,19 @@ class Probe:
         self._dead[name] = (y.detach() == 0).all(0).float().mean()
 
     def after(self, step: int, epoch: float, offset: int = 0) -> Internals | None:
-        now = time.perf_counter()
-        if self._before is None:
-            if self._clock is not None:
-                self._plain_s, self._plain_n = self._plain_s + now - self._clock, self._plain_n + 1
-            self._clock = now
+        if self._before is None:  # a plain step: timed from before() to here
+            if self._t0 is not None:
+                self._plain_s, self._plain_n = self._plain_s + time.perf_counter() - self._t0, self._plain_n + 1
             return None
         t = time.perf_counter()
+        hooked = t - self._t0 - self._cost  # the sampled step itself: its hooks made it slower
         for h in self._hooks:
             h.remove()
         rec = self._measure(step + offset, epoch)
-        cost = self._cost + time.perf_counter() - t
+        extra = max(hooked - self._plain_s / self._plain_n, 0.0) if self._plain_n else 0.0
+        cost = self._cost + time.perf_counter() - t + extra
         every = self.fixed or self._interval(cost)
         self.next, self._before, self._hooks, self._dead = step + every, None, [], {}
-        self._clock = time.perf_counter()
         return Internals(**rec, every=every, cost_s=cost)
 
     def _interval(self, cost: float) -> int:
@@ -123,14 +131,14 @@ class Probe:
         gs = [m.weight.grad if m.weight.grad is not None else torch.zeros_like(m.weight) for _, m in self.weighted]
         if self.ranges is None:
             self.ranges = [(-2 * float(w.abs().max()) or -1.0, 2 * float(w.abs().max()) or 1.0) for w in ws]
-        wn = torch.stack([b.float().norm() for b in self._before])
-        parts = [torch.stack([g.float().norm() for g in gs]), wn,
-                 torch.stack([(w.float() - b.float()).norm() for w, b in zip(ws, self._before)]) / wn.clamp_min(1e-30)]
+        now = [_sample(w) for w in ws]
+        parts = [torch.stack([g.float().norm() for g in gs]), self._norms,
+                 torch.stack([(w - b).norm() / b.norm().clamp_min(1e-30) for w, b in zip(now, self._before)])]
         lo, hi = GRAD_LOG10
-        w_hist = [torch.histc(_sample(w).clamp(a, b), BINS, a, b) for w, (a, b) in zip(ws, self.ranges)]
-        g_hist = [torch.histc(_sample(g).abs().clamp_min(1e-30).log10().clamp(lo, hi), BINS, lo, hi) for g in gs]
+        w_hist = [_hist(w, a, b) for w, (a, b) in zip(now, self.ranges)]
+        g_hist = [_hist(_sample(g).abs().clamp_min(1e-30).log10(), lo, hi) for g in gs]
         dead = [self._dead[n] for n, _ in self.relus if n in self._dead]
-        flat = torch.cat([p.float() for p in parts] + [torch.stack(dead) if dead else torch.zeros(0, device=wn.device)]
+        flat = torch.cat([p.float() for p in parts] + [torch.stack(dead) if dead else torch.zeros(0, device=self._norms.device)]
                          + [h.float() for h in w_hist + g_hist]).tolist()  # the one device sync
         n, r, k = len(ws), len(dead), BINS
         hists = [tuple(int(c) for c in flat[3 * n + r + i * k:3 * n + r + (i + 1) * k]) for i in range(2 * n)]

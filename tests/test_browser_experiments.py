@@ -32,6 +32,15 @@ def test_a_two_config_experiment_with_a_batch_cap(server, browser):  # noqa: F81
     page.context.close()
 
 
+def until(page, check, timeout_s: float = 90) -> bool:
+    """Poll `check()` every half second (a machine loaded by other work trains slowly)."""
+    for _ in range(int(timeout_s * 2)):
+        if check():
+            return True
+        page.wait_for_timeout(500)
+    return check()
+
+
 def test_the_live_chart_keeps_its_zoom_while_held(server, browser):  # noqa: F811
     url, _ = server
     page = open_page(browser, url, "train")
@@ -43,18 +52,23 @@ def test_the_live_chart_keeps_its_zoom_while_held(server, browser):  # noqa: F81
     page.get_by_text("ETA").first.wait_for()
     plot = page.locator(".js-plotly-plot").first
     plot.wait_for()
-    n0 = plot.evaluate("gd => gd.data[0].x.length")
-    page.wait_for_timeout(2000)
-    assert plot.evaluate("gd => gd.data[0].x.length") > n0  # live: the curve grows
+    points = lambda: plot.evaluate("gd => gd.data[0].x.length")  # noqa: E731
+    n0 = points()
+    assert until(page, lambda: points() > n0)  # live: the curve grows
+    bar = page.locator("[data-testid='stProgress']").first
     page.get_by_text("Hold the chart").click()
-    page.wait_for_timeout(1500)
+    for _ in range(2):  # two updates of the bar after the click: the held figure is on the page
+        before = bar.inner_text()
+        assert until(page, lambda: bar.inner_text() != before)
+    held = points()
     # zoom the loss panel as a user would, and mark the element to see whether it is replaced
     plot.evaluate("gd => { gd.__kept = true; return Plotly.relayout(gd, {'xaxis.range': [0.05, 0.2]}); }")
-    bar = page.locator("[data-testid='stProgress']").first.inner_text()
-    page.wait_for_timeout(3000)  # three runs of the live fragment
-    assert page.locator("[data-testid='stProgress']").first.inner_text() != bar  # the run went on ...
-    assert plot.evaluate("gd => gd.__kept === true")                            # ... in the same chart ...
-    assert plot.evaluate("gd => gd.layout.xaxis.range") == [0.05, 0.2]          # ... with the user's zoom
+    for _ in range(2):
+        before = bar.inner_text()
+        assert until(page, lambda: bar.inner_text() != before)        # the run went on ...
+    assert plot.evaluate("gd => gd.__kept === true")                  # ... in the same chart ...
+    assert plot.evaluate("gd => gd.layout.xaxis.range") == [0.05, 0.2]  # ... with the user's zoom
+    assert points() == held
     shot(page, "train-held")
     page.get_by_role("button", name="Stop").click()
     page.get_by_text("Run stopped").wait_for(timeout=60_000)

@@ -57,3 +57,33 @@ def test_images():
     assert over.shape == (4, 4, 3) and over[3, 3, 0] > over[0, 0, 0]  # hot is red
     grid = plots.filter_grid(np.random.rand(20, 5, 5), cols=8, scale=2)
     assert grid.shape == (3 * 12 - 2, 8 * 12 - 2)
+
+
+def _internals_records(n: int) -> list[dict]:
+    """Fabricated internals records: two weighted layers, one ReLU, 4 bins (as internals.Internals.to_dict)."""
+    return [{"step": 5 * k + 1, "epoch": 0.1 * k, "layers": ["conv1", "fc1"], "grad_norm": [1e-3 * (k + 1), 1.0],
+             "weight_norm": [1.0, 2.0], "update_ratio": [1e-3, 2e-3], "w_range": [[-1.0, 1.0], [-2.0, 2.0]],
+             "w_hist": [[k, 1, 2, 3], [0, 0, 5, k]], "g_hist": [[1, 2, 3, 4], [4, 3, 2, 1]], "g_range": [-10.0, 0.0],
+             "relus": ["relu1"], "dead": [0.25], "every": 5, "cost_s": 0.01} for k in range(n)]
+
+
+def test_internals_figures_follow_their_records():
+    from alexnet_viz.plots import internals_heatmap, internals_lines
+    recs = _internals_records(6)
+    fig = internals_lines(recs, "grad_norm", "g", log_y=True)
+    assert [t.name for t in fig.data] == ["conv1", "fc1"] and fig.layout.yaxis.type == "log"
+    assert list(fig.data[0].y) == [r["grad_norm"][0] for r in recs] and list(fig.data[0].x) == [r["step"] for r in recs]
+    assert [t.name for t in internals_lines(recs, "dead", "d").data] == ["relu1"]
+    heat = internals_heatmap(recs, "fc1", "w").data[0]
+    assert np.asarray(heat.customdata).shape == (4, 6)               # bins × samples
+    assert np.asarray(heat.customdata)[:, 2].tolist() == recs[2]["w_hist"][1]
+    assert np.allclose(heat.y, [-1.5, -0.5, 0.5, 1.5])                 # bin centres over fc1's range
+
+
+def test_embedding_figure_has_one_frame_per_snapshot_and_every_point():
+    from alexnet_viz.plots import embedding_scatter
+    labels, idx = np.array([0, 1, 1, 2]), np.array([10, 11, 12, 13])
+    frames = [("before training", np.zeros((4, 2))), ("epoch 1", np.arange(8.0).reshape(4, 2))]
+    fig = embedding_scatter(frames, labels, idx, ("a", "b", "c"))
+    assert [f.name for f in fig.frames] == ["before training", "epoch 1"]
+    assert sum(len(t.x) for t in fig.data) == 4 and sorted(np.concatenate([t.customdata for t in fig.data])) == idx.tolist()

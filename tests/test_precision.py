@@ -52,7 +52,7 @@ def test_real_measurement_times_both_precisions(monkeypatch):
     monkeypatch.setattr(precision, "MEASURE_S", 0.02)
     m = precision.measure(TINY)
     assert m["fp32_s"] > 0 and m["bf16_s"] > 0
-    assert m["speedup"] == pytest.approx(m["fp32_s"] / m["bf16_s"])
+    assert m["rounds"] >= 5 and m["speedup"] > 0
 
 
 def test_damaged_cache_is_measured_again(monkeypatch):
