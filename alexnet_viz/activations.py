@@ -240,6 +240,6 @@ def analyze(loaded: Loaded, im, invert: bool | None = None, cam_layer: str | Non
     x = preprocess(loaded, im, invert).to(next(loaded.model.parameters()).device)  # the model may be on a GPU
     maps, logits = feature_maps(loaded.model, x)
     layer = cam_layer or conv_layers(loaded.model)[-1]
-    cam, cls = grad_cam(loaded.model, x, layer, cam_class)
+    cam, cls = grad_cam(loaded.model, x, layer, int(logits.argmax()) if cam_class is None else cam_class)
     maps = OrderedDict((n, t.cpu()) for n, t in maps.items())  # the page draws them with numpy
     return Analysis(x.cpu(), maps, topk(logits.cpu(), loaded.classes, k), cam, layer, cls)
