@@ -32,7 +32,7 @@ BUDGET = 0.05                 # the probe may add at most this fraction to the s
 EVERY: int | None = None      # a fixed interval instead of the measured one (tests)
 BINS = 32
 GRAD_LOG10 = (-10.0, 0.0)
-MAX_SAMPLED = 1 << 16
+MAX_SAMPLED = 1 << 14
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class Internals:
     relus: tuple[str, ...]               # ReLU layers (none in a sigmoid net)
     dead: tuple[float, ...]              # fraction of dead units per ReLU
     every: int                           # steps until the next sample
-    cost_s: float                        # what this sample cost
+    cost_s: float                        # what this sample cost (its hooks' share of the step included)
     kind: str = "internals"
 
     def to_dict(self) -> dict:
@@ -108,10 +108,12 @@ class Probe:
                 self._plain_s, self._plain_n = self._plain_s + time.perf_counter() - self._t0, self._plain_n + 1
             return None
         t = time.perf_counter()
+        hooked = t - self._t0 - self._cost  # the sampled step itself: its hooks made it slower
         for h in self._hooks:
             h.remove()
         rec = self._measure(step + offset, epoch)
-        cost = self._cost + time.perf_counter() - t
+        extra = max(hooked - self._plain_s / self._plain_n, 0.0) if self._plain_n else 0.0
+        cost = self._cost + time.perf_counter() - t + extra
         every = self.fixed or self._interval(cost)
         self.next, self._before, self._hooks, self._dead = step + every, None, [], {}
         return Internals(**rec, every=every, cost_s=cost)
