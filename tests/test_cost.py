@@ -181,13 +181,14 @@ def test_cli_refuses_a_run_over_the_budget_before_allocating(tmp_path):
     assert not runs.exists()  # and no run folder for a run that never started
 
 
-def test_cli_estimate_prints_json_and_exits_2_when_it_does_not_fit(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "ALEXNET_VIZ_MEMORY_BUDGET": "1G"}
-    run = lambda *a: subprocess.run([sys.executable, "-m", "alexnet_viz", "estimate", *a, "--json"], cwd=ROOT,
-                                    env=env, capture_output=True, text=True, timeout=120)
-    ok, big = run("--preset", "mini28", "--batch-size", "64"), run("--preset", "d2l", "--batch-size", "512")
-    assert ok.returncode == 0 and big.returncode == 2
-    a, b = json.loads(ok.stdout), json.loads(big.stdout)
+def test_cli_estimate_prints_json_and_exits_2_when_it_does_not_fit(capsys, monkeypatch):
+    from alexnet_viz.__main__ import main
+    monkeypatch.setenv("ALEXNET_VIZ_MEMORY_BUDGET", "1G")
+    ok = main(["estimate", "--preset", "mini28", "--batch-size", "64", "--json"])
+    a = json.loads(capsys.readouterr().out)
+    big = main(["estimate", "--preset", "d2l", "--batch-size", "512", "--json"])
+    b = json.loads(capsys.readouterr().out)
+    assert ok == 0 and big == 2
     assert a["fits"] and not b["fits"] and a["peak_memory_bytes"] < b["peak_memory_bytes"]
     assert a["seconds_per_epoch"] > 0 and "lower the batch size" in b["message"]
 
