@@ -33,7 +33,8 @@ def _sync(device: torch.device) -> None:
 
 
 def measure(preset: str, batch: int, blocks: int, per_block: int) -> dict:
-    """Mean seconds a step without and with the probe, over alternating blocks of `per_block` steps."""
+    """Seconds a step without and with the probe: the median over alternating blocks of `per_block`
+    steps (a block that another process slowed does not decide)."""
     t = TrainConfig(batch_size=batch, device="auto")
     model, opt, data, prec = setup(get_preset(preset), t, _synthetic(batch * 4))
     amp = prec.dtype
@@ -44,8 +45,7 @@ def measure(preset: str, batch: int, blocks: int, per_block: int) -> dict:
     train_step(model, opt, *batches[0], amp)
     warm.after(1, 0.0)
     probe, recs = Probe(model), []
-    plain = [0.0, 0]
-    probed = [0.0, 0]
+    plain, probed = [], []   # seconds a step, one figure a block
     step = 0
     for k in range(2 * blocks):
         with_probe = k % 2 == 1
@@ -60,10 +60,11 @@ def measure(preset: str, batch: int, blocks: int, per_block: int) -> dict:
             if with_probe and (r := probe.after(step, 0.0)) is not None:
                 recs.append(r)
         _sync(data.device)
-        acc = probed if with_probe else plain
-        acc[0], acc[1] = acc[0] + time.perf_counter() - t0, acc[1] + per_block
+        (probed if with_probe else plain).append((time.perf_counter() - t0) / per_block)
     costs = sorted(r.cost_s for r in recs)
-    return {"plain": plain[0] / plain[1], "probed": probed[0] / probed[1], "every": recs[-1].every,
+    def median(v):
+        return sorted(v)[len(v) // 2]
+    return {"plain": median(plain), "probed": median(probed), "every": recs[-1].every,
             "samples": len(recs), "cost": costs[len(costs) // 2], "device": data.device}
 
 
@@ -71,8 +72,8 @@ def main(quick: bool = False) -> None:
     device = pick_device("auto")
     big = 128 if device.type == "cuda" else 16
     rows = []
-    for preset, batch, blocks, per in (("mini28", 128, 3 if quick else 4, 10 if quick else 20),
-                                      ("d2l", big, 2 if quick else 3, 3 if quick else 6)):
+    for preset, batch, blocks, per in (("mini28", 128, 3 if quick else 7, 10 if quick else 20),
+                                      ("d2l", big, 2 if quick else 5, 3 if quick else 5)):
         m = measure(preset, batch, blocks, per)
         rows.append([preset, str(m["device"]), batch, 2 * blocks * per, f"{m['plain'] * 1e3:,.1f}",
                      f"{m['probed'] * 1e3:,.1f}", f"{m['probed'] / m['plain'] - 1:+.1%}", m["every"],
