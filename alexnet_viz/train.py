@@ -240,8 +240,8 @@ def train(arch: ArchConfig, t: TrainConfig, ds: Dataset | None = None, stop: thr
             e0 = time.perf_counter()
             test_acc, preds = evaluate(model, data, amp, eval_bs)
             eval_s += time.perf_counter() - e0
-            rec = Epoch(epoch + 1, ls / n, hs / n, test_acc,
-                        seen / (time.perf_counter() - t0 - eval_s), time.perf_counter() - t0)
+            now = time.perf_counter()
+            rec = Epoch(epoch + 1, ls / n, hs / n, test_acc, seen / (now - t0 - eval_s), now - t0)
             done = epoch + 1.0
             if run:
                 run.append_metric(rec.to_dict())
