@@ -14,6 +14,7 @@ The manager never touches Streamlit: it appends plain dicts to the job, and the 
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
 from collections import deque
@@ -106,12 +107,15 @@ class JobManager:
     """
 
     def __init__(self, data_loader=load_fashion_mnist, budget_bytes: int | None = None, estimate=None,
-                 grace_s: float = GRACE_S, shared_devices: tuple[str, ...] = ("cuda",)):
+                 grace_s: float = GRACE_S, shared_devices: tuple[str, ...] = ("cuda",),
+                 spare: bool | None = None):
         self._jobs: dict[str, Job] = {}
         self._queue: deque[Job] = deque()
         self._running: list[Job] = []
         self._workers: dict[str, Worker] = {}
         self._spare: Worker | None = None  # a started process that has imported torch, waiting for a job
+        # the spare holds ~300 MB; ALEXNET_VIZ_SPARE_WORKER=0 turns it off (a tight server, the test suite)
+        self.keep_spare = spare if spare is not None else os.environ.get("ALEXNET_VIZ_SPARE_WORKER", "1") != "0"
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._ids = itertools.count(1)
@@ -272,6 +276,8 @@ class JobManager:
     def _keep_a_spare(self) -> None:
         """A started process, torch imported, waiting for the next job: it then starts without the
         1-3 s of Python and torch. Made once this job trains, so the two imports do not compete."""
+        if not self.keep_spare:
+            return
         with self._lock:
             if self._spare is None or not self._spare.proc.is_alive():
                 self._spare = Worker()

@@ -9,6 +9,9 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 # No test may reach the network or write outside tmp folders.
 os.environ["ALEXNET_VIZ_OFFLINE"] = "1"
 os.environ.pop("ALEXNET_VIZ_DATA", None)
+# No warm spare training process (tests/test_jobs.py turns it on where it is tested): on 2 cores its
+# torch import competes with the run it waits beside.
+os.environ["ALEXNET_VIZ_SPARE_WORKER"] = "0"
 
 
 @pytest.fixture(autouse=True)

@@ -122,8 +122,9 @@ def edit_cell(page, table, row: int, col: int, value) -> None:
     type, Enter. The grid's hidden accessible copy tells whether the value took; a grid redrawn under
     the click (a rerun still landing on a loaded machine) gets the edit again."""
     cell = table.locator(f"#glide-cell-{col + 1}-{row}")
-    for _ in range(3):
-        page.wait_for_timeout(300)
+    for attempt in range(6):
+        page.wait_for_timeout(300 + 700 * attempt)  # a loaded machine: give the grid longer each time
+        wait_idle(page)
         box = table.bounding_box()
         page.mouse.click(box["x"] + box["width"] / 2, box["y"] + 35 * (row + 1) + 17)  # 35 px header and rows
         page.wait_for_timeout(300)
@@ -145,6 +146,7 @@ def edit_cell(page, table, row: int, col: int, value) -> None:
             page.wait_for_timeout(200)
         if cell.text_content() == str(value):
             return
+    shot(page, f"grid-edit-failed-{row}-{col}")
     raise AssertionError(f"the grid did not take {value} in row {row}, column {col}")
 
 

@@ -35,7 +35,7 @@ def wait(cond, timeout=120, what="the condition"):
 @pytest.fixture(scope="module")
 def shared_manager():
     """One manager for the module: its warm spare process serves the next test's job."""
-    mgr = JobManager(load_synthetic)
+    mgr = JobManager(load_synthetic, spare=True)
     yield mgr
     mgr.close()
 
