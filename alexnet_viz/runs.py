@@ -264,18 +264,22 @@ class Run:
                                                       f"({why}); the last saved epoch is kept"}
         return st
 
+    def _load_weights(self, path: Path, prefix: str, what: str):
+        """torch.load(weights_only=True) of a regular, size-capped file; any failure is a RunError."""
+        try:
+            with open_regular(path, WEIGHTS_MAX) as f:
+                return torch.load(f, map_location="cpu", weights_only=True)
+        except BadFile as e:
+            raise RunError(f"{self.path.name}: {prefix}{e}") from None
+        except Exception as e:  # noqa: BLE001 - unpickling errors come in many types
+            raise RunError(f"{self.path.name}: {what} is damaged or not a weights file "
+                           f"({type(e).__name__})") from None
+
     def checkpoint(self) -> dict:
         path = self.path / "weights.pt"
         if not path.exists() and not path.is_symlink():
             raise RunError(f"{self.path.name}: no weights saved yet (they are written at each epoch end)")
-        try:
-            with open_regular(path, WEIGHTS_MAX) as f:
-                ck = torch.load(f, map_location="cpu", weights_only=True)
-        except BadFile as e:
-            raise RunError(f"{self.path.name}: {e}") from None
-        except Exception as e:  # noqa: BLE001 - unpickling errors come in many types
-            raise RunError(f"{self.path.name}: weights.pt is damaged or not a weights file "
-                           f"({type(e).__name__})") from None
+        ck = self._load_weights(path, "", "weights.pt")
         if not isinstance(ck, dict) or "model" not in ck:
             raise RunError(f"{self.path.name}: weights.pt does not hold a model state")
         return ck
@@ -297,14 +301,7 @@ class Run:
         if s is None:
             have = ", ".join(x.label for x in snaps) or "none"
             raise RunError(f"{self.path.name}: no snapshot {at!r} (kept: {have})")
-        try:
-            with open_regular(self.path / "snapshots" / Path(s.file).name, WEIGHTS_MAX) as f:
-                state = torch.load(f, map_location="cpu", weights_only=True)
-        except BadFile as e:
-            raise RunError(f"{self.path.name}: snapshot {e}") from None
-        except Exception as e:  # noqa: BLE001 - unpickling errors come in many types
-            raise RunError(f"{self.path.name}: snapshot {s.file} is damaged or not a weights file "
-                           f"({type(e).__name__})") from None
+        state = self._load_weights(self.path / "snapshots" / Path(s.file).name, "snapshot ", f"snapshot {s.file}")
         if not isinstance(state, dict):
             raise RunError(f"{self.path.name}: snapshot {s.file} does not hold a model state")
         return state, s.label
