@@ -1,10 +1,17 @@
 import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 # No test may reach the network or write outside tmp folders.
 os.environ["ALEXNET_VIZ_OFFLINE"] = "1"
@@ -12,6 +19,13 @@ os.environ.pop("ALEXNET_VIZ_DATA", None)
 # No warm spare training process (tests/test_jobs.py turns it on where it is tested): on 2 cores its
 # torch import competes with the run it waits beside.
 os.environ["ALEXNET_VIZ_SPARE_WORKER"] = "0"
+# Under pytest-xdist (pyproject's `-n 2`) each test process gets its share of the cores for torch: two
+# processes of two threads each on 2 cores spin against each other (a Grad-CAM test took 35 s, not 2 s).
+# Processes a test starts (training runs, the CLI, the server) keep torch's own default.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
 
 
 @pytest.fixture(autouse=True)
@@ -29,6 +43,63 @@ def real_data(monkeypatch):
         pytest.skip(f"real Fashion-MNIST not found at {SHARED_DATA} (it is present in CI)")
     monkeypatch.setenv("ALEXNET_VIZ_DATA", str(SHARED_DATA))
     return SHARED_DATA
+
+
+# --- the real-browser tests (tests/test_browser*.py, which skip without Chromium or playwright) ------
+# One Streamlit server and one Chromium for all of them (one per test process: pyproject runs the suite
+# on two, with pytest-xdist, each test going to whichever is free): each costs seconds to start. Every test opens its own browser contexts, so its sessions are its own; a session
+# sees only the runs it started (its id is their owner), so the runs folder they share holds no
+# surprise for another test. The server runs one training job at a time, so a test must not leave a
+# run going (each waits for its run's end, or stops it).
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """`streamlit run app.py` on a free port, offline, with its own runs, cache and torch folders:
+    (url, runs folder)."""
+    port = _free_port()
+    runs = tmp_path_factory.mktemp("runs")
+    env = {**os.environ, "ALEXNET_VIZ_RUNS": str(runs), "ALEXNET_VIZ_OFFLINE": "1",
+           "ALEXNET_VIZ_CACHE": str(tmp_path_factory.mktemp("cache")),
+           "TORCH_HOME": str(tmp_path_factory.mktemp("torch"))}
+    env.pop("ALEXNET_VIZ_DATA", None)
+    log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "w")
+    p = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                          "--server.address", "127.0.0.1", "--server.headless", "true",
+                          "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
+                         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        p.kill()
+        pytest.fail("streamlit did not answer its health check in 60 s")
+    yield url, runs
+    p.terminate()
+    p.wait(10)
+    log.close()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Chromium, headless, driven by playwright (imported here: the browser modules skip without it)."""
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--no-first-run", "--disable-sync"])
+        yield b
+        b.close()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

@@ -40,6 +40,16 @@ def edit_table(at: AppTest, which: str, edited: dict | None = None, added=(), de
     return at.run()
 
 
+def away_and_back(at: AppTest) -> AppTest:
+    """A visit to another page (the nav apps draw only a line while session_state["away"]): two runs
+    away, so that Streamlit has dropped the state of the page's widgets, then back."""
+    at.session_state["away"] = True
+    at.run()
+    at.run()
+    at.session_state["away"] = False
+    return at.run()
+
+
 def test_the_app_file_starts():
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
     no_exception(at)
@@ -212,11 +222,7 @@ def test_edits_survive_a_visit_to_another_page():
     at = app("nav")
     edit_table(at, "convs", {0: {"kernel": 7}, 2: {"pool": "max"}})
     before = table_shapes(at)
-    at.session_state["away"] = True
-    at.run()
-    at.run()
-    at.session_state["away"] = False
-    at.run()
+    away_and_back(at)
     no_exception(at)
     assert at.data_editor[0].value["kernel"][0] == 7  # the table starts from the edited network
     assert table_shapes(at) == before
@@ -228,10 +234,7 @@ def test_an_upload_survives_a_visit_to_another_page():
     img = np.zeros((40, 30, 3), np.uint8)
     at.file_uploader(key="upload").set_value(("mine.png", png(img), "image/png")).run()
     no_exception(at)
-    at.session_state["away"] = True
-    at.run()
-    at.session_state["away"] = False
-    at.run()
+    away_and_back(at)
     no_exception(at)
     assert any("earlier upload, mine.png" in c.value for c in at.caption)
     next(b for b in at.button if b.label == "Forget it").click().run()
@@ -246,11 +249,7 @@ def test_train_settings_survive_another_page_and_a_reload():
     assert at.number_input(key="tr_lr").value == 0.9  # lenet5's own training defaults came with it
     at.number_input(key="tr_epochs").set_value(3).run()
     at.number_input(key="tr_cap").set_value(7).run()
-    at.session_state["away"] = True
-    at.run()
-    at.run()
-    at.session_state["away"] = False
-    at.run()
+    away_and_back(at)
     no_exception(at)
     assert (at.number_input(key="tr_epochs").value, at.number_input(key="tr_cap").value) == (3, 7)
     assert at.selectbox(key="tr_preset").value == "lenet5"

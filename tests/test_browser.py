@@ -2,18 +2,13 @@
 
 Walks what a new user does on every page, then five sessions at once. Screenshots of each page go
 to test-artifacts/. Skipped, with the reason, only where Chromium or playwright is missing
-(.ci/run installs both).
+(.ci/run installs both). The `server` and `browser` fixtures (one of each for all the browser
+modules) are in conftest.py; the other browser modules use the helpers below.
 """
 from __future__ import annotations
 
 import io
-import os
-import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -23,69 +18,23 @@ from PIL import Image
 from alexnet_viz.config import get_preset, with_conv
 from alexnet_viz.summary import summarize
 
-from .conftest import ROOT
+from .conftest import CHROMIUM, ROOT
 
 pytestmark = pytest.mark.slow
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
 playwright = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 if not Path(CHROMIUM).exists():
     pytest.skip("Chromium not found at /usr/bin/chromium (apt-get install -y chromium)", allow_module_level=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    port = free_port()
-    runs = tmp_path_factory.mktemp("runs")
-    env = {**os.environ, "ALEXNET_VIZ_RUNS": str(runs), "ALEXNET_VIZ_OFFLINE": "1",
-           "ALEXNET_VIZ_CACHE": str(tmp_path_factory.mktemp("cache")),
-           "TORCH_HOME": str(tmp_path_factory.mktemp("torch"))}
-    env.pop("ALEXNET_VIZ_DATA", None)
-    log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "w")
-    p = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                          "--server.address", "127.0.0.1", "--server.headless", "true",
-                          "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
-                         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        p.kill()
-        pytest.fail("streamlit did not answer its health check in 60 s")
-    yield url, runs
-    p.terminate()
-    p.wait(10)
-    log.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--no-first-run", "--disable-sync"])
-        yield b
-        b.close()
-
-
-def open_page(browser, url: str, path: str = ""):
+def open_page(browser, url: str, path: str = "", wait: bool = True):
+    """A new session (its own browser context) on `path`; with wait, once its script has run."""
     ctx = browser.new_context(viewport={"width": 1400, "height": 1800})
     page = ctx.new_page()
     page.set_default_timeout(60_000)
     page.goto(f"{url}/{path}")
-    wait_idle(page)
+    if wait:
+        wait_idle(page)
     return page
 
 
@@ -207,16 +156,21 @@ def test_architect_page_edits_and_errors(server, browser):
     page.context.close()
 
 
-def start_training(page, batches: int, epochs: int = 1) -> None:
+def train_settings(page, batches: int, epochs: int = 1) -> None:
+    """On the Train page: the mini28 preset, `epochs` epochs of at most `batches` batches."""
     page.get_by_text("A preset", exact=True).click()
     wait_idle(page)
     set_number(page, "Epochs", epochs)
     set_number(page, "Max batches per epoch (0 = all)", batches)
+
+
+def start_training(page, batches: int, epochs: int = 1) -> None:
+    train_settings(page, batches, epochs)
     page.get_by_role("button", name="Start training").click()
 
 
 def test_train_page_charts_grow_and_stop_works(server, browser):
-    url, runs = server
+    url, _ = server
     page = open_page(browser, url, "train")
     assert_clean(page)
     page.get_by_text("bundled sample").wait_for()  # offline in tests, and the page says so
@@ -227,15 +181,17 @@ def test_train_page_charts_grow_and_stop_works(server, browser):
     assert n0
     page.wait_for_timeout(2500)
     shot(page, "train-live")
+    page.reload()  # mid-run: the page finds its job again through the session id in the URL
+    page.get_by_text("examples/sec").first.wait_for()
     page.get_by_role("button", name="Stop").click()
     # the engine's stop latency is tested without a browser (one batch); here: that the page says so
     page.get_by_text("Run stopped").wait_for(timeout=60_000)
     assert_clean(page)
-    # a complete capped run: charts, confusion matrix and the misclassified gallery
+    # a complete capped run, short (what it shows needs one epoch's end): charts, confusion matrix and
+    # the misclassified gallery
+    set_number(page, "Epochs", 1)
+    set_number(page, "Max batches per epoch (0 = all)", 10)
     page.get_by_role("button", name="Start training").click()
-    page.get_by_text("examples/sec").first.wait_for()
-    page.reload()  # mid-run: the page finds its job again through the session id in the URL
-    page.get_by_text("examples/sec").first.wait_for()
     page.get_by_text("Run finished").wait_for(timeout=120_000)
     wait_idle(page)
     page.get_by_text("Misclassified test images").wait_for()
@@ -287,12 +243,16 @@ def saved_run(page) -> str:
 def test_five_sessions_at_once(server, browser):
     """Five users: every page answers; two trainings queue; nobody sees another's runs."""
     url, _ = server
-    pages = [open_page(browser, url, path) for path in ("", "train", "explore", "train", "train")]
-    for p in pages:
+    pages = [open_page(browser, url, path, wait=False) for path in ("", "train", "explore", "train", "train")]
+    for p in pages:  # the five scripts run at the same time on the server
+        wait_idle(p)
         assert_clean(p)
     a, b = pages[3], pages[4]
-    start_training(a, batches=60, epochs=2)
-    start_training(b, batches=5)
+    train_settings(a, batches=20)
+    train_settings(b, batches=5)
+    a.get_by_role("button", name="Start training").click()
+    a.get_by_role("button", name="Stop").wait_for()  # a's job is on the server: b comes second
+    b.get_by_role("button", name="Start training").click()
     b.get_by_text("Queued: place").wait_for(timeout=30_000)  # one job at a time on the server
     a.get_by_text("Run finished").wait_for(timeout=180_000)
     b.get_by_text("Run finished").wait_for(timeout=180_000)

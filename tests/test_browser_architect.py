@@ -10,13 +10,12 @@ import pytest
 from alexnet_viz.config import get_preset, trace, with_conv
 from alexnet_viz.summary import summarize
 
-from .test_browser import (assert_clean, browser, conv_table, edit_cell, metric, server, set_number,  # noqa: F401
-                           wait_idle, wait_metric)
+from .test_browser import assert_clean, conv_table, edit_cell, metric, set_number, wait_idle, wait_metric
 
 pytestmark = pytest.mark.slow
 
 
-def open_at(browser, url: str, width: int, height: int):  # noqa: F811
+def open_at(browser, url: str, width: int, height: int):
     page = browser.new_context(viewport={"width": width, "height": height}).new_page()
     page.set_default_timeout(60_000)
     page.goto(url)
@@ -41,7 +40,7 @@ def viewport_shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
 
 
-def test_projector_1920(server, browser):  # noqa: F811
+def test_projector_1920(server, browser):
     url, _ = server
     page = open_at(browser, url, 1920, 1080)
     assert_clean(page)
@@ -79,7 +78,7 @@ def test_projector_1920(server, browser):  # noqa: F811
     page.context.close()
 
 
-def test_phone_390(server, browser):  # noqa: F811
+def test_phone_390(server, browser):
     url, _ = server
     page = open_at(browser, url, 390, 844)
     assert_clean(page)

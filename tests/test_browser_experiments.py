@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-from .test_browser import assert_clean, browser, open_page, server, set_number, shot, wait_idle  # noqa: F401
+from .test_browser import assert_clean, open_page, set_number, shot, start_training, wait_idle
 
 pytestmark = pytest.mark.slow
 
 
-def test_a_two_config_experiment_with_a_batch_cap(server, browser):  # noqa: F811
+def test_a_two_config_experiment_with_a_batch_cap(server, browser):
     url, _ = server
     page = open_page(browser, url, "experiments")
     assert_clean(page)
@@ -41,14 +41,10 @@ def until(page, check, timeout_s: float = 90) -> bool:
     return check()
 
 
-def test_the_live_chart_keeps_its_zoom_while_held(server, browser):  # noqa: F811
+def test_the_live_chart_keeps_its_zoom_while_held(server, browser):
     url, _ = server
     page = open_page(browser, url, "train")
-    page.get_by_text("A preset", exact=True).click()
-    wait_idle(page)
-    set_number(page, "Epochs", 3)
-    set_number(page, "Max batches per epoch (0 = all)", 60)
-    page.get_by_role("button", name="Start training").click()
+    start_training(page, batches=60, epochs=3)
     page.get_by_text("ETA").first.wait_for()
     plot = page.locator(".js-plotly-plot").first
     plot.wait_for()

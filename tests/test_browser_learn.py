@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .test_browser import assert_clean, browser, open_page, server, set_number, shot, wait_idle  # noqa: F401
+from .test_browser import assert_clean, open_page, shot, start_training, wait_idle
 
 pytestmark = pytest.mark.slow
 
@@ -16,14 +16,10 @@ def top_predictions(page) -> str:
     return plot.evaluate("gd => JSON.stringify([gd.data[0].y, gd.data[0].text])")
 
 
-def test_internals_embedding_and_snapshot_scrubbing(server, browser):  # noqa: F811
+def test_internals_embedding_and_snapshot_scrubbing(server, browser):
     url, _ = server
     page = open_page(browser, url, "train")
-    page.get_by_text("A preset", exact=True).click()
-    wait_idle(page)
-    set_number(page, "Epochs", 2)
-    set_number(page, "Max batches per epoch (0 = all)", 8)  # snapshots at steps 0, 1, 4, 8, 16
-    page.get_by_role("button", name="Start training").click()
+    start_training(page, batches=8, epochs=2)  # snapshots at steps 0, 1, 4, 8, 16
     page.get_by_text("Inside the network").first.wait_for(timeout=60_000)  # live, while it trains
     page.locator(".js-plotly-plot").filter(has_text="Gradient norm per layer").first.wait_for()
     page.get_by_text("Run finished").wait_for(timeout=300_000)
