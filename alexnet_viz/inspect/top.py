@@ -23,7 +23,7 @@ from torch import nn
 
 from ..summary import summarize
 from .receptive import unit_box
-from .walk import layer_outputs
+from .walk import output_at
 
 MAX_MACS = 2e12    # about 40 s of one pass on a 2-core laptop CPU at ~50 G multiply-accumulates/s
 BATCH_MACS = 4e10  # images per batch: about a second of work between progress reports
@@ -120,8 +120,10 @@ def index_layer(model: nn.Module, test_x: torch.Tensor, test_y: torch.Tensor, la
     bests, wheres = [], []
     for k in range(0, len(idx), batch):
         x = prepare(test_x[idx[k:k + batch]], cfg.in_channels, cfg.input_size, mean, std)
-        y = layer_outputs(model, x, upto=layer)[layer]          # B×C×H×W
-        v, w = y.flatten(2).max(2)
+        y = output_at(model, x.contiguous(memory_format=torch.channels_last), layer)  # B×C×H×W
+        # channels last, each image's H·W positions × C is a view: the strongest position per channel
+        # (the first of equals, row * W + col) without copying the maps
+        v, w = y.permute(0, 2, 3, 1).reshape(len(y), -1, y.shape[1]).max(1)
         bests.append(v)
         wheres.append(w)
         if progress:
