@@ -360,8 +360,8 @@ def _seconds_per_example(fp: Footprint, prof: dict, train: bool) -> float:
 
 
 # --- the estimates -------------------------------------------------------------------------------
-def _dataset_bytes(n_train: int) -> int:
-    return (n_train + FASHION_TEST) * (28 * 28 + 8)  # uint8 images, int64 labels
+def _dataset_bytes(n_train: int, n_test: int) -> int:
+    return (n_train + n_test) * (28 * 28 + 8)  # uint8 images, int64 labels
 
 
 def _largest_layer_words(arch: ArchConfig, fp: Footprint) -> str:
@@ -369,7 +369,7 @@ def _largest_layer_words(arch: ArchConfig, fp: Footprint) -> str:
 
 
 def estimate_training(arch: ArchConfig, t: TrainConfig, n_train: int = FASHION_TRAIN,
-                      device: str | torch.device | None = None) -> Estimate:
+                      device: str | torch.device | None = None, n_test: int = FASHION_TEST) -> Estimate:
     """Peak memory of a training run of `arch` with `t`, its seconds per epoch, and whether it fits."""
     dev = torch.device(device) if device is not None else pick_device(t.device)
     fp = footprint(arch)
@@ -388,7 +388,7 @@ def estimate_training(arch: ArchConfig, t: TrainConfig, n_train: int = FASHION_T
         "backward working memory": 2 * fp.largest * B,
         "the batch": 4 * (pixels + 28 * 28) * B,
         "evaluation batch (beyond a training step)": eval_extra,
-        "dataset on the device": _dataset_bytes(n_train),
+        "dataset on the device": _dataset_bytes(n_train, n_test),
         "process overhead": CUDA_CONTEXT if dev.type == "cuda" else PROCESS_OVERHEAD,
     }
     peak = sum(parts.values())
@@ -401,7 +401,7 @@ def estimate_training(arch: ArchConfig, t: TrainConfig, n_train: int = FASHION_T
     step_s = ((B * _seconds_per_example(fp, prof, train=True) + fp.layers * prof["layer_s"]) / speedup
               + fp.params * 4 * (3 + 2 * state) / prof["bytes_per_s"]          # optimizer step
               + B * 4 * pixels * 4 / prof["bytes_per_s"])                      # normalize + resize the batch
-    eval_s = FASHION_TEST * _seconds_per_example(fp, prof, train=False) / speedup
+    eval_s = n_test * _seconds_per_example(fp, prof, train=False) / speedup
     seconds = steps * step_s + eval_s
     biggest = max(parts, key=parts.get)
     fits = peak <= budget

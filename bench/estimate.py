@@ -70,7 +70,8 @@ def child(preset: str, batch: int, steps: int) -> None:
     # the prediction from this device's rates measured here and now: the same load as the steps above
     from alexnet_viz.cost import device_profile, estimate_training
     device_profile(data.device, refresh=True)
-    pred_s = estimate_training(arch, t, n_train=len(data.train_y), device=data.device).seconds_per_epoch
+    pred_s = estimate_training(arch, t, n_train=len(data.train_y), device=data.device,
+                              n_test=len(data.test_y)).seconds_per_epoch
     per_epoch = data.steps_per_epoch(batch)
     eval_s = min(eval_times) * len(data.test_y) / ebs
     print(json.dumps({"rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "base": base,
@@ -91,7 +92,8 @@ def _spawn(preset: str, batch: int, steps: int) -> dict:
 def main(quick: bool = False) -> None:
     from alexnet_viz.cost import device_profile, estimate_training, memory_budget
     from alexnet_viz.data import load_fashion_mnist
-    n_train = len(load_fashion_mnist().train_y)
+    ds = load_fashion_mnist()
+    n_train, n_test = len(ds.train_y), len(ds.test_y)
     base = _spawn("-", 0, 0)
     device_profile("cpu", refresh=True)  # this device's rates now, under the same load as the measurements
     batches = (32, 128) if quick else (32, 128, 512)
@@ -102,7 +104,7 @@ def main(quick: bool = False) -> None:
     for preset in presets:
         for b in batches:
             t = TrainConfig(**{**default_training(preset).to_dict(), "batch_size": b})
-            est = estimate_training(PRESETS[preset], t, n_train=n_train, device="cpu")
+            est = estimate_training(PRESETS[preset], t, n_train=n_train, device="cpu", n_test=n_test)
             row = [preset, b, human(est.peak_memory_bytes, "B"), f"{est.seconds_per_epoch:,.0f}"]
             if not est.fits:
                 rows.append(row + ["refused", "", "", "", f"does not fit: needs {human(est.peak_memory_bytes, 'B')}, "

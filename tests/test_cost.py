@@ -271,3 +271,12 @@ def test_explore_refuses_the_issues_network_before_allocating_it(tmp_path):
     assert "Something went wrong" not in errors
     rss = int(p.stdout.split("RSS ")[1].split()[0])
     assert rss < cost.estimate_analysis(HUGE).peak_memory_bytes / 3
+
+
+def test_the_estimate_counts_the_test_set_it_will_evaluate():
+    """The bundled sample (10,000 + 2,000 images) is evaluated on 2,000 images, not the full 10,000."""
+    arch, t = get_preset("mini28"), TrainConfig(batch_size=128)
+    full = cost.estimate_training(arch, t, n_train=10_000, device="cpu")
+    sample = cost.estimate_training(arch, t, n_train=10_000, device="cpu", n_test=2_000)
+    assert sample.seconds_per_epoch < full.seconds_per_epoch
+    assert full.breakdown["dataset on the device"] - sample.breakdown["dataset on the device"] == 8_000 * (28 * 28 + 8)
