@@ -179,8 +179,9 @@ class Footprint:
     largest_name: str
     pair: int                   # most bytes of a layer's input and output together, per image
     conv_macs: int              # per image
+    convs: tuple                # (MACs per image, width) of each conv; width = √(out channels × in/groups × k²)
     linear_macs: int
-    elementwise: int            # bytes written by layers that are not conv/linear, per image
+    elementwise: int            # bytes read and written by layers that are not conv/linear, per image
     layers: int
 
 
@@ -210,6 +211,7 @@ def footprint(arch: ArchConfig) -> Footprint:
     saved_train = _saved_bytes(model.train(), x) // B
     saved_eval = _saved_bytes(model.eval(), x) // B
     outputs, largest, name, pair, conv, lin, elem, n = 0, 0, "input", 0, 0, 0, 0, 0
+    convs = []
     prev = x[0].numel() * 4
     with torch.no_grad():
         y = x
@@ -221,14 +223,16 @@ def footprint(arch: ArchConfig) -> Footprint:
             if b > largest:
                 largest, name = b, lname
             if isinstance(m, nn.Conv2d):
-                conv += y[0].numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+                k = (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+                conv += y[0].numel() * k
+                convs.append((y[0].numel() * k, math.sqrt(k * m.out_channels)))
             elif isinstance(m, nn.Linear):
                 lin += m.in_features * m.out_features
             elif not isinstance(m, nn.Flatten):
-                elem += b
+                elem += prev + b  # a pooling layer reads 4× what it writes
             prev, n = b, n + 1
     params = sum(p.numel() for p in model.parameters())
-    return Footprint(params, saved_train, saved_eval, outputs, largest, name, pair, conv, lin, elem, n)
+    return Footprint(params, saved_train, saved_eval, outputs, largest, name, pair, conv, tuple(convs), lin, elem, n)
 
 
 def build_meta(arch: ArchConfig) -> nn.Module:
@@ -275,6 +279,8 @@ def measure_device(dev: torch.device) -> dict:
     conv = nn.Conv2d(64, 64, 3, padding=1).to(dev, memory_format=torch.channels_last)
     x = torch.randn(16, 64, 28, 28, generator=g).to(dev).contiguous(memory_format=torch.channels_last)
     x.requires_grad_(True)
+    narrow = nn.Conv2d(1, 8, 5, padding=2).to(dev, memory_format=torch.channels_last)  # LeNet's first conv
+    xn = torch.randn(128, 1, 28, 28, generator=g).to(dev).contiguous(memory_format=torch.channels_last)
     lin = nn.Linear(1024, 1024).to(dev)
     v = torch.randn(128, 1024, generator=g).to(dev).requires_grad_(True)
     e = torch.randn(4_000_000, generator=g).to(dev).requires_grad_(True)
@@ -290,18 +296,21 @@ def measure_device(dev: torch.device) -> dict:
         opt.step()
     load = _load_per_core() if dev.type == "cpu" else 0.0
     conv_s = _best(lambda: conv(x).sum().backward(), dev)
+    narrow_s = _best(lambda: narrow(xn).sum().backward(), dev)  # no input gradient: 2× the forward MACs
     lin_s = _best(lambda: lin(v).sum().backward(), dev)
     elem_s = _best(lambda: F.relu(e).sum().backward(), dev)  # relu: write, read; sum; backward: read, write
     layer_s = _best(tiny_step, dev, 10, 0.05) / len(tiny)
     conv_macs = 3 * 16 * 64 * 28 * 28 * 64 * 9
     lin_macs = 3 * 128 * 1024 * 1024
-    return {"conv_macs_per_s": conv_macs / conv_s, "linear_macs_per_s": lin_macs / lin_s,
+    return {"conv_macs_per_s": conv_macs / conv_s, "narrow_conv_macs_per_s": 2 * 128 * 28 * 28 * 8 * 25 / narrow_s,
+            "linear_macs_per_s": lin_macs / lin_s,
             "bytes_per_s": 5 * 4 * e.numel() / elem_s, "layer_s": layer_s,
             "load": max(load, _load_per_core() if dev.type == "cpu" else 0.0),
             "threads": torch.get_num_threads(), "torch": torch.__version__, "measured": time.time()}
 
 
-RATES = ("conv_macs_per_s", "linear_macs_per_s", "bytes_per_s")  # higher is faster
+RATES = ("conv_macs_per_s", "narrow_conv_macs_per_s", "linear_macs_per_s", "bytes_per_s")  # higher is faster
+WIDE, NARROW = math.sqrt(64 * 64 * 9), math.sqrt(8 * 25)  # the widths of the two measured convs
 TIMES = ("layer_s",)                                             # lower is faster
 
 
@@ -351,11 +360,21 @@ def device_profile(device: str | torch.device | None = None, refresh: bool = Fal
     return prof
 
 
+def _conv_rate(width: float, prof: dict) -> float:
+    """A conv's multiply-accumulate rate: narrow convs (few channels, small kernels) keep the vector
+    units less busy; between the two measured widths the rate goes log-linearly."""
+    lo, hi = prof["narrow_conv_macs_per_s"], prof["conv_macs_per_s"]
+    f = min(max(math.log(width / NARROW) / math.log(WIDE / NARROW), 0.0), 1.0)
+    return math.exp(math.log(lo) + f * (math.log(hi) - math.log(lo)))
+
+
 def _seconds_per_example(fp: Footprint, prof: dict, train: bool) -> float:
     """Seconds of one example's forward (train=False) or forward + backward (train=True)."""
     k = 1.0 if train else 1 / 3  # the rates were measured on forward + backward (3× the forward MACs)
-    compute = fp.conv_macs * 3 / prof["conv_macs_per_s"] + fp.linear_macs * 3 / prof["linear_macs_per_s"]
-    memory = fp.elementwise * 5 / prof["bytes_per_s"]  # each elementwise output: ~5 passes fwd + bwd
+    compute = (sum(macs * 3 / _conv_rate(width, prof) for macs, width in fp.convs)
+               + fp.linear_macs * 3 / prof["linear_macs_per_s"])
+    # each elementwise layer: forward reads its input and writes its output, backward ~1.5× that
+    memory = fp.elementwise * 2.5 / prof["bytes_per_s"]
     return k * (compute + memory)
 
 
