@@ -13,7 +13,7 @@ Time of an epoch: 3 × forward MACs per example (forward, and backward's two pro
 device's multiply-accumulate rate, plus the elementwise layers over its memory bandwidth, plus a
 per-layer cost (autograd, dispatch, the optimizer: a whole step of a tiny network, per layer), plus
 the test-set pass, divided by bf16's speed-up where precision.py measured one for this network. The
-rates come from a micro-benchmark of about half a second, cached in the cache folder
+rates come from a micro-benchmark of about a second, cached in the cache folder
 (`ALEXNET_VIZ_CACHE`); taken while other work kept the machine busy, they are measured again by the
 next process, keeping each rate's fastest (other work only ever slows a measurement down).
 """
@@ -181,7 +181,7 @@ class Footprint:
     conv_macs: int              # per image
     convs: tuple                # (MACs per image, width) of each conv; width = √(out channels × in/groups × k²)
     linear_macs: int
-    elementwise: int            # bytes read and written by layers that are not conv/linear, per image
+    elementwise: tuple          # bytes read and written by the other layers, per image, by KINDS
     layers: int
 
 
@@ -202,6 +202,17 @@ def _saved_bytes(model: nn.Module, x: torch.Tensor) -> int:
     return sum(seen.values())
 
 
+# the layers that are neither conv nor linear, by how fast they go through memory (each measured)
+KINDS = ("stream", "smooth", "window", "lrn")
+_SMOOTH = (nn.Sigmoid, nn.Tanh, nn.GELU)
+_WINDOW = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d)
+
+
+def _kind(m: nn.Module) -> str:
+    return ("smooth" if isinstance(m, _SMOOTH) else "window" if isinstance(m, _WINDOW)
+            else "lrn" if isinstance(m, nn.LocalResponseNorm) else "stream")
+
+
 @lru_cache(maxsize=64)
 def footprint(arch: ArchConfig) -> Footprint:
     """Costs nothing: the network is built and run on the meta device."""
@@ -210,7 +221,8 @@ def footprint(arch: ArchConfig) -> Footprint:
     x = torch.empty(B, arch.in_channels, arch.input_size, arch.input_size, device="meta", requires_grad=False)
     saved_train = _saved_bytes(model.train(), x) // B
     saved_eval = _saved_bytes(model.eval(), x) // B
-    outputs, largest, name, pair, conv, lin, elem, n = 0, 0, "input", 0, 0, 0, 0, 0
+    outputs, largest, name, pair, conv, lin, n = 0, 0, "input", 0, 0, 0, 0
+    elem = dict.fromkeys(KINDS, 0)
     convs = []
     prev = x[0].numel() * 4
     with torch.no_grad():
@@ -229,10 +241,11 @@ def footprint(arch: ArchConfig) -> Footprint:
             elif isinstance(m, nn.Linear):
                 lin += m.in_features * m.out_features
             elif not isinstance(m, nn.Flatten):
-                elem += prev + b  # a pooling layer reads 4× what it writes
+                elem[_kind(m)] += prev + b  # a pooling layer reads 4× what it writes
             prev, n = b, n + 1
     params = sum(p.numel() for p in model.parameters())
-    return Footprint(params, saved_train, saved_eval, outputs, largest, name, pair, conv, tuple(convs), lin, elem, n)
+    return Footprint(params, saved_train, saved_eval, outputs, largest, name, pair, conv, tuple(convs), lin,
+                     tuple(elem[k] for k in KINDS), n)
 
 
 def build_meta(arch: ArchConfig) -> nn.Module:
@@ -274,7 +287,7 @@ def _load_per_core() -> float:
 
 
 def measure_device(dev: torch.device) -> dict:
-    """Rates of this device for a training step's parts; about half a second on 2 CPU cores."""
+    """Rates of this device for a training step's parts; about a second on 2 CPU cores."""
     g = torch.Generator(device="cpu").manual_seed(0)
     conv = nn.Conv2d(64, 64, 3, padding=1).to(dev, memory_format=torch.channels_last)
     x = torch.randn(16, 64, 28, 28, generator=g).to(dev).contiguous(memory_format=torch.channels_last)
@@ -283,7 +296,8 @@ def measure_device(dev: torch.device) -> dict:
     xn = torch.randn(128, 1, 28, 28, generator=g).to(dev).contiguous(memory_format=torch.channels_last)
     lin = nn.Linear(1024, 1024).to(dev)
     v = torch.randn(128, 1024, generator=g).to(dev).requires_grad_(True)
-    e = torch.randn(4_000_000, generator=g).to(dev).requires_grad_(True)
+    e = torch.randn(16, 64, 64, 64, generator=g).to(dev).contiguous(memory_format=torch.channels_last)
+    e.requires_grad_(True)  # channels last, as the engine trains
     # a whole training step of a 5-layer network too small to compute anything: what each layer costs
     # beyond its arithmetic (autograd, the optimizer, the dispatch of every op), forward to step
     tiny = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8, 3)).to(dev)
@@ -298,18 +312,28 @@ def measure_device(dev: torch.device) -> dict:
     conv_s = _best(lambda: conv(x).sum().backward(), dev)
     narrow_s = _best(lambda: narrow(xn).sum().backward(), dev)  # no input gradient: 2× the forward MACs
     lin_s = _best(lambda: lin(v).sum().backward(), dev)
-    elem_s = _best(lambda: F.relu(e).sum().backward(), dev)  # relu: write, read; sum; backward: read, write
+    # each kind of elementwise layer, forward and backward, in bytes of its input + output × 2.5
+    per_kind = {"stream": (nn.ReLU(), 2), "smooth": (nn.Sigmoid(), 2), "window": (nn.MaxPool2d(3, 2), 1 + 31 * 31 / 64 ** 2),
+                "lrn": (nn.LocalResponseNorm(5), 2)}
+    elem = {}
+    for k, (f, io) in per_kind.items():
+        t = e[:4] if k == "lrn" else e  # LRN is ~25× slower than ReLU per byte: a quarter of the tensor
+        elem[k] = 2.5 * 4 * t.numel() * io / _best(lambda f=f, t=t: f(t).sum().backward(), dev)
     layer_s = _best(tiny_step, dev, 10, 0.05) / len(tiny)
     conv_macs = 3 * 16 * 64 * 28 * 28 * 64 * 9
     lin_macs = 3 * 128 * 1024 * 1024
     return {"conv_macs_per_s": conv_macs / conv_s, "narrow_conv_macs_per_s": 2 * 128 * 28 * 28 * 8 * 25 / narrow_s,
             "linear_macs_per_s": lin_macs / lin_s,
-            "bytes_per_s": 5 * 4 * e.numel() / elem_s, "layer_s": layer_s,
+            "bytes_per_s": elem["stream"], "smooth_bytes_per_s": elem["smooth"],
+            "window_bytes_per_s": elem["window"], "lrn_bytes_per_s": elem["lrn"], "layer_s": layer_s,
             "load": max(load, _load_per_core() if dev.type == "cpu" else 0.0),
             "threads": torch.get_num_threads(), "torch": torch.__version__, "measured": time.time()}
 
 
-RATES = ("conv_macs_per_s", "narrow_conv_macs_per_s", "linear_macs_per_s", "bytes_per_s")  # higher is faster
+RATES = ("conv_macs_per_s", "narrow_conv_macs_per_s", "linear_macs_per_s", "bytes_per_s", "smooth_bytes_per_s",
+         "window_bytes_per_s", "lrn_bytes_per_s")                                        # higher is faster
+_BYTES = {"stream": "bytes_per_s", "smooth": "smooth_bytes_per_s", "window": "window_bytes_per_s",
+          "lrn": "lrn_bytes_per_s"}
 WIDE, NARROW = math.sqrt(64 * 64 * 9), math.sqrt(8 * 25)  # the widths of the two measured convs
 TIMES = ("layer_s",)                                             # lower is faster
 
@@ -374,7 +398,7 @@ def _seconds_per_example(fp: Footprint, prof: dict, train: bool) -> float:
     compute = (sum(macs * 3 / _conv_rate(width, prof) for macs, width in fp.convs)
                + fp.linear_macs * 3 / prof["linear_macs_per_s"])
     # each elementwise layer: forward reads its input and writes its output, backward ~1.5× that
-    memory = fp.elementwise * 2.5 / prof["bytes_per_s"]
+    memory = sum(b * 2.5 / prof[_BYTES[k]] for k, b in zip(KINDS, fp.elementwise))
     return k * (compute + memory)
 
 

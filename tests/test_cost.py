@@ -87,8 +87,10 @@ def test_the_device_profile_is_measured_once_and_cached_on_disk(monkeypatch):
 def test_a_profile_taken_on_a_busy_machine_is_measured_again_keeping_the_fastest(monkeypatch):
     """Other work only slows a measurement down: rates taken under load are replaced as soon as a
     later process measures faster, and a slower later measurement never replaces faster ones."""
-    busy = {"conv_macs_per_s": 1e9, "narrow_conv_macs_per_s": 1e9, "linear_macs_per_s": 9e10, "bytes_per_s": 1e9, "layer_s": 1e-3, "load": 3.0}
-    quiet = {"conv_macs_per_s": 8e10, "narrow_conv_macs_per_s": 2e10, "linear_macs_per_s": 4e10, "bytes_per_s": 2e10, "layer_s": 4e-5, "load": 0.1}
+    busy = {"conv_macs_per_s": 1e9, "narrow_conv_macs_per_s": 1e9, "linear_macs_per_s": 9e10, "bytes_per_s": 1e9, "layer_s": 1e-3, "load": 3.0,
+            **dict.fromkeys(("smooth_bytes_per_s", "window_bytes_per_s", "lrn_bytes_per_s"), 1e9)}
+    quiet = {"conv_macs_per_s": 8e10, "narrow_conv_macs_per_s": 2e10, "linear_macs_per_s": 4e10, "bytes_per_s": 2e10, "layer_s": 4e-5, "load": 0.1,
+             **dict.fromkeys(("smooth_bytes_per_s", "window_bytes_per_s", "lrn_bytes_per_s"), 5e9)}
     measured = iter([busy, quiet])
     monkeypatch.setattr(cost, "measure_device", lambda dev: dict(next(measured)))
     cost._PROFILES.clear()
@@ -160,7 +162,8 @@ def test_analysis_of_the_issues_network_is_refused_before_the_model_is_built(mon
 
 
 def test_a_slow_run_says_what_would_make_it_fast(monkeypatch):
-    rates = {"conv_macs_per_s": 1e11, "narrow_conv_macs_per_s": 2e10, "linear_macs_per_s": 5e10, "bytes_per_s": 1e10, "layer_s": 1e-4}
+    rates = {"conv_macs_per_s": 1e11, "narrow_conv_macs_per_s": 2e10, "linear_macs_per_s": 5e10, "bytes_per_s": 1e10, "layer_s": 1e-4,
+             **dict.fromkeys(("smooth_bytes_per_s", "window_bytes_per_s", "lrn_bytes_per_s"), 3e9)}
     monkeypatch.setattr(cost, "device_profile", lambda device=None: rates)  # a 2-core laptop's rates, fixed
     est = cost.estimate_training(get_preset("d2l"), TrainConfig(epochs=10, batch_size=128), device="cpu")
     assert est.fits and est.run_seconds > cost.SLOW_RUN_S
