@@ -5,7 +5,8 @@ Memory of a training step (bytes), each part derived from the model, not typed b
 - activations kept for backward: what autograd saves, found by running the network on the `meta`
   device (no memory, no compute) under `saved_tensors_hooks` and adding up the distinct tensors it
   keeps (a ReLU's output that the next conv also keeps counts once); bf16 autocast halves them.
-- backward working memory: the gradient of the largest layer output and of its input, alive at once.
+- backward working memory: the gradient of the largest layer output and of its input, alive at once
+  (an LRN layer, built from five tensor ops, holds LRN_TEMPS more of its output's size, forward too).
 - the batch (the 28×28 floats and the resized copy), the uint8 dataset on the device, and the fixed
   cost of a process that has imported torch (measured: see PROCESS_OVERHEAD).
 
@@ -177,7 +178,10 @@ class Footprint:
     outputs: int                # bytes of every layer's output, per image (all feature maps)
     largest: int                # bytes of the largest layer output, per image
     largest_name: str
-    pair: int                   # most bytes of a layer's input and output together, per image
+    pair: int                   # most bytes a layer's forward holds at once (its input, output, temporaries)
+    work: int                   # most bytes a layer's backward holds at once, per image
+    work_bf16: int              # the same in bf16 autocast (gradients in bf16; LRN still in fp32)
+    pair_bf16: int              # `pair` in bf16 autocast
     conv_macs: int              # per image
     convs: tuple                # (MACs per image, width) of each conv; width = √(out channels × in/groups × k²)
     linear_macs: int
@@ -205,6 +209,7 @@ def _saved_bytes(model: nn.Module, x: torch.Tensor) -> int:
 # the layers that are neither conv nor linear, by how fast they go through memory (each measured)
 KINDS = ("stream", "smooth", "window", "lrn")
 _SMOOTH = (nn.Sigmoid, nn.Tanh, nn.GELU)
+LRN_TEMPS = 4  # x², its padded copy, the window sums, their power: measured on alexnet2012 (~4.8 at batch 32)
 _WINDOW = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d)
 
 
@@ -221,7 +226,7 @@ def footprint(arch: ArchConfig) -> Footprint:
     x = torch.empty(B, arch.in_channels, arch.input_size, arch.input_size, device="meta", requires_grad=False)
     saved_train = _saved_bytes(model.train(), x) // B
     saved_eval = _saved_bytes(model.eval(), x) // B
-    outputs, largest, name, pair, conv, lin, n = 0, 0, "input", 0, 0, 0, 0
+    outputs, largest, name, pair, work, work16, pair16, conv, lin, n = 0, 0, "input", 0, 0, 0, 0, 0, 0, 0
     elem = dict.fromkeys(KINDS, 0)
     convs = []
     prev = x[0].numel() * 4
@@ -231,7 +236,9 @@ def footprint(arch: ArchConfig) -> Footprint:
             y = m(y)
             b = y[0].numel() * 4
             outputs += b
-            pair = max(pair, prev + b)
+            temps = LRN_TEMPS * b if isinstance(m, nn.LocalResponseNorm) else 0
+            pair, work = max(pair, prev + b + temps), max(work, 2 * b + temps)
+            work16, pair16 = max(work16, b + temps), max(pair16, (prev + b) // 2 + temps)
             if b > largest:
                 largest, name = b, lname
             if isinstance(m, nn.Conv2d):
@@ -244,7 +251,7 @@ def footprint(arch: ArchConfig) -> Footprint:
                 elem[_kind(m)] += prev + b  # a pooling layer reads 4× what it writes
             prev, n = b, n + 1
     params = sum(p.numel() for p in model.parameters())
-    return Footprint(params, saved_train, saved_eval, outputs, largest, name, pair, conv, tuple(convs), lin,
+    return Footprint(params, saved_train, saved_eval, outputs, largest, name, pair, work, work16, pair16, conv, tuple(convs), lin,
                      tuple(elem[k] for k in KINDS), n)
 
 
@@ -392,14 +399,16 @@ def _conv_rate(width: float, prof: dict) -> float:
     return math.exp(math.log(lo) + f * (math.log(hi) - math.log(lo)))
 
 
-def _seconds_per_example(fp: Footprint, prof: dict, train: bool) -> float:
-    """Seconds of one example's forward (train=False) or forward + backward (train=True)."""
+def _seconds_per_example(fp: Footprint, prof: dict, train: bool, speedup: float = 1.0) -> float:
+    """Seconds of one example's forward (train=False) or forward + backward (train=True); bf16's
+    speed-up applies to all but LRN, which autocast runs in fp32."""
     k = 1.0 if train else 1 / 3  # the rates were measured on forward + backward (3× the forward MACs)
     compute = (sum(macs * 3 / _conv_rate(width, prof) for macs, width in fp.convs)
                + fp.linear_macs * 3 / prof["linear_macs_per_s"])
     # each elementwise layer: forward reads its input and writes its output, backward ~1.5× that
-    memory = sum(b * 2.5 / prof[_BYTES[k]] for k, b in zip(KINDS, fp.elementwise))
-    return k * (compute + memory)
+    memory = {kind: b * 2.5 / prof[_BYTES[kind]] for kind, b in zip(KINDS, fp.elementwise)}
+    lrn = memory.pop("lrn")
+    return k * ((compute + sum(memory.values())) / speedup + lrn)
 
 
 # --- the estimates -------------------------------------------------------------------------------
@@ -420,7 +429,8 @@ def estimate_training(arch: ArchConfig, t: TrainConfig, n_train: int = FASHION_T
     B = t.batch_size
     state = {"sgd": 0, "momentum": 1, "adam": 2}.get(t.optimizer, 2)
     pixels = arch.in_channels * arch.input_size ** 2
-    per_image = int(fp.saved_train * half) + 2 * fp.largest + 4 * (pixels + 28 * 28)
+    work = fp.work_bf16 if half < 1 else fp.work
+    per_image = int(fp.saved_train * half) + work + 4 * (pixels + 28 * 28)
     ebs = eval_batch_size(arch, dev, half < 1, B)
     eval_extra = max(ebs * _eval_per_image(arch, fp, half < 1) - per_image * B, 0)
     parts = {
@@ -428,7 +438,7 @@ def estimate_training(arch: ArchConfig, t: TrainConfig, n_train: int = FASHION_T
         "gradients": fp.params * 4,
         "optimizer state": fp.params * 4 * state,
         "activations kept for backward": int(fp.saved_train * half) * B,
-        "backward working memory": 2 * fp.largest * B,
+        "backward working memory": work * B,
         "the batch": 4 * (pixels + 28 * 28) * B,
         "evaluation batch (beyond a training step)": eval_extra,
         "dataset on the device": _dataset_bytes(n_train, n_test),
@@ -441,10 +451,10 @@ def estimate_training(arch: ArchConfig, t: TrainConfig, n_train: int = FASHION_T
         steps = min(steps, t.max_batches)
     prof = device_profile(dev)
     speedup = _speedup(dev, arch, t)  # bf16's measured speed-up covers the network's forward + backward
-    step_s = ((B * _seconds_per_example(fp, prof, train=True) + fp.layers * prof["layer_s"]) / speedup
+    step_s = (B * _seconds_per_example(fp, prof, True, speedup) + fp.layers * prof["layer_s"] / speedup
               + fp.params * 4 * (3 + 2 * state) / prof["bytes_per_s"]          # optimizer step
               + B * 4 * pixels * 4 / prof["bytes_per_s"])                      # normalize + resize the batch
-    eval_s = n_test * _seconds_per_example(fp, prof, train=False) / speedup
+    eval_s = n_test * _seconds_per_example(fp, prof, False, speedup)
     seconds = steps * step_s + eval_s
     biggest = max(parts, key=parts.get)
     fits = peak <= budget
@@ -502,7 +512,7 @@ def estimate_analysis(arch: ArchConfig, device: str | torch.device | None = None
     parts = {
         "weights": fp.params * 4,
         "feature maps of every layer": fp.outputs,
-        "Grad-CAM's forward and backward": fp.saved_eval + 2 * fp.largest + fp.pair,
+        "Grad-CAM's forward and backward": fp.saved_eval + fp.work + fp.pair,
     }
     peak = sum(parts.values())
     budget = memory_budget(dev)
@@ -518,7 +528,7 @@ def estimate_analysis(arch: ArchConfig, device: str | torch.device | None = None
 
 def _eval_per_image(arch: ArchConfig, fp: Footprint, amp: bool) -> int:
     """Bytes alive per image in a no-grad forward: a layer's input and output, and the batch."""
-    return max(int(fp.pair * (0.5 if amp else 1.0)) + 4 * (arch.in_channels * arch.input_size ** 2 + 28 * 28), 1)
+    return max((fp.pair_bf16 if amp else fp.pair) + 4 * (arch.in_channels * arch.input_size ** 2 + 28 * 28), 1)
 
 
 def eval_batch_size(arch: ArchConfig, device: str | torch.device, amp: bool = False,
@@ -529,7 +539,7 @@ def eval_batch_size(arch: ArchConfig, device: str | torch.device, amp: bool = Fa
     per_image = _eval_per_image(arch, fp, amp)
     limit = memory_budget(device) // 4
     if train_batch:  # never much more than the training step itself needed
-        limit = min(limit, max((fp.saved_train + 2 * fp.largest) * train_batch, 64 * 2**20))
+        limit = min(limit, max((fp.saved_train + fp.work) * train_batch, 64 * 2**20))
     top = 1000 if arch.input_size <= 64 else EVAL_BATCH
     return max(1, min(top, limit // per_image))
 

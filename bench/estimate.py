@@ -92,7 +92,7 @@ def _spawn(preset: str, batch: int, steps: int) -> dict:
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-def main(quick: bool = False) -> None:
+def main(quick: bool = False, only: tuple[str, ...] = ()) -> None:
     from alexnet_viz.cost import device_profile, estimate_training, memory_budget
     from alexnet_viz.data import load_fashion_mnist
     ds = load_fashion_mnist()
@@ -102,6 +102,7 @@ def main(quick: bool = False) -> None:
     batches = (32, 128) if quick else (32, 128, 512)
     small_first = ("mini28", "lenet5", "torchvision", "d2l", "alexnet2012")
     presets = ("mini28", "lenet5", "d2l") if quick else tuple(p for p in small_first if p in PRESETS)
+    presets = tuple(p for p in presets if p in only) if only else presets
     steps = 2 if quick else 3
     rows = []
     for preset in presets:
