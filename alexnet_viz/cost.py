@@ -5,14 +5,18 @@ Memory of a training step (bytes), each part derived from the model, not typed b
 - activations kept for backward: what autograd saves, found by running the network on the `meta`
   device (no memory, no compute) under `saved_tensors_hooks` and adding up the distinct tensors it
   keeps (a ReLU's output that the next conv also keeps counts once); bf16 autocast halves them.
-- backward working memory: the gradient of the largest layer output and of its input, alive at once.
+- backward working memory: the gradient of the largest layer output and of its input, alive at once
+  (an LRN layer, built from five tensor ops, holds LRN_TEMPS more of its output's size, forward too).
 - the batch (the 28×28 floats and the resized copy), the uint8 dataset on the device, and the fixed
   cost of a process that has imported torch (measured: see PROCESS_OVERHEAD).
 
 Time of an epoch: 3 × forward MACs per example (forward, and backward's two products) over this
 device's multiply-accumulate rate, plus the elementwise layers over its memory bandwidth, plus a
-per-layer dispatch cost, plus the test-set pass; the rates come from a micro-benchmark of well under
-a second, run once per device and cached in the cache folder (`ALEXNET_VIZ_CACHE`).
+per-layer cost (autograd, dispatch, the optimizer: a whole step of a tiny network, per layer), plus
+the test-set pass, divided by bf16's speed-up where precision.py measured one for this network. The
+rates come from a micro-benchmark of about a second, cached in the cache folder
+(`ALEXNET_VIZ_CACHE`); taken while other work kept the machine busy, they are measured again by the
+next process, keeping each rate's fastest (other work only ever slows a measurement down).
 """
 from __future__ import annotations
 
@@ -174,10 +178,14 @@ class Footprint:
     outputs: int                # bytes of every layer's output, per image (all feature maps)
     largest: int                # bytes of the largest layer output, per image
     largest_name: str
-    pair: int                   # most bytes of a layer's input and output together, per image
+    pair: int                   # most bytes a layer's forward holds at once (its input, output, temporaries)
+    work: int                   # most bytes a layer's backward holds at once, per image
+    work_bf16: int              # the same in bf16 autocast (gradients in bf16; LRN still in fp32)
+    pair_bf16: int              # `pair` in bf16 autocast
     conv_macs: int              # per image
+    convs: tuple                # (MACs per image, width) of each conv; width = √(out channels × in/groups × k²)
     linear_macs: int
-    elementwise: int            # bytes written by layers that are not conv/linear, per image
+    elementwise: tuple          # bytes read and written by the other layers, per image, by KINDS
     layers: int
 
 
@@ -198,6 +206,18 @@ def _saved_bytes(model: nn.Module, x: torch.Tensor) -> int:
     return sum(seen.values())
 
 
+# the layers that are neither conv nor linear, by how fast they go through memory (each measured)
+KINDS = ("stream", "smooth", "window", "lrn")
+_SMOOTH = (nn.Sigmoid, nn.Tanh, nn.GELU)
+LRN_TEMPS = 4  # x², its padded copy, the window sums, their power: measured on alexnet2012 (~4.8 at batch 32)
+_WINDOW = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d)
+
+
+def _kind(m: nn.Module) -> str:
+    return ("smooth" if isinstance(m, _SMOOTH) else "window" if isinstance(m, _WINDOW)
+            else "lrn" if isinstance(m, nn.LocalResponseNorm) else "stream")
+
+
 @lru_cache(maxsize=64)
 def footprint(arch: ArchConfig) -> Footprint:
     """Costs nothing: the network is built and run on the meta device."""
@@ -206,7 +226,9 @@ def footprint(arch: ArchConfig) -> Footprint:
     x = torch.empty(B, arch.in_channels, arch.input_size, arch.input_size, device="meta", requires_grad=False)
     saved_train = _saved_bytes(model.train(), x) // B
     saved_eval = _saved_bytes(model.eval(), x) // B
-    outputs, largest, name, pair, conv, lin, elem, n = 0, 0, "input", 0, 0, 0, 0, 0
+    outputs, largest, name, pair, work, work16, pair16, conv, lin, n = 0, 0, "input", 0, 0, 0, 0, 0, 0, 0
+    elem = dict.fromkeys(KINDS, 0)
+    convs = []
     prev = x[0].numel() * 4
     with torch.no_grad():
         y = x
@@ -214,18 +236,23 @@ def footprint(arch: ArchConfig) -> Footprint:
             y = m(y)
             b = y[0].numel() * 4
             outputs += b
-            pair = max(pair, prev + b)
+            temps = LRN_TEMPS * b if isinstance(m, nn.LocalResponseNorm) else 0
+            pair, work = max(pair, prev + b + temps), max(work, 2 * b + temps)
+            work16, pair16 = max(work16, b + temps), max(pair16, (prev + b) // 2 + temps)
             if b > largest:
                 largest, name = b, lname
             if isinstance(m, nn.Conv2d):
-                conv += y[0].numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+                k = (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+                conv += y[0].numel() * k
+                convs.append((y[0].numel() * k, math.sqrt(k * m.out_channels)))
             elif isinstance(m, nn.Linear):
                 lin += m.in_features * m.out_features
             elif not isinstance(m, nn.Flatten):
-                elem += b
+                elem[_kind(m)] += prev + b  # a pooling layer reads 4× what it writes
             prev, n = b, n + 1
     params = sum(p.numel() for p in model.parameters())
-    return Footprint(params, saved_train, saved_eval, outputs, largest, name, pair, conv, lin, elem, n)
+    return Footprint(params, saved_train, saved_eval, outputs, largest, name, pair, work, work16, pair16, conv, tuple(convs), lin,
+                     tuple(elem[k] for k in KINDS), n)
 
 
 def build_meta(arch: ArchConfig) -> nn.Module:
@@ -256,29 +283,85 @@ def _best(fn, dev: torch.device, n: int = 3, budget_s: float = 0.1) -> float:
     return best
 
 
+QUIET = 0.5  # load average per core under which a measurement is taken as the device's own speed
+
+
+def _load_per_core() -> float:
+    try:
+        return os.getloadavg()[0] / (os.cpu_count() or 1)
+    except (OSError, AttributeError):
+        return 0.0
+
+
 def measure_device(dev: torch.device) -> dict:
-    """Rates of this device for a training step's parts; about 0.4 s on 2 CPU cores."""
+    """Rates of this device for a training step's parts; about a second on 2 CPU cores."""
     g = torch.Generator(device="cpu").manual_seed(0)
     conv = nn.Conv2d(64, 64, 3, padding=1).to(dev, memory_format=torch.channels_last)
     x = torch.randn(16, 64, 28, 28, generator=g).to(dev).contiguous(memory_format=torch.channels_last)
     x.requires_grad_(True)
+    narrow = nn.Conv2d(1, 8, 5, padding=2).to(dev, memory_format=torch.channels_last)  # LeNet's first conv
+    xn = torch.randn(128, 1, 28, 28, generator=g).to(dev).contiguous(memory_format=torch.channels_last)
     lin = nn.Linear(1024, 1024).to(dev)
     v = torch.randn(128, 1024, generator=g).to(dev).requires_grad_(True)
-    e = torch.randn(4_000_000, generator=g).to(dev).requires_grad_(True)
-    s = torch.randn(1, 8, generator=g).to(dev).requires_grad_(True)
+    e = torch.randn(16, 64, 64, 64, generator=g).to(dev).contiguous(memory_format=torch.channels_last)
+    e.requires_grad_(True)  # channels last, as the engine trains
+    # a whole training step of a 5-layer network too small to compute anything: what each layer costs
+    # beyond its arithmetic (autograd, the optimizer, the dispatch of every op), forward to step
+    tiny = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8, 3)).to(dev)
+    opt = torch.optim.Adam(tiny.parameters())
+    tx, ty = torch.randn(2, 1, 6, 6, generator=g).to(dev), torch.tensor([0, 1], device=dev)
+
+    def tiny_step():
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(tiny(tx), ty).backward()
+        opt.step()
+    load = _load_per_core() if dev.type == "cpu" else 0.0
     conv_s = _best(lambda: conv(x).sum().backward(), dev)
+    narrow_s = _best(lambda: narrow(xn).sum().backward(), dev)  # no input gradient: 2× the forward MACs
     lin_s = _best(lambda: lin(v).sum().backward(), dev)
-    elem_s = _best(lambda: F.relu(e).sum().backward(), dev)  # relu: write, read; sum; backward: read, write
-    tiny_s = _best(lambda: F.relu(s).sum().backward(), dev, 10, 0.02)
+    # each kind of elementwise layer, forward and backward, in bytes of its input + output × 2.5
+    per_kind = {"stream": (nn.ReLU(), 2), "smooth": (nn.Sigmoid(), 2), "window": (nn.MaxPool2d(3, 2), 1 + 31 * 31 / 64 ** 2),
+                "lrn": (nn.LocalResponseNorm(5), 2)}
+    elem = {}
+    for k, (f, io) in per_kind.items():
+        t = e[:4] if k == "lrn" else e  # LRN is ~25× slower than ReLU per byte: a quarter of the tensor
+        elem[k] = 2.5 * 4 * t.numel() * io / _best(lambda f=f, t=t: f(t).sum().backward(), dev)
+    layer_s = _best(tiny_step, dev, 10, 0.05) / len(tiny)
     conv_macs = 3 * 16 * 64 * 28 * 28 * 64 * 9
     lin_macs = 3 * 128 * 1024 * 1024
-    return {"conv_macs_per_s": conv_macs / conv_s, "linear_macs_per_s": lin_macs / lin_s,
-            "bytes_per_s": 5 * 4 * e.numel() / elem_s, "op_s": tiny_s / 2,
+    return {"conv_macs_per_s": conv_macs / conv_s, "narrow_conv_macs_per_s": 2 * 128 * 28 * 28 * 8 * 25 / narrow_s,
+            "linear_macs_per_s": lin_macs / lin_s,
+            "bytes_per_s": elem["stream"], "smooth_bytes_per_s": elem["smooth"],
+            "window_bytes_per_s": elem["window"], "lrn_bytes_per_s": elem["lrn"], "layer_s": layer_s,
+            "load": max(load, _load_per_core() if dev.type == "cpu" else 0.0),
             "threads": torch.get_num_threads(), "torch": torch.__version__, "measured": time.time()}
 
 
+RATES = ("conv_macs_per_s", "narrow_conv_macs_per_s", "linear_macs_per_s", "bytes_per_s", "smooth_bytes_per_s",
+         "window_bytes_per_s", "lrn_bytes_per_s")                                        # higher is faster
+_BYTES = {"stream": "bytes_per_s", "smooth": "smooth_bytes_per_s", "window": "window_bytes_per_s",
+          "lrn": "lrn_bytes_per_s"}
+WIDE, NARROW = math.sqrt(64 * 64 * 9), math.sqrt(8 * 25)  # the widths of the two measured convs
+TIMES = ("layer_s",)                                             # lower is faster
+
+
+def _valid(prof) -> bool:
+    return isinstance(prof, dict) and all(isinstance(prof.get(k), (int, float)) and prof[k] > 0
+                                          for k in RATES + TIMES)
+
+
+def _fastest(a: dict, b: dict) -> dict:
+    """Other work on the machine only ever slows a measurement down: keep each part's fastest."""
+    out = dict(b)
+    out.update({k: max(a[k], b[k]) for k in RATES})
+    out.update({k: min(a[k], b[k]) for k in TIMES})
+    out["load"] = min(a.get("load", 0.0), b.get("load", 0.0))
+    return out
+
+
 def device_profile(device: str | torch.device | None = None, refresh: bool = False) -> dict:
-    """This device's rates: measured once, then read from the cache folder (`refresh`: measure now)."""
+    """This device's rates, cached in the cache folder. Measured again (and each part's fastest kept)
+    while the stored rates were taken on a busy machine, or when `refresh` asks for it."""
     dev = torch.device(device) if device is not None else pick_device("auto")
     key = f"{dev.type}-{torch.get_num_threads()}t-{torch.__version__}"
     if dev.type == "cuda":
@@ -292,10 +375,10 @@ def device_profile(device: str | torch.device | None = None, refresh: bool = Fal
             stored = {}
     except (OSError, ValueError):
         stored = {}
-    prof = None if refresh else stored.get(key)
-    if not (isinstance(prof, dict) and all(isinstance(prof.get(k), (int, float)) and prof[k] > 0
-                                           for k in ("conv_macs_per_s", "linear_macs_per_s", "bytes_per_s", "op_s"))):
-        prof = measure_device(dev)
+    prof = stored.get(key) if _valid(stored.get(key)) else None
+    if prof is None or refresh or prof.get("load", 1.0) > QUIET:
+        new = measure_device(dev)
+        prof = _fastest(prof, new) if prof is not None else new
         stored[key] = prof
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -308,17 +391,29 @@ def device_profile(device: str | torch.device | None = None, refresh: bool = Fal
     return prof
 
 
-def _seconds_per_example(fp: Footprint, prof: dict, train: bool) -> float:
-    """Seconds of one example's forward (train=False) or forward + backward (train=True)."""
+def _conv_rate(width: float, prof: dict) -> float:
+    """A conv's multiply-accumulate rate: narrow convs (few channels, small kernels) keep the vector
+    units less busy; between the two measured widths the rate goes log-linearly."""
+    lo, hi = prof["narrow_conv_macs_per_s"], prof["conv_macs_per_s"]
+    f = min(max(math.log(width / NARROW) / math.log(WIDE / NARROW), 0.0), 1.0)
+    return math.exp(math.log(lo) + f * (math.log(hi) - math.log(lo)))
+
+
+def _seconds_per_example(fp: Footprint, prof: dict, train: bool, speedup: float = 1.0) -> float:
+    """Seconds of one example's forward (train=False) or forward + backward (train=True); bf16's
+    speed-up applies to all but LRN, which autocast runs in fp32."""
     k = 1.0 if train else 1 / 3  # the rates were measured on forward + backward (3× the forward MACs)
-    compute = fp.conv_macs * 3 / prof["conv_macs_per_s"] + fp.linear_macs * 3 / prof["linear_macs_per_s"]
-    memory = fp.elementwise * 5 / prof["bytes_per_s"]  # each elementwise output: ~5 passes fwd + bwd
-    return k * (compute + memory)
+    compute = (sum(macs * 3 / _conv_rate(width, prof) for macs, width in fp.convs)
+               + fp.linear_macs * 3 / prof["linear_macs_per_s"])
+    # each elementwise layer: forward reads its input and writes its output, backward ~1.5× that
+    memory = {kind: b * 2.5 / prof[_BYTES[kind]] for kind, b in zip(KINDS, fp.elementwise)}
+    lrn = memory.pop("lrn")
+    return k * ((compute + sum(memory.values())) / speedup + lrn)
 
 
 # --- the estimates -------------------------------------------------------------------------------
-def _dataset_bytes(n_train: int) -> int:
-    return (n_train + FASHION_TEST) * (28 * 28 + 8)  # uint8 images, int64 labels
+def _dataset_bytes(n_train: int, n_test: int) -> int:
+    return (n_train + n_test) * (28 * 28 + 8)  # uint8 images, int64 labels
 
 
 def _largest_layer_words(arch: ArchConfig, fp: Footprint) -> str:
@@ -326,7 +421,7 @@ def _largest_layer_words(arch: ArchConfig, fp: Footprint) -> str:
 
 
 def estimate_training(arch: ArchConfig, t: TrainConfig, n_train: int = FASHION_TRAIN,
-                      device: str | torch.device | None = None) -> Estimate:
+                      device: str | torch.device | None = None, n_test: int = FASHION_TEST) -> Estimate:
     """Peak memory of a training run of `arch` with `t`, its seconds per epoch, and whether it fits."""
     dev = torch.device(device) if device is not None else pick_device(t.device)
     fp = footprint(arch)
@@ -334,7 +429,8 @@ def estimate_training(arch: ArchConfig, t: TrainConfig, n_train: int = FASHION_T
     B = t.batch_size
     state = {"sgd": 0, "momentum": 1, "adam": 2}.get(t.optimizer, 2)
     pixels = arch.in_channels * arch.input_size ** 2
-    per_image = int(fp.saved_train * half) + 2 * fp.largest + 4 * (pixels + 28 * 28)
+    work = fp.work_bf16 if half < 1 else fp.work
+    per_image = int(fp.saved_train * half) + work + 4 * (pixels + 28 * 28)
     ebs = eval_batch_size(arch, dev, half < 1, B)
     eval_extra = max(ebs * _eval_per_image(arch, fp, half < 1) - per_image * B, 0)
     parts = {
@@ -342,10 +438,10 @@ def estimate_training(arch: ArchConfig, t: TrainConfig, n_train: int = FASHION_T
         "gradients": fp.params * 4,
         "optimizer state": fp.params * 4 * state,
         "activations kept for backward": int(fp.saved_train * half) * B,
-        "backward working memory": 2 * fp.largest * B,
+        "backward working memory": work * B,
         "the batch": 4 * (pixels + 28 * 28) * B,
         "evaluation batch (beyond a training step)": eval_extra,
-        "dataset on the device": _dataset_bytes(n_train),
+        "dataset on the device": _dataset_bytes(n_train, n_test),
         "process overhead": CUDA_CONTEXT if dev.type == "cuda" else PROCESS_OVERHEAD,
     }
     peak = sum(parts.values())
@@ -354,11 +450,11 @@ def estimate_training(arch: ArchConfig, t: TrainConfig, n_train: int = FASHION_T
     if t.max_batches:
         steps = min(steps, t.max_batches)
     prof = device_profile(dev)
-    step_s = (B * _seconds_per_example(fp, prof, train=True)
-              + 4 * fp.layers * prof["op_s"]                                   # dispatch, fwd + bwd + step
+    speedup = _speedup(dev, arch, t)  # bf16's measured speed-up covers the network's forward + backward
+    step_s = (B * _seconds_per_example(fp, prof, True, speedup) + fp.layers * prof["layer_s"] / speedup
               + fp.params * 4 * (3 + 2 * state) / prof["bytes_per_s"]          # optimizer step
               + B * 4 * pixels * 4 / prof["bytes_per_s"])                      # normalize + resize the batch
-    eval_s = FASHION_TEST * _seconds_per_example(fp, prof, train=False)
+    eval_s = n_test * _seconds_per_example(fp, prof, False, speedup)
     seconds = steps * step_s + eval_s
     biggest = max(parts, key=parts.get)
     fits = peak <= budget
@@ -403,6 +499,12 @@ def _uses_bf16(dev: torch.device, arch: ArchConfig, t: TrainConfig) -> bool:
     return c is not None and c.dtype is not None
 
 
+def _speedup(dev: torch.device, arch: ArchConfig, t: TrainConfig) -> float:
+    """bf16's measured speed-up over the fp32 rates of the profile, where precision.py has measured it."""
+    from .precision import known_speedup
+    return known_speedup(dev, arch, t.precision if t.amp else "fp32")
+
+
 def estimate_analysis(arch: ArchConfig, device: str | torch.device | None = None) -> Estimate:
     """Peak memory of one Explore analysis: every feature map kept, Grad-CAM's backward, the weights."""
     dev = torch.device(device) if device is not None else torch.device("cpu")
@@ -410,7 +512,7 @@ def estimate_analysis(arch: ArchConfig, device: str | torch.device | None = None
     parts = {
         "weights": fp.params * 4,
         "feature maps of every layer": fp.outputs,
-        "Grad-CAM's forward and backward": fp.saved_eval + 2 * fp.largest + fp.pair,
+        "Grad-CAM's forward and backward": fp.saved_eval + fp.work + fp.pair,
     }
     peak = sum(parts.values())
     budget = memory_budget(dev)
@@ -426,7 +528,7 @@ def estimate_analysis(arch: ArchConfig, device: str | torch.device | None = None
 
 def _eval_per_image(arch: ArchConfig, fp: Footprint, amp: bool) -> int:
     """Bytes alive per image in a no-grad forward: a layer's input and output, and the batch."""
-    return max(int(fp.pair * (0.5 if amp else 1.0)) + 4 * (arch.in_channels * arch.input_size ** 2 + 28 * 28), 1)
+    return max((fp.pair_bf16 if amp else fp.pair) + 4 * (arch.in_channels * arch.input_size ** 2 + 28 * 28), 1)
 
 
 def eval_batch_size(arch: ArchConfig, device: str | torch.device, amp: bool = False,
@@ -437,7 +539,7 @@ def eval_batch_size(arch: ArchConfig, device: str | torch.device, amp: bool = Fa
     per_image = _eval_per_image(arch, fp, amp)
     limit = memory_budget(device) // 4
     if train_batch:  # never much more than the training step itself needed
-        limit = min(limit, max((fp.saved_train + 2 * fp.largest) * train_batch, 64 * 2**20))
+        limit = min(limit, max((fp.saved_train + fp.work) * train_batch, 64 * 2**20))
     top = 1000 if arch.input_size <= 64 else EVAL_BATCH
     return max(1, min(top, limit // per_image))
 

@@ -90,11 +90,11 @@ def estimated_starts(running: list[Job], queued: list[Job], budget_bytes: int | 
     return out
 
 
-def estimate(arch: ArchConfig, t: TrainConfig, n_train: int, device: str) -> tuple[int, float]:
+def estimate(arch: ArchConfig, t: TrainConfig, n_train: int, device: str, n_test: int = 10_000) -> tuple[int, float]:
     """(peak bytes, seconds) of a whole training job, from the cost estimator (cost.py): its peak
     includes the process's own overhead (the CUDA context on a GPU)."""
     from .cost import estimate_training
-    e = estimate_training(arch, t, n_train=n_train, device=device)
+    e = estimate_training(arch, t, n_train=n_train, device=device, n_test=n_test)
     return e.peak_memory_bytes, e.seconds_per_epoch * t.epochs
 
 
@@ -102,7 +102,7 @@ class JobManager:
     """Shared by every browser session (st.cache_resource); each job belongs to one owner.
 
     `budget_bytes` is the memory that jobs on a `shared_devices` device may share (default: the
-    GPU's free memory when the manager starts); `estimate(arch, t, n_train, device) -> (bytes,
+    GPU's free memory when the manager starts); `estimate(arch, t, n_train, device, n_test) -> (bytes,
     seconds)` costs a job. Tests inject both to play a GPU's admission on a CPU.
     """
 
@@ -137,7 +137,7 @@ class JobManager:
     def submit(self, owner: str, arch: ArchConfig, t: TrainConfig, resume_dir: str | None = None,
                tags: dict | None = None) -> Job:
         device = pick_device(t.device).type
-        need_bytes, need_s = self._estimate(arch, t, len(self.data().train_y), device)
+        need_bytes, need_s = self._estimate(arch, t, len(self.data().train_y), device, len(self.data().test_y))
         with self._lock:
             job = Job(f"job{next(self._ids)}-{int(time.time())}", owner, arch, t, resume_dir=resume_dir,
                       tags=dict(tags or {}), device=device, need_bytes=int(need_bytes), need_s=float(need_s))

@@ -147,6 +147,17 @@ def known(device: torch.device | str, arch: ArchConfig, want: str = "auto") -> C
     return _decide(entry) if isinstance(entry, dict) and "speedup" in entry else None
 
 
+def known_speedup(device: torch.device | str, arch: ArchConfig, want: str = "auto") -> float:
+    """How many times the speed of fp32 a training step of arch runs at in the precision `want` would
+    use here, where this CPU has measured it (bf16 forced on a CPU without fast bf16 is < 1); else 1."""
+    c = known(device, arch, want)
+    entry = _read_cache().get(_cache_key(arch))
+    if c is None or c.dtype is None or torch.device(device).type != "cpu" or not isinstance(entry, dict):
+        return 1.0
+    s = entry.get("speedup")
+    return float(s) if isinstance(s, (int, float)) and s > 0 else 1.0
+
+
 def _decide(entry: dict) -> Choice:
     s, when = entry["speedup"], entry.get("date", "?")
     if s >= PAYS:

@@ -2,12 +2,13 @@
 
 Every preset at batch 32/128/512 on this device. Each measurement runs in a fresh process (so its
 peak RSS is its own): load the data, set up the run, take a few real training steps and one
-evaluation batch, report `ru_maxrss` and the median step time; the epoch is that step time × steps
-per epoch plus the test pass (timed over a few evaluation batches and scaled). Work the estimator
-says does not fit is refused, as the app would refuse it, and shown so. The baseline (a fresh
-process with torch imported and the data loaded, no model) is measured in the same run, and the
-predicted time uses this device's rates measured in the same process right after the steps, so a
-machine loaded by other work slows both sides alike.
+evaluation batch, report `ru_maxrss` and the median step time (after two warm-up steps; at least a
+second of steps for small nets); the epoch is that step time × steps per epoch plus the test pass
+(timed over a few evaluation batches and scaled). Work the estimator says does not fit is refused,
+as the app would refuse it, and shown so. The baseline (a fresh process with torch imported and the
+data loaded, no model) is measured in the same run. The predicted time uses this device's rates
+measured again in the same process right after the steps, each rate's fastest kept as the app keeps
+them: it predicts a quiet machine, so run this on one (or under `chrt -f 20` where other work runs).
 Targets: memory within ±30%, time within ±50%.
 """
 from __future__ import annotations
@@ -49,8 +50,10 @@ def child(preset: str, batch: int, steps: int) -> None:
     amp = prec.dtype
     times = []
     gen = torch.Generator().manual_seed(0)
+    start = time.perf_counter()
     for i, (x, y) in enumerate(data.train_batches(batch, gen)):
-        if i > steps:
+        # at least `steps` timed steps after two warm-up ones, more for small nets: a second of them
+        if i >= 2 + steps and (time.perf_counter() - start > 1.0 or i >= 60):
             break
         t0 = time.perf_counter()
         _, loss = train_step(model, opt, x, y, amp)
@@ -66,11 +69,12 @@ def child(preset: str, batch: int, steps: int) -> None:
             t0 = time.perf_counter()
             model(x).argmax(1)
             eval_times.append(time.perf_counter() - t0)
-    step_s = statistics.median(times[1:])  # the first step warms the allocator and oneDNN
+    step_s = statistics.median(times[2:])  # the first steps warm the allocator and oneDNN
     # the prediction from this device's rates measured here and now: the same load as the steps above
     from alexnet_viz.cost import device_profile, estimate_training
     device_profile(data.device, refresh=True)
-    pred_s = estimate_training(arch, t, n_train=len(data.train_y), device=data.device).seconds_per_epoch
+    pred_s = estimate_training(arch, t, n_train=len(data.train_y), device=data.device,
+                              n_test=len(data.test_y)).seconds_per_epoch
     per_epoch = data.steps_per_epoch(batch)
     eval_s = min(eval_times) * len(data.test_y) / ebs
     print(json.dumps({"rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "base": base,
@@ -88,21 +92,23 @@ def _spawn(preset: str, batch: int, steps: int) -> dict:
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-def main(quick: bool = False) -> None:
+def main(quick: bool = False, only: tuple[str, ...] = ()) -> None:
     from alexnet_viz.cost import device_profile, estimate_training, memory_budget
     from alexnet_viz.data import load_fashion_mnist
-    n_train = len(load_fashion_mnist().train_y)
+    ds = load_fashion_mnist()
+    n_train, n_test = len(ds.train_y), len(ds.test_y)
     base = _spawn("-", 0, 0)
     device_profile("cpu", refresh=True)  # this device's rates now, under the same load as the measurements
     batches = (32, 128) if quick else (32, 128, 512)
     small_first = ("mini28", "lenet5", "torchvision", "d2l", "alexnet2012")
     presets = ("mini28", "lenet5", "d2l") if quick else tuple(p for p in small_first if p in PRESETS)
+    presets = tuple(p for p in presets if p in only) if only else presets
     steps = 2 if quick else 3
     rows = []
     for preset in presets:
         for b in batches:
             t = TrainConfig(**{**default_training(preset).to_dict(), "batch_size": b})
-            est = estimate_training(PRESETS[preset], t, n_train=n_train, device="cpu")
+            est = estimate_training(PRESETS[preset], t, n_train=n_train, device="cpu", n_test=n_test)
             row = [preset, b, human(est.peak_memory_bytes, "B"), f"{est.seconds_per_epoch:,.0f}"]
             if not est.fits:
                 rows.append(row + ["refused", "", "", "", f"does not fit: needs {human(est.peak_memory_bytes, 'B')}, "

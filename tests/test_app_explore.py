@@ -1,6 +1,7 @@
 """The Explore page with AppTest: clicking a unit shows its receptive field, its arithmetic and the
 top images; the page's fixes (awkward images, refused files, one image source, the default run)."""
 import io
+import json
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from alexnet_viz.activations import analyze, untrained
+from alexnet_viz.activations import analyze, from_run, untrained
 from alexnet_viz.config import TrainConfig, get_preset
 from alexnet_viz.images import open_image
 from alexnet_viz.inspect.receptive import unit_box
@@ -151,3 +152,42 @@ def test_default_model_is_the_best_finished_run_and_no_weights_is_said_plainly()
     at.selectbox(key="run").select_index(len(options) - 1).run()
     clean(at)
     assert "no weights saved yet" in at.warning[0].value and "do not fit" not in at.warning[0].value
+
+
+def test_trained_and_untrained_side_by_side_show_each_models_own_results():
+    run = Run.create(MINI, TrainConfig(epochs=1), "synthetic")
+    torch.manual_seed(0)
+    trained = untrained(MINI, seed=1).model          # other weights than the untrained network's seed 0
+    run.save_checkpoint(trained, None, 1.0, None)
+    run.append_metric({"kind": "epoch", "epoch": 1.0, "test_acc": 0.5, "train_loss": 1.0, "train_acc": 0.5})
+    run.set_status("finished")
+    image = png(Image.fromarray((np.random.default_rng(3).random((40, 30)) * 255).astype(np.uint8)))
+    at = upload(explore(), "mine.png", image)
+    at.radio(key="compare_kind").set_value("The same network, untrained").run()
+    clean(at)
+    im = open_image(image)
+    left, right = from_run(run.path), untrained(MINI)
+    for i, m in enumerate((left, right)):  # each column: its model's name, its own top-5, its maps and its Grad-CAM
+        a = analyze(m, im, cam_layer="conv4")
+        assert any(md.value == f"**{m.label}**" for md in at.markdown)
+        charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if c.proto.id.endswith(f"top-{i}-{m.label}")]
+        assert len(charts) == 1, f"no top-5 chart for {m.label}"
+        assert charts[0]["data"][0]["x"] == pytest.approx([p for _, p in a.top[::-1]], abs=1e-5)
+        assert f"Grad-CAM at conv4 for '{m.classes[a.cam_class]}'" in captions(at)
+    assert left.label != right.label and analyze(left, im).top != analyze(right, im).top
+    assert sum(c.endswith("strongest 64 channels") for c in captions(at)) == 2
+
+
+def test_an_untrained_network_is_not_offered_beside_itself():
+    at = explore()  # no runs: the untrained network is the model, and there is nothing to set beside it
+    clean(at)
+    assert not [r for r in at.radio if r.key == "compare_kind"]
+    assert any("Train a run of this network" in c.value for c in at.caption)
+    _run(0.5, "finished", True)
+    at = explore()
+    at.radio(key="model_kind").set_value("Untrained (the Architect's network)").run()
+    assert at.radio(key="compare_kind").options == ["Nothing", "A run trained here"]
+    at.radio(key="compare_kind").set_value("A run trained here").run()
+    clean(at)
+    tops = [c.proto.id for c in at.get("plotly_chart") if "-top-0-" in c.proto.id or "-top-1-" in c.proto.id]
+    assert len(tops) == 2 and tops[0].endswith("untrained mini28 (seed 0)") and "-top-1-run " in tops[1]

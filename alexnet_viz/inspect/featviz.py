@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torchvision.transforms.functional import gaussian_blur
 
-from .walk import layer_outputs
+from .walk import output_at
 
 _CACHE: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 _CACHE_LOCK = threading.Lock()
@@ -53,7 +53,7 @@ def visualize_channel(model: nn.Module, layer: str, channel: int, mean: tuple, s
         for k in range(steps):
             dy, dx = (int(v) for v in torch.randint(-j, j + 1, (2,), generator=gen))
             xs = torch.roll(x, (dy, dx), (2, 3)).requires_grad_(True)
-            act = layer_outputs(model, xs, upto=layer)[layer][0, channel].mean()
+            act = output_at(model, xs, layer)[0, channel].mean()
             if start is None:
                 start = float(act.detach())
             g, = torch.autograd.grad(act, xs)
@@ -63,7 +63,7 @@ def visualize_channel(model: nn.Module, layer: str, channel: int, mean: tuple, s
                 x = gaussian_blur(x, kernel_size=3, sigma=0.5)
             x = torch.maximum(torch.minimum(x, hi), lo).detach()
         with torch.no_grad():
-            reached = float(layer_outputs(model, x, upto=layer)[layer][0, channel].mean())
+            reached = float(output_at(model, x, layer)[0, channel].mean())
     a = ((x * s + m)[0].clamp(0, 1) * 255).round().byte()
     img = a[0].numpy() if C == 1 else a.permute(1, 2, 0).numpy()
     out = Visualization(img, start, reached, steps)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..summary import leaf_layers, summarize
-from .walk import layer_outputs
+from .walk import output_at
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,6 @@ def effective_field(model: nn.Module, x: torch.Tensor, layer: str, channel: int,
     """|∂unit/∂input| summed over the input's channels: H×W, in the input's units (not scaled)."""
     with torch.enable_grad():
         xg = x.detach().clone().requires_grad_(True)
-        y = layer_outputs(model, xg, upto=layer)[layer]
+        y = output_at(model, xg, layer)
         g, = torch.autograd.grad(y[0, channel, row, col], xg)
     return g.abs().sum(1)[0].numpy()

@@ -45,3 +45,14 @@ def layer_outputs(model: nn.Module, x: torch.Tensor, upto: str | None = None) ->
         if name == upto:
             break
     return out
+
+
+def output_at(model: nn.Module, x: torch.Tensor, layer: str) -> torch.Tensor:
+    """x through the layers up to and including `layer`, keeping only that output (each earlier one
+    is freed as soon as the next exists: a big batch's memory stays at two layers)."""
+    y = x
+    for name, m in leaf_layers(private_copy(model)):
+        y = m(y)
+        if name == layer:
+            return y
+    raise ValueError(f"no layer named {layer!r}")

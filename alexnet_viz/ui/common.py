@@ -53,7 +53,7 @@ def current_arch():
     return st.session_state.get("last_valid") or get_preset("d2l")
 
 
-def cost_ui(arch, t=None, n_train: int = 60_000) -> bool:
+def cost_ui(arch, t=None, n_train: int = 60_000, n_test: int = 10_000) -> bool:
     """The cost of training `arch` (with `t`, else its preset's settings) before it starts: one line,
     a warning when the run is slow, an error when it does not fit. Returns whether it fits."""
     from ..config import default_training
@@ -61,7 +61,7 @@ def cost_ui(arch, t=None, n_train: int = 60_000) -> bool:
     from ..data import check_device
     architect, t = t is None, t or default_training(arch.name)
     try:
-        est = estimate_training(arch, t, n_train, device=check_device(t.device))
+        est = estimate_training(arch, t, n_train, device=check_device(t.device), n_test=n_test)
         look = estimate_analysis(arch) if architect else None
     except ConfigError as e:
         st.error(str(e))

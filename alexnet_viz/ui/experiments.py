@@ -6,6 +6,7 @@ import statistics
 import pandas as pd
 import streamlit as st
 
+from ..cost import estimate_training
 from ..data import available_devices
 from ..experiments import (EXPERIMENTS, Budget, base_network, collect_results, diff_configs,
                            distinguishing_labels, experiment_runs, planned_runs, queue_experiment,
@@ -25,15 +26,11 @@ def _duration(s: float) -> str:
     return f"{s:.0f} s" if s < 90 else f"{s / 60:.0f} min" if s < 5400 else f"{s / 3600:.1f} h"
 
 
-def estimate_line(plan: list, n_train: int) -> str:
+def estimate_line(plan: list, n_train: int, n_test: int) -> str:
     """The whole set's time on this machine, from the cost model when it is there."""
     batches = sum(t.epochs * min(-(-n_train // t.batch_size), t.max_batches or 10**9) for _, t, _ in plan)
     head = f"{len(plan)} runs, {batches:,} training batches in all"
-    try:
-        from ..cost import estimate_training
-    except ImportError:  # no cost model in this build: the measured pace appears once a run has finished
-        return head + "; the time left is shown from the measured pace once the first run has finished."
-    seconds = sum(estimate_training(a, t, n_train=n_train).run_seconds for a, t, _ in plan)
+    seconds = sum(estimate_training(a, t, n_train=n_train, n_test=n_test).run_seconds for a, t, _ in plan)
     return head + f": about {_duration(seconds)} on this machine, one run after another (estimated)."
 
 
@@ -137,7 +134,7 @@ def page() -> None:
         st.caption(f"{EXPERIMENTS[name].question} Variants: "
                    f"{', '.join(v.label for v in EXPERIMENTS[name].variants)}.")
     plan = planned_runs(names, budget, seeds, base_network())
-    st.caption(estimate_line(plan, len(ds.train_y)))
+    st.caption(estimate_line(plan, len(ds.train_y), len(ds.test_y)))
     busy = any(j.active for j in manager().jobs_for(owner))
     if st.button(f"Queue {len(plan)} runs", icon=":material/science:", type="primary", disabled=busy,
                  help="Wait for your queued runs to finish first." if busy else None):

@@ -84,12 +84,17 @@ def model_ui(owner: str):
 def compare_ui(owner: str, m):
     """A second model for the same image and layer: the untrained network or another run."""
     runs = [r for r in best_first(list_runs(owners={owner, ""})) if has_weights(r) and r.state != "damaged"]
-    kinds = ["Nothing", "The same network, untrained"] + (["Another run"] if runs else [])
+    looking_at_untrained = m.label.startswith("untrained")
+    kinds = (["Nothing"] + ([] if looking_at_untrained else ["The same network, untrained"])
+             + (["A run trained here" if looking_at_untrained else "Another run"] if runs else []))
+    if len(kinds) == 1:
+        st.caption("Train a run of this network on the Train page to see it here beside the untrained one.")
+        return None
     kind = st.radio("Side by side with", kinds, horizontal=True, key="compare_kind")
     try:
         if kind == "The same network, untrained":
             return cached_untrained(m.cfg)
-        if kind == "Another run":
+        if kind in ("Another run", "A run trained here"):
             return _load_run(st.selectbox("Other run", runs, format_func=_run_label, key="compare_run"))
     except (ModelUnavailable, ConfigError) as e:
         st.warning(str(e))
@@ -344,10 +349,10 @@ def side_by_side(m, a, m2, im, invert, layer: str, cam_layer: str) -> None:
     """The same image and layer through a second model: predictions, maps and Grad-CAM next to each other."""
     a2 = analyze(m2, im, invert=invert, cam_layer=cam_layer if cam_layer in conv_layers(m2.model) else None)
     cols = st.columns(2)
-    for c, mm, aa in zip(cols, (m, m2), (a, a2)):
+    for i, (c, mm, aa) in enumerate(zip(cols, (m, m2), (a, a2))):
         with c:
             st.markdown(f"**{mm.label}**")
-            st.plotly_chart(topk_bars(aa.top), width="stretch", key=f"top-{mm.label}")
+            st.plotly_chart(topk_bars(aa.top), width="stretch", key=f"top-{i}-{mm.label}")
             if layer in aa.maps and aa.maps[layer].dim() == 3:
                 grid, _ = mosaic(aa.maps[layer], max_channels=64)
                 st.image(colorize(grid, 480), caption=f"{layer}, strongest 64 channels", width="stretch")

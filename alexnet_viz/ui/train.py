@@ -271,7 +271,7 @@ def page() -> None:
     arch, t = settings_ui(owner)
     mine = mgr.jobs_for(owner)
     active = next((j for j in reversed(mine) if j.active), None)
-    fits = cost_ui(arch, t, len(ds.train_y))  # refused before anything is allocated when it does not fit
+    fits = cost_ui(arch, t, len(ds.train_y), len(ds.test_y))  # refused before anything is allocated when it does not fit
     if st.button("Start training", icon=":material/play_arrow:", type="primary", disabled=active is not None or not fits):
         active = mgr.submit(owner, arch, t)
         st.session_state["job"] = active.id
