@@ -49,6 +49,7 @@ def test_the_live_chart_keeps_its_zoom_while_held(server, browser):
     plot = page.locator(".js-plotly-plot").first
     plot.wait_for()
     points = lambda: plot.evaluate("gd => gd.data[0].x.length")  # noqa: E731
+    assert until(page, lambda: plot.evaluate("gd => (gd.data || []).length > 0"))  # the chart has its data
     n0 = points()
     assert until(page, lambda: points() > n0)  # live: the curve grows
     bar = page.locator("[data-testid='stProgress']").first
