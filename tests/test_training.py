@@ -183,7 +183,9 @@ def test_killed_training_process_keeps_its_run(tmp_path):
         deadline = time.time() + 120
         while time.time() < deadline:
             found = list(runs.glob("*/weights.pt"))
-            if found and sum('"kind": "epoch"' in line for line in (found[0].parent / "metrics.jsonl").read_text().splitlines()) >= 2:
+            # three epoch records: epoch 2's weights are on disk (an epoch's record is written just
+            # before its weights, so the kill may land between the two for the last one)
+            if found and sum('"kind": "epoch"' in line for line in (found[0].parent / "metrics.jsonl").read_text().splitlines()) >= 3:
                 break
             time.sleep(0.2)
         else:
@@ -195,8 +197,8 @@ def test_killed_training_process_keeps_its_run(tmp_path):
     assert info.state == "stopped" and "ended without finishing" in info.message
     run = Run(runs / info.name)
     epochs = [m for m in run.metrics() if m["kind"] == "epoch"]
-    assert len(epochs) >= 2
-    assert run.checkpoint()["epoch"] >= 2
+    assert len(epochs) >= 3
+    assert run.checkpoint()["epoch"] >= max(2, len(epochs) - 1)
     assert run.load_model()(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
 
 
