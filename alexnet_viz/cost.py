@@ -209,8 +209,8 @@ def _saved_bytes(model: nn.Module, x: torch.Tensor) -> int:
 # the layers that are neither conv nor linear, by how fast they go through memory (each measured)
 KINDS = ("stream", "smooth", "window", "lrn")
 _SMOOTH = (nn.Sigmoid, nn.Tanh, nn.GELU)
-LRN_TEMPS = 4  # x², its padded copy, the window sums, their power: measured on alexnet2012 (~4.8 at batch 32)
 _WINDOW = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d)
+LRN_TEMPS = 4  # x², its padded copy, the window sums, their power: measured on alexnet2012 (~4.8 at batch 32)
 
 
 def _kind(m: nn.Module) -> str:
@@ -236,7 +236,7 @@ def footprint(arch: ArchConfig) -> Footprint:
             y = m(y)
             b = y[0].numel() * 4
             outputs += b
-            temps = LRN_TEMPS * b if isinstance(m, nn.LocalResponseNorm) else 0
+            temps = LRN_TEMPS * b if _kind(m) == "lrn" else 0
             pair, work = max(pair, prev + b + temps), max(work, 2 * b + temps)
             work16, pair16 = max(work16, b + temps), max(pair16, (prev + b) // 2 + temps)
             if b > largest:
@@ -320,12 +320,12 @@ def measure_device(dev: torch.device) -> dict:
     narrow_s = _best(lambda: narrow(xn).sum().backward(), dev)  # no input gradient: 2× the forward MACs
     lin_s = _best(lambda: lin(v).sum().backward(), dev)
     # each kind of elementwise layer, forward and backward, in bytes of its input + output × 2.5
-    per_kind = {"stream": (nn.ReLU(), 2), "smooth": (nn.Sigmoid(), 2), "window": (nn.MaxPool2d(3, 2), 1 + 31 * 31 / 64 ** 2),
-                "lrn": (nn.LocalResponseNorm(5), 2)}
+    per_kind = {"stream": nn.ReLU(), "smooth": nn.Sigmoid(), "window": nn.MaxPool2d(3, 2), "lrn": nn.LocalResponseNorm(5)}
     elem = {}
-    for k, (f, io) in per_kind.items():
+    for k, f in per_kind.items():
         t = e[:4] if k == "lrn" else e  # LRN is ~25× slower than ReLU per byte: a quarter of the tensor
-        elem[k] = 2.5 * 4 * t.numel() * io / _best(lambda f=f, t=t: f(t).sum().backward(), dev)
+        io = t.numel() + f(t).numel()
+        elem[k] = 2.5 * 4 * io / _best(lambda f=f, t=t: f(t).sum().backward(), dev)
     layer_s = _best(tiny_step, dev, 10, 0.05) / len(tiny)
     conv_macs = 3 * 16 * 64 * 28 * 28 * 64 * 9
     lin_macs = 3 * 128 * 1024 * 1024
@@ -425,7 +425,8 @@ def estimate_training(arch: ArchConfig, t: TrainConfig, n_train: int = FASHION_T
     """Peak memory of a training run of `arch` with `t`, its seconds per epoch, and whether it fits."""
     dev = torch.device(device) if device is not None else pick_device(t.device)
     fp = footprint(arch)
-    half = 0.5 if _uses_bf16(dev, arch, t) else 1.0
+    bf16, speedup = _precision(dev, arch, t)  # bf16's speed-up covers the network's forward + backward
+    half = 0.5 if bf16 else 1.0
     B = t.batch_size
     state = {"sgd": 0, "momentum": 1, "adam": 2}.get(t.optimizer, 2)
     pixels = arch.in_channels * arch.input_size ** 2
@@ -450,7 +451,6 @@ def estimate_training(arch: ArchConfig, t: TrainConfig, n_train: int = FASHION_T
     if t.max_batches:
         steps = min(steps, t.max_batches)
     prof = device_profile(dev)
-    speedup = _speedup(dev, arch, t)  # bf16's measured speed-up covers the network's forward + backward
     step_s = (B * _seconds_per_example(fp, prof, True, speedup) + fp.layers * prof["layer_s"] / speedup
               + fp.params * 4 * (3 + 2 * state) / prof["bytes_per_s"]          # optimizer step
               + B * 4 * pixels * 4 / prof["bytes_per_s"])                      # normalize + resize the batch
@@ -492,17 +492,12 @@ def speed_advice(arch: ArchConfig, t: TrainConfig, seconds_per_epoch: float, dev
             + ("; ".join(tips) if tips else "fewer epochs would make it shorter"))
 
 
-def _uses_bf16(dev: torch.device, arch: ArchConfig, t: TrainConfig) -> bool:
-    """bf16 where precision.py has already chosen it (an estimate never waits for a measurement)."""
-    from .precision import known
-    c = known(dev, arch, t.precision if t.amp else "fp32")
-    return c is not None and c.dtype is not None
-
-
-def _speedup(dev: torch.device, arch: ArchConfig, t: TrainConfig) -> float:
-    """bf16's measured speed-up over the fp32 rates of the profile, where precision.py has measured it."""
-    from .precision import known_speedup
-    return known_speedup(dev, arch, t.precision if t.amp else "fp32")
+def _precision(dev: torch.device, arch: ArchConfig, t: TrainConfig) -> tuple[bool, float]:
+    """(bf16?, its measured speed-up over the profile's fp32 rates) where precision.py has already
+    chosen and measured (an estimate never waits for a measurement)."""
+    from .precision import known_speed
+    c, speed = known_speed(dev, arch, t.precision if t.amp else "fp32")
+    return c is not None and c.dtype is not None, speed
 
 
 def estimate_analysis(arch: ArchConfig, device: str | torch.device | None = None) -> Estimate:

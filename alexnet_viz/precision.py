@@ -18,6 +18,7 @@ import os
 import platform
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -51,6 +52,7 @@ def shape_class(arch: ArchConfig) -> str:
     return f"{_pow2(arch.input_size)}px-{_pow2(widest)}ch"
 
 
+@lru_cache(maxsize=1)  # /proc/cpuinfo does not change while we run
 def cpu_name() -> str:
     """The CPU model and the features that decide bf16 speed."""
     model = platform.processor() or platform.machine()
@@ -129,33 +131,33 @@ def measure(arch: ArchConfig, batch: int | None = None) -> dict:
 
 def known(device: torch.device | str, arch: ArchConfig, want: str = "auto") -> Choice | None:
     """The choice `choose` would make, where it needs no new measurement; else None (e.g. for estimates)."""
+    return known_speed(device, arch, want)[0]
+
+
+def known_speed(device: torch.device | str, arch: ArchConfig, want: str = "auto") -> tuple[Choice | None, float]:
+    """`known`'s choice, and how many times the speed of fp32 a training step of arch runs at with it,
+    where this CPU has measured it (bf16 forced on a CPU without fast bf16 is < 1); else 1."""
     device = torch.device(device)
     if want not in MODES:
         raise ValueError(f"precision {want!r} is not one of {', '.join(MODES)}")
     if want == "fp32":
-        return Choice(None, "fp32: chosen by the user")
+        return Choice(None, "fp32: chosen by the user"), 1.0
     if device.type == "cuda":
         if torch.cuda.is_bf16_supported():
             return Choice(torch.bfloat16, f"bf16: supported by this GPU ({torch.cuda.get_device_name(device)}); "
-                                          f"not measured, GPUs run it at least as fast as fp32")
-        return Choice(None, "fp32: this GPU has no bf16")
+                                          f"not measured, GPUs run it at least as fast as fp32"), 1.0
+        return Choice(None, "fp32: this GPU has no bf16"), 1.0
     if device.type != "cpu":
-        return Choice(None, f"fp32: bf16 autocast is not used on {device.type}")
+        return Choice(None, f"fp32: bf16 autocast is not used on {device.type}"), 1.0
+    entry = _read_cache().get(_cache_key(arch))
+    measured = isinstance(entry, dict) and isinstance(entry.get("speedup"), (int, float)) and entry["speedup"] > 0
+    speed = float(entry["speedup"]) if measured else 1.0
     if want == "bf16":
-        return Choice(torch.bfloat16, "bf16: chosen by the user")
-    entry = _read_cache().get(_cache_key(arch))
-    return _decide(entry) if isinstance(entry, dict) and "speedup" in entry else None
-
-
-def known_speedup(device: torch.device | str, arch: ArchConfig, want: str = "auto") -> float:
-    """How many times the speed of fp32 a training step of arch runs at in the precision `want` would
-    use here, where this CPU has measured it (bf16 forced on a CPU without fast bf16 is < 1); else 1."""
-    c = known(device, arch, want)
-    entry = _read_cache().get(_cache_key(arch))
-    if c is None or c.dtype is None or torch.device(device).type != "cpu" or not isinstance(entry, dict):
-        return 1.0
-    s = entry.get("speedup")
-    return float(s) if isinstance(s, (int, float)) and s > 0 else 1.0
+        return Choice(torch.bfloat16, "bf16: chosen by the user"), speed
+    if not measured:
+        return None, 1.0
+    c = _decide(entry)
+    return c, speed if c.dtype is not None else 1.0
 
 
 def _decide(entry: dict) -> Choice:

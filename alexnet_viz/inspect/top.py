@@ -76,10 +76,6 @@ def prepare(x: torch.Tensor, channels: int, size: int, mean: tuple, std: tuple) 
     return x
 
 
-def _macs_upto(cfg, layer: str) -> int:
-    return _upto(cfg, layer)[0]
-
-
 def _upto(cfg, layer: str) -> tuple[int, int]:
     """(multiply-accumulates, bytes of the largest output) of one image up to and including `layer`."""
     macs, largest = 0, 0
@@ -93,7 +89,7 @@ def _upto(cfg, layer: str) -> tuple[int, int]:
 
 def pass_size(model: nn.Module, n_test: int, layer: str, max_macs: float = MAX_MACS) -> tuple[int, float]:
     """(images a pass looks at, its multiply-accumulates): to warn before a long one."""
-    per_image = _macs_upto(model.cfg, layer)
+    per_image, _ = _upto(model.cfg, layer)
     n = min(n_test, int(max_macs // per_image))
     return n, n * per_image
 

@@ -84,7 +84,7 @@ def model_ui(owner: str):
 def compare_ui(owner: str, m):
     """A second model for the same image and layer: the untrained network or another run."""
     runs = [r for r in best_first(list_runs(owners={owner, ""})) if has_weights(r) and r.state != "damaged"]
-    looking_at_untrained = m.label.startswith("untrained")
+    looking_at_untrained = st.session_state.get("model_kind", "").startswith("Untrained")  # model_ui's choice
     kinds = (["Nothing"] + ([] if looking_at_untrained else ["The same network, untrained"])
              + (["A run trained here" if looking_at_untrained else "Another run"] if runs else []))
     if len(kinds) == 1:
