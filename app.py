@@ -1,7 +1,13 @@
 """AlexNet Explorer: `streamlit run app.py`. The pages live in alexnet_viz/ui."""
 import streamlit as st
 
-from alexnet_viz.ui import architect, experiments, explore, train
+from alexnet_viz.ui import architect
+
+from alexnet_viz.ui import experiments
+
+from alexnet_viz.ui import explore
+
+from alexnet_viz.ui import train
 from alexnet_viz.ui.common import guarded
 
 st.set_page_config(page_title="AlexNet Explorer", page_icon=":material/neurology:", layout="wide")

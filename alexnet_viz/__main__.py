@@ -9,7 +9,7 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
-from .config import PRESETS, ArchConfig, ConfigError, TrainConfig, default_training, get_preset
+from alexnet_viz.config import PRESETS, ArchConfig, ConfigError, TrainConfig, default_training, get_preset
 
 CONFIG_MAX_BYTES = 1 << 20  # a network JSON is a few kB
 
@@ -71,8 +71,8 @@ def _training(a, arch: ArchConfig) -> TrainConfig:
 
 
 def _estimate(a) -> int:
-    from .cost import estimate_training
-    from .data import check_device
+    from alexnet_viz.cost.estimate import estimate_training
+    from alexnet_viz.data import check_device
     arch = _network(a)
     t = _training(a, arch)
     est = estimate_training(arch, t, device=check_device(t.device))
@@ -86,7 +86,7 @@ def _estimate(a) -> int:
 
 
 def _summary(a) -> int:
-    from .summary import describe_layers, human, summarize, table
+    from alexnet_viz.architect.summary import describe_layers, human, summarize, table
     s = summarize(_network(a))
     if a.json:
         print(json.dumps(s.to_dict()))
@@ -112,11 +112,11 @@ def _bar(frac: float, width: int = 30) -> str:
 
 
 def _train(a) -> int:
-    from . import distributed
-    from .cost import estimate_training, require_fits
-    from .data import check_device, load_fashion_mnist
-    from .runs import Run, RunError
-    from .train import train
+    from alexnet_viz.training import distributed
+    from alexnet_viz.cost.estimate import estimate_training, require_fits
+    from alexnet_viz.data import check_device, load_fashion_mnist
+    from alexnet_viz.runs.store import Run, RunError
+    from alexnet_viz.training.engine import train
     resume = Run(a.resume) if a.resume else None
     try:  # --resume: the run's own network and settings, with the command line's changes
         arch, t, _ = resume.config() if resume else (_network(a), None, None)
@@ -195,8 +195,8 @@ def _train(a) -> int:
 
 
 def _predict(a) -> int:
-    from .activations import ModelUnavailable, from_run, predict, pretrained, untrained
-    from .images import ImageError, load_image
+    from alexnet_viz.inspect.analysis import ModelUnavailable, from_run, predict, pretrained, untrained
+    from alexnet_viz.inspect.images import ImageError, load_image
     try:
         im = load_image(a.image)
         if a.pretrained:
@@ -222,8 +222,7 @@ def _predict(a) -> int:
 
 
 def _bench(a) -> int:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from bench import run_benchmarks
+    from alexnet_viz.bench import run_benchmarks
     return run_benchmarks(a.which, quick=a.quick)
 
 

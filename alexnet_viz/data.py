@@ -4,7 +4,7 @@ Where the data comes from, in order:
 1. `ALEXNET_VIZ_DATA=/path`: a folder that already holds `FashionMNIST/raw/` (no download).
 2. The cache folder (`ALEXNET_VIZ_CACHE`, default `~/.cache/alexnet_viz`): downloaded there once
    by torchvision. Skipped when `ALEXNET_VIZ_OFFLINE=1`.
-3. The sample bundled in `assets/` (1,000 train + 200 test images per class), said so loudly.
+3. The sample bundled in `alexnet_viz/assets/` (1,000 train + 200 test images per class), said so loudly.
 """
 from __future__ import annotations
 
@@ -16,12 +16,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import ConfigError
+from alexnet_viz.config import ConfigError
 
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 MEAN, STD = 0.2861, 0.3528  # of the training images, on 0..1 pixels
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+ASSETS = Path(__file__).resolve().parent / "assets"
 SAMPLE = ASSETS / "fashion_mnist_sample.npz"
 
 
@@ -79,7 +79,7 @@ def load_fashion_mnist() -> Dataset:
         except Exception as e:  # noqa: BLE001 - any network failure means: use the sample
             problems.append(f"download failed ({type(e).__name__}: no network?)")
     why = "; ".join(problems) or "offline mode"
-    return Dataset(*_from_sample(), source=f"bundled sample in assets/ — full dataset unavailable: {why}",
+    return Dataset(*_from_sample(), source=f"bundled sample in alexnet_viz/assets/ — full dataset unavailable: {why}",
                    is_sample=True)
 
 

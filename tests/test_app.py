@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from alexnet_viz.config import PRESETS
 
-from .conftest import ROOT
+from tests.conftest import ROOT
 
 APPS = ROOT / "tests" / "apps"
 
@@ -29,7 +29,7 @@ def table_shapes(at: AppTest) -> list[str]:
 
 
 def summarize_features(preset: str) -> int:
-    from alexnet_viz.summary import summarize
+    from alexnet_viz.architect.summary import summarize
     return sum(r.params for r in summarize(PRESETS[preset]).rows if r.type != "Linear")
 
 
@@ -63,7 +63,7 @@ def test_every_preset_renders(preset):
     no_exception(at)
     assert not at.error
     params = at.metric[0].value.replace(",", "")
-    from alexnet_viz.summary import summarize
+    from alexnet_viz.architect.summary import summarize
     assert int(params) == summarize(PRESETS[preset]).total_params
 
 
@@ -205,7 +205,7 @@ def test_train_page_lists_a_killed_run_as_stopped():
     import sys
 
     from alexnet_viz.config import TrainConfig
-    from alexnet_viz.runs import Run
+    from alexnet_viz.runs.store import Run
     run = Run.create(PRESETS["lenet5"], TrainConfig(), "synthetic")  # as the CLI makes it: no owner
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -255,7 +255,7 @@ def test_train_settings_survive_another_page_and_a_reload():
     assert at.selectbox(key="tr_preset").value == "lenet5"
     # a reload is a new session: it takes the settings of the newest run this browser (sid) started
     from alexnet_viz.config import TrainConfig
-    from alexnet_viz.runs import Run
+    from alexnet_viz.runs.store import Run
     Run.create(PRESETS["lenet5"], TrainConfig(epochs=4, lr=0.25, max_batches=9), "synthetic", owner="sid1")
     at = AppTest.from_file(str(APPS / "train.py"), default_timeout=120)
     at.query_params["sid"] = "sid1"
@@ -271,8 +271,8 @@ def trained_run(owner: str, epochs_done: float):
 
     from alexnet_viz.config import ArchConfig, ConvSpec, TrainConfig
     from alexnet_viz.data import load_fashion_mnist
-    from alexnet_viz.runs import Run
-    from alexnet_viz.train import train
+    from alexnet_viz.runs.store import Run
+    from alexnet_viz.training.engine import train
     tiny = ArchConfig(name="tiny", input_size=12, convs=(ConvSpec(4, 3, 1, 1, pool_kernel=2, pool_stride=2),),
                       hidden=(16,), dropout=0.0)
     t = TrainConfig(epochs=1, batch_size=64, max_batches=2, device="cpu", lr=0.1 if epochs_done else 0.2)

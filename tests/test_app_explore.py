@@ -9,13 +9,13 @@ import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from alexnet_viz.activations import analyze, from_run, untrained
+from alexnet_viz.inspect.analysis import analyze, from_run, untrained
 from alexnet_viz.config import TrainConfig, get_preset
-from alexnet_viz.images import open_image
+from alexnet_viz.inspect.images import open_image
 from alexnet_viz.inspect.receptive import unit_box
-from alexnet_viz.runs import Run
+from alexnet_viz.runs.store import Run
 
-from .conftest import ROOT
+from tests.conftest import ROOT
 
 MINI = get_preset("mini28")
 
@@ -67,7 +67,7 @@ def test_setting_a_unit_shows_its_box_arithmetic_and_top_images():
     terms = [v for t, v in zip(rows["term"], vals) if not t.startswith(("=", "→"))]
     pre = vals[list(rows["term"]).index("= conv2")]
     assert sum(terms) == pytest.approx(pre, abs=5e-4)
-    im = open_image((ROOT / "assets" / "examples" / "photo-cat.jpg").read_bytes())
+    im = open_image((ROOT / "alexnet_viz" / "assets" / "examples" / "photo-cat.jpg").read_bytes())
     real = analyze(m, im).maps
     assert pre == pytest.approx(float(real["conv2"][ch, 0, 5]), abs=1e-4)
     assert vals[-1] == pytest.approx(float(real["relu2"][ch, 0, 5]), abs=1e-4)

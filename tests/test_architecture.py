@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from alexnet_viz.config import PRESETS, ArchConfig, ConfigError, ConvSpec, get_preset, with_conv
 from alexnet_viz.model import build_model, to_pytorch_code
-from alexnet_viz.summary import leaf_layers, summarize
+from alexnet_viz.architect.summary import leaf_layers, summarize
 
 
 def forward_shapes(cfg: ArchConfig) -> list[tuple]:

@@ -16,9 +16,9 @@ import pytest
 from PIL import Image
 
 from alexnet_viz.config import get_preset, with_conv
-from alexnet_viz.summary import summarize
+from alexnet_viz.architect.summary import summarize
 
-from .conftest import CHROMIUM, ROOT
+from tests.conftest import CHROMIUM, ROOT
 
 pytestmark = pytest.mark.slow
 ARTIFACTS = ROOT / "test-artifacts"

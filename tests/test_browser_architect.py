@@ -8,9 +8,9 @@ from dataclasses import replace
 import pytest
 
 from alexnet_viz.config import get_preset, trace, with_conv
-from alexnet_viz.summary import summarize
+from alexnet_viz.architect.summary import summarize
 
-from .test_browser import assert_clean, conv_table, edit_cell, metric, set_number, wait_idle, wait_metric
+from tests.test_browser import assert_clean, conv_table, edit_cell, metric, set_number, wait_idle, wait_metric
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,7 @@ def label_px(page) -> float:
 
 
 def viewport_shot(page, name: str) -> None:
-    from .test_browser import ARTIFACTS
+    from tests.test_browser import ARTIFACTS
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from .test_browser import assert_clean, open_page, set_number, shot, start_training, wait_idle
+from tests.test_browser import assert_clean, open_page, set_number, shot, start_training, wait_idle
 
 pytestmark = pytest.mark.slow
 

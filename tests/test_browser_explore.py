@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .test_browser import ARTIFACTS, assert_clean, choose, open_page, wait_idle
+from tests.test_browser import ARTIFACTS, assert_clean, choose, open_page, wait_idle
 
 import pytest
 

@@ -10,14 +10,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from alexnet_viz import train as engine
+from alexnet_viz.training import engine
 from alexnet_viz.__main__ import main
 from alexnet_viz.config import PRESETS, ArchConfig, ConfigError, TrainConfig
 from alexnet_viz.model import to_pytorch_code
-from alexnet_viz.runs import Run
+from alexnet_viz.runs.store import Run
 
-from .conftest import ROOT
-from .test_training import TINY, synthetic
+from tests.conftest import ROOT
+from tests.test_training import TINY, synthetic
 
 
 def cli(capsys, *args) -> tuple[int, str]:
@@ -39,7 +39,7 @@ def test_bad_numbers_are_refused_when_the_command_line_is_parsed(capsys, tmp_pat
 
 
 def test_predict_topk_must_be_positive(capsys, tmp_path):
-    rc, err = cli(capsys, "predict", str(ROOT / "assets" / "examples" / "photo-cat.jpg"), "--untrained",
+    rc, err = cli(capsys, "predict", str(ROOT / "alexnet_viz" / "assets" / "examples" / "photo-cat.jpg"), "--untrained",
                   "--preset", "lenet5", "--topk", "-1")
     assert rc == 2 and "argument --topk: must be at least 1" in err
 
@@ -81,7 +81,7 @@ def test_predict_refuses_a_file_over_the_limit_by_its_size_before_reading(capsys
     big = tmp_path / "huge.png"
     with open(big, "wb") as f:
         f.truncate(3 * 2**30)  # sparse: 3 GB on paper, nothing on disk
-    monkeypatch.setattr("alexnet_viz.images.open", lambda *a, **k: pytest.fail("read before the size check"),
+    monkeypatch.setattr("alexnet_viz.inspect.images.open", lambda *a, **k: pytest.fail("read before the size check"),
                         raising=False)
     rc, err = cli(capsys, "predict", str(big), "--untrained", "--preset", "lenet5")
     assert rc == 1 and "3072 MB; the limit is 25 MB" in err
@@ -139,7 +139,7 @@ def test_a_diverged_cli_run_exits_1(capsys, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("how", ["oserror", "torch"])
 def test_disk_full_says_so_and_leaves_no_temp_files(tmp_path, monkeypatch, how):
-    import alexnet_viz.runs as runs
+    import alexnet_viz.runs.store as runs
 
     def full(obj, path, *a, **k):
         with open(path, "wb") as f:

@@ -9,11 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from alexnet_viz import cost
+from alexnet_viz.cost import estimate as cost
 from alexnet_viz.config import ArchConfig, ConfigError, ConvSpec, TrainConfig, get_preset
 from alexnet_viz.model import build_model
 
-from .conftest import ROOT
+from tests.conftest import ROOT
 
 # The issue's network: one conv, 3×512 input, 2048 channels: ~4.3 GB of activations per image.
 HUGE = ArchConfig(name="huge", in_channels=3, input_size=512, convs=(ConvSpec(2048, 3, 1, 1),),
@@ -105,7 +105,7 @@ def test_a_profile_taken_on_a_busy_machine_is_measured_again_keeping_the_fastest
 
 
 def test_a_bf16_speed_up_measured_on_this_cpu_shortens_the_estimate(monkeypatch):
-    from alexnet_viz import precision
+    from alexnet_viz.training import precision
     arch, t = get_preset("mini28"), TrainConfig(batch_size=128)
     fp32 = cost.estimate_training(arch, t, device="cpu").seconds_per_epoch
     precision._write_cache(precision._cache_key(arch), {"speedup": 2.0, "date": "2026-11-24"})
@@ -151,7 +151,7 @@ def test_over_budget_names_the_biggest_consumer_and_what_to_lower(monkeypatch):
 
 
 def test_analysis_of_the_issues_network_is_refused_before_the_model_is_built(monkeypatch):
-    from alexnet_viz import activations
+    from alexnet_viz.inspect import analysis as activations
     monkeypatch.setenv("ALEXNET_VIZ_MEMORY_BUDGET", "2G")
     est = cost.estimate_analysis(HUGE)
     assert est.peak_memory_bytes > 4 * 2**30 and not est.fits
@@ -183,12 +183,12 @@ def test_evaluation_batch_follows_the_budget_and_the_training_batch(monkeypatch)
 
 def test_training_evaluates_in_the_batch_the_budget_allows(monkeypatch):
     from alexnet_viz.data import DeviceData
-    from .test_training import TINY, synthetic
+    from tests.test_training import TINY, synthetic
     seen = []
     real = DeviceData.test_batches
     monkeypatch.setattr(DeviceData, "test_batches", lambda self, bs: seen.append(bs) or real(self, bs))
-    monkeypatch.setattr("alexnet_viz.train.eval_batch_size", lambda *a: 7)
-    from alexnet_viz.train import train
+    monkeypatch.setattr("alexnet_viz.training.engine.eval_batch_size", lambda *a: 7)
+    from alexnet_viz.training.engine import train
     recs = list(train(TINY, TrainConfig(epochs=1, batch_size=32, device="cpu"), synthetic()))
     assert recs[-1].status == "finished" and seen == [7]
 

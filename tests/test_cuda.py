@@ -9,12 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-from alexnet_viz import activations
+from alexnet_viz.inspect import analysis as activations
 from alexnet_viz.config import ArchConfig, ConvSpec, TrainConfig, get_preset
 from alexnet_viz.data import DeviceData
-from alexnet_viz.train import evaluate, setup, train
+from alexnet_viz.training.engine import evaluate, setup, train
 
-from .test_training import synthetic
+from tests.test_training import synthetic
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(
     not torch.cuda.is_available(), reason="no CUDA GPU here: the GPU path is checked on a CUDA machine (README, GPU)")]

@@ -11,12 +11,12 @@ import torch
 
 from alexnet_viz.config import ConfigError, TrainConfig
 from alexnet_viz.data import DeviceData, load_fashion_mnist
-from alexnet_viz.distributed import split_batch
-from alexnet_viz.runs import Run, list_runs
-from alexnet_viz.train import train
+from alexnet_viz.training.distributed import split_batch
+from alexnet_viz.runs.store import Run, list_runs
+from alexnet_viz.training.engine import train
 
-from .conftest import ROOT
-from .test_training import TINY, synthetic
+from tests.conftest import ROOT
+from tests.test_training import TINY, synthetic
 
 RECIPE = ["--epochs", "2", "--max-batches", "3", "--batch-size", "64", "--lr", "0.1", "--optimizer", "momentum",
           "--precision", "fp32", "--device", "cpu"]

@@ -5,8 +5,8 @@ from dataclasses import replace
 import pytest
 
 from alexnet_viz.config import PRESETS, ConfigError, get_preset, validate, with_conv
-from alexnet_viz.drawing import FONT, network_svg, to_png
-from alexnet_viz.summary import summarize
+from alexnet_viz.architect.drawing import FONT, network_svg, to_png
+from alexnet_viz.architect.summary import summarize
 
 NS = {"s": "http://www.w3.org/2000/svg"}
 

@@ -6,10 +6,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from alexnet_viz.config import IN_CHANNELS, LIMITS, NAME_MAX, PRESETS, ArchConfig, ConfigError, get_preset
-from alexnet_viz.editor import CONV_COLUMNS, HIDDEN_COLUMNS, config_from_rows, conv_rows, edited_name, hidden_rows
+from alexnet_viz.architect.editor import CONV_COLUMNS, HIDDEN_COLUMNS, config_from_rows, conv_rows, edited_name, hidden_rows
 
-from .conftest import ROOT
-from .test_app import edit_table, no_exception
+from tests.conftest import ROOT
+from tests.test_app import edit_table, no_exception
 
 
 @pytest.mark.parametrize("name", PRESETS)

@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from alexnet_viz import train as engine
+from alexnet_viz.training import engine
 from alexnet_viz.config import PRESETS, TrainConfig, default_training, validate
-from alexnet_viz.experiments import (EXPERIMENTS, Budget, collect_results, diff_configs, distinguishing_labels,
+from alexnet_viz.training.experiments import (EXPERIMENTS, Budget, collect_results, diff_configs, distinguishing_labels,
                                      is_d2l_recipe, planned_runs, queue_experiment, summarize_experiment)
-from alexnet_viz.jobs import JobManager
+from alexnet_viz.jobs.queue import JobManager
 from alexnet_viz.model import build_model
-from alexnet_viz.runs import Run, list_runs
+from alexnet_viz.runs.store import Run, list_runs
 
-from .test_training import TINY, synthetic
+from tests.test_training import TINY, synthetic
 
 
 class Recorder:

@@ -11,14 +11,14 @@ import torch
 import torchvision
 from PIL import Image
 
-from alexnet_viz.activations import (ModelUnavailable, analyze, conv1_filters, feature_maps, grad_cam, layer_stats,
+from alexnet_viz.inspect.analysis import (ModelUnavailable, analyze, conv1_filters, feature_maps, grad_cam, layer_stats,
                                      mosaic, pretrained, pretrained_path, untrained)
 from alexnet_viz.config import get_preset
 from alexnet_viz.data import CLASSES
-from alexnet_viz.images import ImageError, open_image, to_tensor
-from alexnet_viz.summary import summarize
+from alexnet_viz.inspect.images import ImageError, open_image, to_tensor
+from alexnet_viz.architect.summary import summarize
 
-from .conftest import ROOT
+from tests.conftest import ROOT
 
 
 def save(im: Image.Image, fmt: str, **kw) -> bytes:
@@ -145,8 +145,8 @@ def trained_tiny_run():
     """mini28 trained briefly on the bundled sample: enough to make Grad-CAM meaningful."""
     from alexnet_viz.config import TrainConfig
     from alexnet_viz.data import load_fashion_mnist
-    from alexnet_viz.runs import Run
-    from alexnet_viz.train import train
+    from alexnet_viz.runs.store import Run
+    from alexnet_viz.training.engine import train
     cfg, t = get_preset("mini28"), TrainConfig(epochs=1, max_batches=40, lr=0.05, optimizer="momentum", device="cpu")
     ds = load_fashion_mnist()
     run = Run.create(cfg, t, ds.source)
@@ -157,7 +157,7 @@ def trained_tiny_run():
 @pytest.mark.parametrize("channels", [1, 3])
 def test_grad_cam_is_input_sized_and_not_constant(channels):
     run, ds = trained_tiny_run()
-    from alexnet_viz.activations import from_run
+    from alexnet_viz.inspect.analysis import from_run
     m = from_run(run.path)
     assert m.model.training is False
     model = m.model
@@ -174,7 +174,7 @@ def test_grad_cam_is_input_sized_and_not_constant(channels):
 
 
 def test_analyze_end_to_end_on_a_saved_run():
-    from alexnet_viz.activations import from_run
+    from alexnet_viz.inspect.analysis import from_run
     run, _ = trained_tiny_run()
     a = analyze(from_run(run.path), open_image(save(rgb(), "PNG")), k=3)
     assert len(a.top) == 3 and abs(sum(p for _, p in a.top) - 1) < 1 and a.top[0][1] >= a.top[1][1]
@@ -234,7 +234,7 @@ def test_cli_predict_bad_image_one_line_error(tmp_path):
 def test_upload_limits_agree_and_are_enforced():
     import tomllib
 
-    from alexnet_viz.images import MAX_BYTES
+    from alexnet_viz.inspect.images import MAX_BYTES
     cfg = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     assert cfg["server"]["maxUploadSize"] * 2**20 == MAX_BYTES  # Streamlit refuses larger files first
     assert cfg["client"]["showErrorDetails"] == "none"          # and never shows a trace
@@ -259,7 +259,7 @@ def test_shared_model_serves_concurrent_sessions():
 
 
 def test_predict_equals_the_full_analysis():
-    from alexnet_viz.activations import predict
+    from alexnet_viz.inspect.analysis import predict
     m = untrained(get_preset("mini28"))
     im = open_image(save(rgb(), "PNG"))
     top = predict(m, im, k=3)
@@ -271,7 +271,7 @@ def test_imagenet_model_uses_its_weights_own_transforms():
     """Resize the short side to 256, centre-crop 224 (not a squash), ImageNet normalization."""
     from torchvision.transforms import functional as TF
 
-    from alexnet_viz.activations import input_box, preprocess
+    from alexnet_viz.inspect.analysis import input_box, preprocess
     path = pretrained_path()
     path.parent.mkdir(parents=True)
     torch.save(torchvision.models.alexnet().state_dict(), path)
@@ -285,7 +285,7 @@ def test_imagenet_model_uses_its_weights_own_transforms():
 
 
 def test_a_clothing_model_says_what_it_knows_and_whether_it_was_right():
-    from alexnet_viz.activations import knows_only, verdict
+    from alexnet_viz.inspect.analysis import knows_only, verdict
     m = untrained(get_preset("mini28"))
     a = analyze(m, open_image(save(rgb(), "PNG")))
     assert "only the 10 Fashion-MNIST clothing classes" in knows_only(m)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from alexnet_viz.activations import feature_maps, grad_cam, untrained
+from alexnet_viz.inspect.analysis import feature_maps, grad_cam, untrained
 from alexnet_viz.config import ArchConfig, ConvSpec, get_preset
 from alexnet_viz.inspect.arithmetic import explain_unit
 from alexnet_viz.inspect.featviz import visualize_channel
@@ -17,7 +17,7 @@ from alexnet_viz.inspect.receptive import effective_field, unit_box
 from alexnet_viz.inspect.top import balanced_subset, index_layer, top_images
 from alexnet_viz.inspect.walk import layer_outputs, private_copy
 from alexnet_viz.model import build_model
-from alexnet_viz.summary import summarize
+from alexnet_viz.architect.summary import summarize
 
 # tanh and average pooling pass a non-zero gradient to every pixel a unit reads, so the set of
 # pixels with a gradient is exactly the receptive field; the padding makes the border boxes clip.

@@ -6,15 +6,15 @@ import pytest
 import torch
 from torch import nn
 
-from alexnet_viz import internals
+from alexnet_viz.training import internals
 from alexnet_viz.config import TrainConfig, get_preset, with_conv
-from alexnet_viz.internals import BINS, Probe
+from alexnet_viz.training.internals import BINS, Probe
 from alexnet_viz.model import build_model
-from alexnet_viz.runs import Run
-from alexnet_viz.summary import leaf_layers
-from alexnet_viz.train import make_optimizer, train, train_step
+from alexnet_viz.runs.store import Run
+from alexnet_viz.architect.summary import leaf_layers
+from alexnet_viz.training.engine import make_optimizer, train, train_step
 
-from .test_training import TINY, synthetic
+from tests.test_training import TINY, synthetic
 
 
 @pytest.fixture

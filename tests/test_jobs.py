@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from alexnet_viz import jobs
+from alexnet_viz.jobs import queue as jobs
 from alexnet_viz.config import TrainConfig, get_preset
-from alexnet_viz.jobs import Job, JobManager, estimated_starts, fits
-from alexnet_viz.runs import Run, list_runs
+from alexnet_viz.jobs.queue import Job, JobManager, estimated_starts, fits
+from alexnet_viz.runs.store import Run, list_runs
 
-from .test_training import TINY, synthetic
+from tests.test_training import TINY, synthetic
 
 LONG = TrainConfig(epochs=200, batch_size=16, max_batches=4, device="cpu")  # many short epochs
 
@@ -184,7 +184,7 @@ def test_the_training_process_does_not_run_the_page_script_again(tmp_path, monke
     import sys
     import types
 
-    from alexnet_viz.worker import Worker
+    from alexnet_viz.jobs.worker import Worker
     marker = tmp_path / "page-ran"
     script = tmp_path / "page.py"
     script.write_text(f"open({str(marker)!r}, 'w').close()\n")

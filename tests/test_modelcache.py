@@ -3,7 +3,7 @@ from types import SimpleNamespace
 
 from torch import nn
 
-from alexnet_viz.modelcache import ModelCache, model_bytes
+from alexnet_viz.inspect.modelcache import ModelCache, model_bytes
 
 
 def loaded(n_weights: int):

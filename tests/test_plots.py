@@ -1,9 +1,9 @@
 """Figures are pure functions of plain data: check what they draw, not how it looks."""
 import numpy as np
 
-from alexnet_viz import plots
+from alexnet_viz.ui import plots
 from alexnet_viz.config import get_preset
-from alexnet_viz.summary import summarize
+from alexnet_viz.architect.summary import summarize
 
 
 def rows():
@@ -68,7 +68,7 @@ def _internals_records(n: int) -> list[dict]:
 
 
 def test_internals_figures_follow_their_records():
-    from alexnet_viz.plots import internals_heatmap, internals_lines
+    from alexnet_viz.ui.plots import internals_heatmap, internals_lines
     recs = _internals_records(6)
     fig = internals_lines(recs, "grad_norm", "g", log_y=True)
     assert [t.name for t in fig.data] == ["conv1", "fc1"] and fig.layout.yaxis.type == "log"
@@ -81,7 +81,7 @@ def test_internals_figures_follow_their_records():
 
 
 def test_embedding_figure_has_one_frame_per_snapshot_and_every_point():
-    from alexnet_viz.plots import embedding_scatter
+    from alexnet_viz.ui.plots import embedding_scatter
     labels, idx = np.array([0, 1, 1, 2]), np.array([10, 11, 12, 13])
     frames = [("before training", np.zeros((4, 2))), ("epoch 1", np.arange(8.0).reshape(4, 2))]
     fig = embedding_scatter(frames, labels, idx, ("a", "b", "c"))

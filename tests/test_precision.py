@@ -4,14 +4,14 @@ import json
 import pytest
 import torch
 
-from alexnet_viz import precision
+from alexnet_viz.training import precision
 from alexnet_viz.config import ArchConfig, ConvSpec, TrainConfig, get_preset
 from alexnet_viz.data import cache_dir
-from alexnet_viz.precision import PAYS, choose, shape_class
-from alexnet_viz.runs import Run
-from alexnet_viz.train import train
+from alexnet_viz.training.precision import PAYS, choose, shape_class
+from alexnet_viz.runs.store import Run
+from alexnet_viz.training.engine import train
 
-from .test_training import TINY, synthetic
+from tests.test_training import TINY, synthetic
 
 
 def test_forced_choices_are_obeyed_without_measuring(monkeypatch):

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from alexnet_viz.config import TrainConfig
-from alexnet_viz.runs import STALE_S, Run, RunError, list_runs
+from alexnet_viz.runs.store import STALE_S, Run, RunError, list_runs
 
-from .conftest import ROOT
-from .test_training import TINY
+from tests.conftest import ROOT
+from tests.test_training import TINY
 
 HAS_PROC = Path(f"/proc/{os.getpid()}/stat").exists()
 
@@ -171,7 +171,7 @@ def test_a_hostile_runs_files_cannot_block_weights_or_predictions(tmp_path):
 
 
 def test_the_train_page_lists_hostile_folders_and_keeps_working(monkeypatch, tmp_path):
-    from .test_app import app, no_exception
+    from tests.test_app import app, no_exception
     root = Path(os.environ["ALEXNET_VIZ_RUNS"])
     finished_run(root, "good")
     for name in ("fifo-metrics", "zero-status", "binary-config", "text-acc"):
@@ -188,7 +188,7 @@ def test_the_train_page_lists_hostile_folders_and_keeps_working(monkeypatch, tmp
 
 def test_a_1000_class_run_shows_on_the_train_page(monkeypatch):
     """Predictions beyond Fashion-MNIST's 10 classes are named by their output number, not an IndexError."""
-    from .test_app import app, no_exception
+    from tests.test_app import app, no_exception
     root = Path(os.environ["ALEXNET_VIZ_RUNS"])
     run = finished_run(root, "wide")
     n_test = 2_000  # the bundled sample's test set, which the page loads offline

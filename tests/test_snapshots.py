@@ -8,16 +8,16 @@ import pytest
 import torch
 from PIL import Image
 
-from alexnet_viz import snapshots
+from alexnet_viz.runs import snapshots
 from alexnet_viz.__main__ import main
-from alexnet_viz.activations import ModelUnavailable, from_run, predict
+from alexnet_viz.inspect.analysis import ModelUnavailable, from_run, predict
 from alexnet_viz.config import TrainConfig, get_preset
-from alexnet_viz.embedding import align, project_run
+from alexnet_viz.inspect.embedding import align, project_run
 from alexnet_viz.model import build_model
-from alexnet_viz.runs import Run, RunError
-from alexnet_viz.train import init_weights, train
+from alexnet_viz.runs.store import Run, RunError
+from alexnet_viz.training.engine import init_weights, train
 
-from .test_training import TINY, synthetic
+from tests.test_training import TINY, synthetic
 
 
 N_TRAIN, BATCH = 128, 8   # 16 steps an epoch: early snapshots at steps 1 and 4

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from alexnet_viz.config import PRESETS, ArchConfig, ConfigError, ConvSpec
 from alexnet_viz.model import build_model
-from alexnet_viz.summary import adaptive_windows, describe_layers, shape_str, summarize
+from alexnet_viz.architect.summary import adaptive_windows, describe_layers, shape_str, summarize
 
 
 @pytest.mark.parametrize("name", PRESETS)

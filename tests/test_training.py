@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from alexnet_viz import train as engine
+from alexnet_viz.training import engine
 from alexnet_viz.config import ArchConfig, ConvSpec, TrainConfig, default_training, get_preset
 from alexnet_viz.data import Dataset, DeviceData, load_fashion_mnist, random_crop_flip
-from alexnet_viz.runs import Run, RunError, list_runs
-from alexnet_viz.train import confusion, train
+from alexnet_viz.runs.store import Run, RunError, list_runs
+from alexnet_viz.training.engine import confusion, train
 
-from .conftest import ROOT
+from tests.conftest import ROOT
 
 TINY = ArchConfig(name="tiny", in_channels=1, input_size=12,
                   convs=(ConvSpec(4, 3, 1, 1, pool_kernel=2, pool_stride=2),), hidden=(16,), dropout=0.0)

@@ -1,4 +1,4 @@
-"""Build assets/fashion_mnist_sample.npz (the offline fallback) from a local Fashion-MNIST copy.
+"""Build alexnet_viz/assets/fashion_mnist_sample.npz (the offline fallback) from a local Fashion-MNIST copy.
 
 Usage: python tools/make_sample.py ../shared/data
 Takes the first 1,000 training and 200 test images of each class, uint8, compressed.
@@ -20,5 +20,5 @@ if __name__ == "__main__":
     root = sys.argv[1]
     xtr, ytr = pick(FashionMNIST(root, train=True, download=False), 1000)
     xte, yte = pick(FashionMNIST(root, train=False, download=False), 200)
-    np.savez_compressed("assets/fashion_mnist_sample.npz", train_x=xtr, train_y=ytr, test_x=xte, test_y=yte)
+    np.savez_compressed("alexnet_viz/assets/fashion_mnist_sample.npz", train_x=xtr, train_y=ytr, test_x=xte, test_y=yte)
     print(xtr.shape, xte.shape)

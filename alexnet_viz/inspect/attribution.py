@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..summary import leaf_layers
-from .walk import private_copy
+from alexnet_viz.architect.summary import leaf_layers
+from alexnet_viz.inspect.walk import private_copy
 
 METHODS = {
     "Grad-CAM": "the layer's maps weighted by the class score's mean gradient (coarse: the layer's grid)",

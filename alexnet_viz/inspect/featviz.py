@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torchvision.transforms.functional import gaussian_blur
 
-from .walk import output_at
+from alexnet_viz.inspect.walk import output_at
 
 _CACHE: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 _CACHE_LOCK = threading.Lock()

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..summary import leaf_layers, summarize
-from .walk import output_at
+from alexnet_viz.architect.summary import leaf_layers, summarize
+from alexnet_viz.inspect.walk import output_at
 
 
 @dataclass(frozen=True)

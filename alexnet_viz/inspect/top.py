@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..summary import summarize
-from .receptive import unit_box
-from .walk import output_at
+from alexnet_viz.architect.summary import summarize
+from alexnet_viz.inspect.receptive import unit_box
+from alexnet_viz.inspect.walk import output_at
 
 MAX_MACS = 2e12    # about 40 s of one pass on a 2-core laptop CPU at ~50 G multiply-accumulates/s
 BATCH_MACS = 4e10  # images per batch: about a second of work between progress reports

@@ -13,7 +13,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from ..summary import leaf_layers
+from alexnet_viz.architect.summary import leaf_layers
 
 
 def private_copy(model: nn.Module) -> nn.Module:

@@ -6,15 +6,14 @@ from dataclasses import replace
 import pandas as pd
 import streamlit as st
 
-from ..compare import side_by_side, what_changed
-from ..config import (ACTIVATIONS, IN_CHANNELS, LIMITS, PRESET_NOTES, PRESETS, ArchConfig, ConfigError, get_preset,
-                      trace)
-from ..editor import CONV_COLUMNS, HIDDEN_COLUMNS, Column, config_from_rows, conv_rows, edited_name, hidden_rows
-from ..model import to_pytorch_code
-from ..drawing import network_svg, to_png
-from ..plots import per_layer_bars
-from ..summary import describe_layers, human, summarize, table
-from .common import cost_ui
+from alexnet_viz.architect.compare import side_by_side, what_changed
+from alexnet_viz.config import (ACTIVATIONS, IN_CHANNELS, LIMITS, PRESET_NOTES, PRESETS, ArchConfig, ConfigError, get_preset, trace)
+from alexnet_viz.architect.editor import CONV_COLUMNS, HIDDEN_COLUMNS, Column, config_from_rows, conv_rows, edited_name, hidden_rows
+from alexnet_viz.model import to_pytorch_code
+from alexnet_viz.architect.drawing import network_svg, to_png
+from alexnet_viz.ui.plots import per_layer_bars
+from alexnet_viz.architect.summary import describe_layers, human, summarize, table
+from alexnet_viz.ui.common import cost_ui
 
 SETTINGS = ("in_channels", "input_size", "num_classes", "fc_activation", "dropout", "adaptive_pool")
 PRESENTER_CSS = """<style>

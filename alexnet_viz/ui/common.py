@@ -8,7 +8,7 @@ import uuid
 import streamlit as st
 from streamlit.runtime.scriptrunner import RerunException, StopException
 
-from ..config import ConfigError
+from alexnet_viz.config import ConfigError
 
 log = logging.getLogger("alexnet_viz")
 
@@ -43,22 +43,22 @@ def guarded(page):
 def manager():
     """One trainer for the whole server: jobs from every browser session queue here (Train and
     Experiments pages alike)."""
-    from ..jobs import JobManager
+    from alexnet_viz.jobs.queue import JobManager
     return JobManager()
 
 
 def current_arch():
     """The Architect's current valid network (the d2l preset until the user changes it)."""
-    from ..config import get_preset
+    from alexnet_viz.config import get_preset
     return st.session_state.get("last_valid") or get_preset("d2l")
 
 
 def cost_ui(arch, t=None, n_train: int = 60_000, n_test: int = 10_000) -> bool:
     """The cost of training `arch` (with `t`, else its preset's settings) before it starts: one line,
     a warning when the run is slow, an error when it does not fit. Returns whether it fits."""
-    from ..config import default_training
-    from ..cost import estimate_analysis, estimate_training
-    from ..data import check_device
+    from alexnet_viz.config import default_training
+    from alexnet_viz.cost.estimate import estimate_analysis, estimate_training
+    from alexnet_viz.data import check_device
     architect, t = t is None, t or default_training(arch.name)
     try:
         est = estimate_training(arch, t, n_train, device=check_device(t.device), n_test=n_test)
@@ -82,7 +82,7 @@ def snapshot_picker(run_path: str) -> str | None:
     the final weights (the last position)."""
     from pathlib import Path
 
-    from ..runs import Run
+    from alexnet_viz.runs.store import Run
     run = Run(run_path)
     labels = [s["label"] for s in run.snapshots()]
     if not labels:

@@ -6,14 +6,12 @@ import statistics
 import pandas as pd
 import streamlit as st
 
-from ..cost import estimate_training
-from ..data import available_devices
-from ..experiments import (EXPERIMENTS, Budget, base_network, collect_results, diff_configs,
-                           distinguishing_labels, experiment_runs, planned_runs, queue_experiment,
-                           summarize_experiment)
-from ..plots import experiment_curves
-from ..runs import Run, list_runs, step_curve
-from .common import manager, owner_id
+from alexnet_viz.cost.estimate import estimate_training
+from alexnet_viz.data import available_devices
+from alexnet_viz.training.experiments import (EXPERIMENTS, Budget, base_network, collect_results, diff_configs, distinguishing_labels, experiment_runs, planned_runs, queue_experiment, summarize_experiment)
+from alexnet_viz.ui.plots import experiment_curves
+from alexnet_viz.runs.store import Run, list_runs, step_curve
+from alexnet_viz.ui.common import manager, owner_id
 
 KEEP = dict(persist_state="session")  # the choices come back after a visit to another page
 

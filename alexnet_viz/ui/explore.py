@@ -10,22 +10,20 @@ import numpy as np
 import streamlit as st
 import torch
 
-from ..activations import (ModelUnavailable, analyze, conv1_filters, conv_layers, from_run, input_box, knows_only,
-                           layer_stats, mosaic, pretrained, untrained, verdict)
-from ..config import ConfigError
-from ..data import ASSETS, CLASSES
-from ..modelcache import ModelCache
-from ..images import ImageError, denormalize, display_copy, open_image
-from ..inspect.arithmetic import explain_unit
-from ..inspect.attribution import METHODS, attributions
-from ..inspect.featviz import visualize_channel
-from ..inspect.receptive import effective_field, unit_box
-from ..inspect.top import index_layer, pass_size, top_images
-from ..plots import (attribution_panels, channel_heatmap, colorize, field_overlay, filter_grid, kernel_products, layer_stats_chart,
-                     overlay_heatmap, topk_bars)
-from ..runs import best_first, has_weights, list_runs
-from ..summary import describe_layers, shape_str, summarize
-from .common import current_arch, manager, owner_id, snapshot_picker
+from alexnet_viz.inspect.analysis import (ModelUnavailable, analyze, conv1_filters, conv_layers, from_run, input_box, knows_only, layer_stats, mosaic, pretrained, untrained, verdict)
+from alexnet_viz.config import ConfigError
+from alexnet_viz.data import ASSETS, CLASSES
+from alexnet_viz.inspect.modelcache import ModelCache
+from alexnet_viz.inspect.images import ImageError, denormalize, display_copy, open_image
+from alexnet_viz.inspect.arithmetic import explain_unit
+from alexnet_viz.inspect.attribution import METHODS, attributions
+from alexnet_viz.inspect.featviz import visualize_channel
+from alexnet_viz.inspect.receptive import effective_field, unit_box
+from alexnet_viz.inspect.top import index_layer, pass_size, top_images
+from alexnet_viz.ui.plots import (attribution_panels, channel_heatmap, colorize, field_overlay, filter_grid, kernel_products, layer_stats_chart, overlay_heatmap, topk_bars)
+from alexnet_viz.runs.store import best_first, has_weights, list_runs
+from alexnet_viz.architect.summary import describe_layers, shape_str, summarize
+from alexnet_viz.ui.common import current_arch, manager, owner_id, snapshot_picker
 
 EXAMPLES = ASSETS / "examples"
 SOURCES = ("Upload", "Camera", "Test set", "Example")
@@ -135,7 +133,7 @@ def image_ui() -> tuple[bytes, str | None] | None:
     if source == "Test set":
         ds = manager().data()
         if ds.is_sample:
-            st.caption("Offline: these are the test images of the bundled sample in assets/.")
+            st.caption("Offline: these are the test images of the bundled sample in alexnet_viz/assets/.")
         i = st.number_input(f"Test image # (0–{len(ds.test_y) - 1})", 0, len(ds.test_y) - 1, 0, key="test_idx")
         from PIL import Image
         buf = io.BytesIO()

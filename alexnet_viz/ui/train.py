@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from ..config import PRESETS, TRAIN_LIMITS, ArchConfig, TrainConfig, default_training, get_preset
-from ..data import CLASSES, available_devices
-from ..experiments import D2L_REFERENCE, distinguishing_labels, is_d2l_recipe
-from ..embedding import project_run
-from ..plots import compare_runs, confusion_matrix, embedding_scatter, internals_heatmap, internals_lines, training_curves
-from ..runs import Run, RunError, delete_run, list_runs, step_curve
-from ..train import confusion
-from .common import cost_ui, current_arch, manager, owner_id
+from alexnet_viz.config import PRESETS, TRAIN_LIMITS, ArchConfig, TrainConfig, default_training, get_preset
+from alexnet_viz.data import CLASSES, available_devices
+from alexnet_viz.training.experiments import D2L_REFERENCE, distinguishing_labels, is_d2l_recipe
+from alexnet_viz.inspect.embedding import project_run
+from alexnet_viz.ui.plots import compare_runs, confusion_matrix, embedding_scatter, internals_heatmap, internals_lines, training_curves
+from alexnet_viz.runs.store import Run, RunError, delete_run, list_runs, step_curve
+from alexnet_viz.training.engine import confusion
+from alexnet_viz.ui.common import cost_ui, current_arch, manager, owner_id
 
 
 OPTIMIZERS = {"sgd": "SGD (d2l)", "momentum": "SGD + momentum 0.9", "adam": "Adam"}

@@ -9,7 +9,7 @@ import math
 import numbers
 from dataclasses import dataclass, fields, replace
 
-from .config import ACTIVATIONS, LIMITS, NAME_MAX, NORMS, POOLS, ArchConfig, ConfigError, ConvSpec
+from alexnet_viz.config import ACTIVATIONS, LIMITS, NAME_MAX, NORMS, POOLS, ArchConfig, ConfigError, ConvSpec
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import textwrap
 from dataclasses import dataclass
 from html import escape
 
-from .config import ArchConfig, trace
+from alexnet_viz.config import ArchConfig, trace
 
 MAX_TOWERS = 4     # groups drawn as separate towers; more groups are drawn as 4 and labelled with the count
 FONT = 16          # px at scale 1: labels stay >= 14 px when the SVG is shown at its own size

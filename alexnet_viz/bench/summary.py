@@ -3,9 +3,9 @@ import torch
 
 from alexnet_viz.config import PRESETS
 from alexnet_viz.model import build_model
-from alexnet_viz.summary import summarize
+from alexnet_viz.architect.summary import summarize
 
-from . import print_table, timeit
+from alexnet_viz.bench import print_table, timeit
 
 
 def d2l_layer_summary(cfg) -> list:

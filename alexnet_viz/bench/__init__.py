@@ -33,5 +33,5 @@ def print_table(title: str, header: list[str], rows: list[list]) -> None:
 def run_benchmarks(which: list[str], quick: bool = False) -> int:
     import importlib
     for name in which or ["summary", "explore", "train"]:
-        importlib.import_module(f"bench.{name}").main(quick=quick)
+        importlib.import_module(f"alexnet_viz.bench.{name}").main(quick=quick)
     return 0

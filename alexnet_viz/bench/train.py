@@ -15,10 +15,10 @@ import torch
 from alexnet_viz.config import TrainConfig, get_preset
 from alexnet_viz.data import load_fashion_mnist, pick_device
 from alexnet_viz.model import build_model
-from alexnet_viz.summary import summarize
-from alexnet_viz.train import init_weights, make_optimizer, setup, train_step
+from alexnet_viz.architect.summary import summarize
+from alexnet_viz.training.engine import init_weights, make_optimizer, setup, train_step
 
-from . import print_table
+from alexnet_viz.bench import print_table
 
 
 def _sync(device: torch.device) -> None:

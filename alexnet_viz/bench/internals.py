@@ -14,10 +14,10 @@ import torch
 
 from alexnet_viz.config import TrainConfig, get_preset
 from alexnet_viz.data import Dataset, pick_device
-from alexnet_viz.internals import Probe
-from alexnet_viz.train import setup, train_step
+from alexnet_viz.training.internals import Probe
+from alexnet_viz.training.engine import setup, train_step
 
-from . import print_table
+from alexnet_viz.bench import print_table
 
 
 def _synthetic(n: int) -> Dataset:

@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .config import ArchConfig
-from .model import build_model
+from alexnet_viz.config import ArchConfig
+from alexnet_viz.model import build_model
 
 
 SHAPE_KEEPING = (nn.BatchNorm2d, nn.LocalResponseNorm, nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.Dropout)
@@ -170,7 +170,7 @@ def _block(cfg: ArchConfig, name: str):
 
 def describe_layers(s: Summary) -> list[str]:
     """One plain sentence per row of `s`, in order, with that layer's own numbers."""
-    from .model import LRN
+    from alexnet_viz.model import LRN
     cfg, out = s.cfg, []
     prev_name, prev_shape = "input", (cfg.in_channels, cfg.input_size, cfg.input_size)
     for r in s.rows:

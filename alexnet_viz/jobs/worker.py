@@ -16,8 +16,8 @@ import types
 
 import torch.multiprocessing  # noqa: F401 - registers the reducers that pass tensors as shared memory
 
-from .runs import Run
-from .train import train
+from alexnet_viz.runs.store import Run
+from alexnet_viz.training.engine import train
 
 CTX = mp.get_context("spawn")
 _STARTING = threading.Lock()

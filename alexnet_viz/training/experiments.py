@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from .config import ArchConfig, TrainConfig, default_training, get_preset
+from alexnet_viz.config import ArchConfig, TrainConfig, default_training, get_preset
 
 Change = Callable[[ArchConfig, TrainConfig], tuple[ArchConfig, TrainConfig]]
 

@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .config import ArchConfig
-from .data import cache_dir
+from alexnet_viz.config import ArchConfig
+from alexnet_viz.data import cache_dir
 
 PAYS = 1.1              # bf16 must be this many times faster than fp32 to be chosen
 MEASURE_S = 0.5         # about how long each precision is timed (interleaved), after a warm-up step
@@ -99,7 +99,7 @@ def _write_cache(key: str, entry: dict) -> None:
 def measure(arch: ArchConfig, batch: int | None = None) -> dict:
     """How much faster a forward+backward step of arch runs on the CPU in bf16 autocast than in fp32
     (the median ratio of rounds that time one step of each), and the best step times."""
-    from .model import build_model  # here, not at the top: build_model is only needed to measure
+    from alexnet_viz.model import build_model  # here, not at the top: build_model is only needed to measure
     torch.manual_seed(0)
     model = build_model(arch).to(memory_format=torch.channels_last)
     batch = batch or 16  # a batch of 4 understated bf16 on d2l (1.14×, against 1.4× or more at batch 128)

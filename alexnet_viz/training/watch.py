@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from .internals import Probe
-from .runs import Run
-from .snapshots import Snapshotter
+from alexnet_viz.training.internals import Probe
+from alexnet_viz.runs.store import Run
+from alexnet_viz.runs.snapshots import Snapshotter
 
 
 class Watch:

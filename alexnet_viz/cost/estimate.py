@@ -33,9 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ArchConfig, ConfigError, TrainConfig, get_preset
-from .data import cache_dir, pick_device
-from .summary import human, leaf_layers
+from alexnet_viz.config import ArchConfig, ConfigError, TrainConfig, get_preset
+from alexnet_viz.data import cache_dir, pick_device
+from alexnet_viz.architect.summary import human, leaf_layers
 
 # Peak RSS of a fresh process after `import torch` (~530 MB with torch 2.15's CUDA build) and
 # loading Fashion-MNIST through torchvision (~250 MB more at its peak), less the 55 MB dataset that
@@ -256,7 +256,7 @@ def footprint(arch: ArchConfig) -> Footprint:
 
 
 def build_meta(arch: ArchConfig) -> nn.Module:
-    from .model import build_model
+    from alexnet_viz.model import build_model
     return build_model(arch, device="meta")
 
 
@@ -495,7 +495,7 @@ def speed_advice(arch: ArchConfig, t: TrainConfig, seconds_per_epoch: float, dev
 def _precision(dev: torch.device, arch: ArchConfig, t: TrainConfig) -> tuple[bool, float]:
     """(bf16?, its measured speed-up over the profile's fp32 rates) where precision.py has already
     chosen and measured (an estimate never waits for a measurement)."""
-    from .precision import known_speed
+    from alexnet_viz.training.precision import known_speed
     c, speed = known_speed(dev, arch, t.precision if t.amp else "fp32")
     return c is not None and c.dtype is not None, speed
 

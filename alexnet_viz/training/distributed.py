@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .config import ConfigError
+from alexnet_viz.config import ConfigError
 
 SYNC_EVERY = {"gloo": 1, "nccl": 8}  # batches between stop/report agreements (on a GPU each one is a sync)
 

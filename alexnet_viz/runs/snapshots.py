@@ -103,7 +103,7 @@ class Snapshotter:
         name = f"step-{step:08d}.pt"
         state = {k: (v.detach().to("cpu", self.dtype) if v.is_floating_point() else v.detach().cpu())
                  for k, v in self.model.state_dict().items()}
-        from .runs import _write_atomic  # no temp file left behind when the disk is full
+        from alexnet_viz.runs.store import _write_atomic  # no temp file left behind when the disk is full
         _write_atomic(self.dir / name, lambda p: torch.save(state, p))
         snap = Snapshot(label, epoch, step, name, (self.dir / name).stat().st_size)
         kept = [s for s in read_index(self.dir.parent) if s.file != name] + [snap]
@@ -133,7 +133,7 @@ def prune(snaps: list[Snapshot], limit: int) -> list[Snapshot]:
 
 def read_index(run_path: Path) -> list[Snapshot]:
     """The snapshots a run keeps, oldest first; [] when it has none or the index is unreadable."""
-    from .files import MB, read_text
+    from alexnet_viz.runs.files import MB, read_text
     try:  # size-capped, regular files only (files.py); the file field names a file in snapshots/ only
         raw = json.loads(read_text(Path(run_path) / "snapshots" / "index.json", 1 * MB))
         snaps = [Snapshot(**{k: d[k] for k in ("label", "epoch", "step", "file", "bytes")}) for d in raw]

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import ArchConfig, ConfigError, TrainConfig
-from .files import GB, KB, MB, BadFile, open_regular, read_capped, read_text
+from alexnet_viz.config import ArchConfig, ConfigError, TrainConfig
+from alexnet_viz.runs.files import GB, KB, MB, BadFile, open_regular, read_capped, read_text
 
 
 HEARTBEAT_S = 5.0  # how often a training process says it is alive
@@ -289,13 +289,13 @@ class Run:
 
     def snapshots(self) -> list[dict]:
         """The kept snapshots, oldest first: {"label", "epoch", "step", "file"} each."""
-        from .snapshots import read_index
+        from alexnet_viz.runs.snapshots import read_index
         return [{k: v for k, v in s.to_dict().items() if k in ("label", "epoch", "step", "file")}
                 for s in read_index(self.path)]
 
     def snapshot_state(self, at: float | str) -> tuple[dict, str]:
         """(model state, label) of the snapshot named or nearest to `at` (an epoch or a label)."""
-        from .snapshots import find, read_index
+        from alexnet_viz.runs.snapshots import find, read_index
         snaps = read_index(self.path)
         s = find(snaps, at)
         if s is None:
@@ -308,7 +308,7 @@ class Run:
 
     def load_model(self, at: float | str | None = None) -> torch.nn.Module:
         """The saved model: its final weights, or (with `at`) the snapshot at that epoch or label."""
-        from .model import build_model
+        from alexnet_viz.model import build_model
         arch, _, _ = self.config()
         model = build_model(arch)
         state = self.checkpoint()["model"] if at is None else self.snapshot_state(at)[0]

@@ -8,15 +8,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from alexnet_viz.activations import analyze, feature_maps, preprocess, untrained
+from alexnet_viz.inspect.analysis import analyze, feature_maps, preprocess, untrained
 from alexnet_viz.data import load_fashion_mnist
 from alexnet_viz.inspect.arithmetic import explain_unit
 from alexnet_viz.inspect.receptive import effective_field, unit_box
 from alexnet_viz.inspect.top import index_layer, prepare, top_images
 from alexnet_viz.config import get_preset
-from alexnet_viz.images import open_image
+from alexnet_viz.inspect.images import open_image
 
-from . import print_table, timeit
+from alexnet_viz.bench import print_table, timeit
 
 
 def photo_bytes() -> bytes:

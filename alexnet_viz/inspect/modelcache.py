@@ -25,7 +25,7 @@ def model_bytes(model: nn.Module) -> int:
 
 
 def limit_from_env() -> int:
-    from .cost import parse_bytes
+    from alexnet_viz.cost.estimate import parse_bytes
     text = os.environ.get(ENV_LIMIT)
     return parse_bytes(text) if text else DEFAULT_LIMIT
 

@@ -17,16 +17,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ArchConfig, TrainConfig
-from . import distributed
-from .cost import eval_batch_size
-from .data import Dataset, DeviceData, load_fashion_mnist, pick_device
-from .model import build_model
-from .precision import Choice, choose
-from .runs import Run
-from .internals import Internals
-from .snapshots import Snapshot
-from .watch import Watch
+from alexnet_viz.config import ArchConfig, TrainConfig
+from alexnet_viz.training import distributed
+from alexnet_viz.cost.estimate import eval_batch_size
+from alexnet_viz.data import Dataset, DeviceData, load_fashion_mnist, pick_device
+from alexnet_viz.model import build_model
+from alexnet_viz.training.precision import Choice, choose
+from alexnet_viz.runs.store import Run
+from alexnet_viz.training.internals import Internals
+from alexnet_viz.runs.snapshots import Snapshot
+from alexnet_viz.training.watch import Watch
 
 REPORT_EVERY_S = 0.5  # how often a Step is emitted (each one costs a device sync)
 DIVERGED_X = 1e3      # a loss this many times the first one (or not finite) ends the run

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import Dataset, DeviceData
-from .runs import Run
+from alexnet_viz.data import Dataset, DeviceData
+from alexnet_viz.runs.store import Run
 
 N_IMAGES = 2000
 N_IMAGES_LARGE = 500     # for inputs over 64×64 (d2l's 224×224): ~0.7 GMAC an image

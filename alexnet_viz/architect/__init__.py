@@ -1,0 +1,1 @@
+"""Network arithmetic and pictures: summary rows, layer sentences, compare, drawing, table editor."""

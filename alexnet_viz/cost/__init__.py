@@ -1,0 +1,1 @@
+"""What work costs before it starts: memory budget, device profile, estimates."""

@@ -1,0 +1,1 @@
+"""Runs on disk: the store, snapshots, safe file reads and atomic writes."""

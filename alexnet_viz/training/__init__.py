@@ -1,0 +1,1 @@
+"""Training: the engine (yields records), internals probe, precision, distributed, experiments."""
