@@ -79,6 +79,9 @@ def results_ui(runs: list, name: str, pending: int = 0) -> None:
         return
     st.subheader(exp.title)
     st.caption(exp.question)
+    if all(r.example for r in mine):
+        st.caption("These runs ship with the app (trained on the full Fashion-MNIST by tools/build_examples.py): "
+                   "queue the experiment to see your own.")
     order = [v.label for v in exp.variants]
     series: dict[str, list] = {label: [] for label in order}
     for r in sorted(mine, key=lambda r: r.tags.get("seed", 0)):
