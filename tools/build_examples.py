@@ -58,9 +58,9 @@ def fail(message: str) -> None:
 def full_data():
     ds = load_fashion_mnist()
     if ds.is_sample or len(ds.train_y) != 60_000 or len(ds.test_y) != 10_000:
-        fail(f"only {ds.source} is available ({len(ds.train_y):,} training images), and the shipped network "
-             f"must be trained on the full Fashion-MNIST — set ALEXNET_VIZ_DATA to a folder holding "
-             f"FashionMNIST/raw/ (e.g. ALEXNET_VIZ_DATA=../shared/data)")
+        fail(f"only the bundled sample is available ({len(ds.train_y):,} training images; {ds.source}), and "
+             f"the shipped network must be trained on the full Fashion-MNIST — set ALEXNET_VIZ_DATA to a folder "
+             f"holding FashionMNIST/raw/ (e.g. ALEXNET_VIZ_DATA=../shared/data)")
     return ds
 
 
