@@ -9,9 +9,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from alexnet_viz.cost import budget, profile
 from alexnet_viz.cost import estimate as cost
 from alexnet_viz.config import ArchConfig, ConfigError, ConvSpec, TrainConfig, get_preset
+from alexnet_viz.data import cache_dir
 from alexnet_viz.model import build_model
+from alexnet_viz.units import parse_bytes
 
 from tests.conftest import ROOT
 
@@ -75,13 +78,11 @@ def test_seconds_per_epoch_follow_the_work():
 
 
 def test_the_device_profile_is_measured_once_and_cached_on_disk(monkeypatch):
-    monkeypatch.setattr(cost, "_load_per_core", lambda: 0.1)  # a quiet machine
-    cost._PROFILES.clear()
-    first = cost.device_profile("cpu")
-    assert (cost.cache_dir() / "device_profile.json").exists()
-    cost._PROFILES.clear()
-    monkeypatch.setattr(cost, "measure_device", lambda dev: pytest.fail("measured twice"))
-    assert cost.device_profile("cpu") == first
+    monkeypatch.setattr(profile, "_load_per_core", lambda: 0.1)  # a quiet machine
+    first = profile.DeviceProfiles().get("cpu")
+    assert (cache_dir() / "device_profile.json").exists()
+    monkeypatch.setattr(profile, "measure_device", lambda dev: pytest.fail("measured twice"))
+    assert profile.DeviceProfiles().get("cpu") == first  # a new process reads the file
 
 
 def test_a_profile_taken_on_a_busy_machine_is_measured_again_keeping_the_fastest(monkeypatch):
@@ -92,16 +93,14 @@ def test_a_profile_taken_on_a_busy_machine_is_measured_again_keeping_the_fastest
     quiet = {"conv_macs_per_s": 8e10, "narrow_conv_macs_per_s": 2e10, "linear_macs_per_s": 4e10, "bytes_per_s": 2e10, "layer_s": 4e-5, "load": 0.1,
              **dict.fromkeys(("smooth_bytes_per_s", "window_bytes_per_s", "lrn_bytes_per_s"), 5e9)}
     measured = iter([busy, quiet])
-    monkeypatch.setattr(cost, "measure_device", lambda dev: dict(next(measured)))
-    cost._PROFILES.clear()
-    assert cost.device_profile("cpu")["conv_macs_per_s"] == 1e9
-    cost._PROFILES.clear()  # a new process: the stored rates were taken under load, so it measures again
-    prof = cost.device_profile("cpu")
+    monkeypatch.setattr(profile, "measure_device", lambda dev: dict(next(measured)))
+    assert profile.DeviceProfiles().get("cpu")["conv_macs_per_s"] == 1e9
+    # a new process: the stored rates were taken under load, so it measures again
+    prof = profile.DeviceProfiles().get("cpu")
     assert (prof["conv_macs_per_s"], prof["linear_macs_per_s"], prof["bytes_per_s"], prof["layer_s"]) == \
         (8e10, 9e10, 2e10, 4e-5)
-    cost._PROFILES.clear()
-    monkeypatch.setattr(cost, "measure_device", lambda dev: pytest.fail("a quiet profile measured again"))
-    assert cost.device_profile("cpu") == prof
+    monkeypatch.setattr(profile, "measure_device", lambda dev: pytest.fail("a quiet profile measured again"))
+    assert profile.DeviceProfiles().get("cpu") == prof
 
 
 def test_a_bf16_speed_up_measured_on_this_cpu_shortens_the_estimate(monkeypatch):
@@ -119,30 +118,30 @@ def test_a_bf16_speed_up_measured_on_this_cpu_shortens_the_estimate(monkeypatch)
 @pytest.mark.parametrize("text,value", [("2G", 2 * 2**30), ("512M", 512 * 2**20), ("1.5GB", 3 * 2**29),
                                         ("3000000", 3_000_000), ("64k", 65536)])
 def test_budget_sizes_parse(text, value):
-    assert cost.parse_bytes(text) == value
+    assert parse_bytes(text) == value
 
 
 def test_budget_env_overrides_and_bad_values_are_one_line_errors(monkeypatch):
     monkeypatch.setenv("ALEXNET_VIZ_MEMORY_BUDGET", "300M")
-    assert cost.memory_budget("cpu") == 300 * 2**20
+    assert budget.memory_budget("cpu") == 300 * 2**20
     monkeypatch.setenv("ALEXNET_VIZ_MEMORY_BUDGET", "lots")
     with pytest.raises(ConfigError, match="not a size"):
-        cost.memory_budget("cpu")
+        budget.memory_budget("cpu")
 
 
 def test_cpu_budget_is_what_this_machine_has_free_less_a_margin(monkeypatch):
     monkeypatch.delenv("ALEXNET_VIZ_MEMORY_BUDGET", raising=False)
     total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     avail = next(int(line.split()[1]) * 1024 for line in open("/proc/meminfo") if line.startswith("MemAvailable"))
-    assert 0 < cost.memory_budget("cpu") < min(total, avail * 1.1)
+    assert 0 < budget.memory_budget("cpu") < min(total, avail * 1.1)
 
 
 def test_over_budget_names_the_biggest_consumer_and_what_to_lower(monkeypatch):
     monkeypatch.setenv("ALEXNET_VIZ_MEMORY_BUDGET", "2G")
     est = cost.estimate_training(get_preset("d2l"), TrainConfig(batch_size=4096), device="cpu")
     assert not est.fits and est.biggest == "activations kept for backward"
-    with pytest.raises(cost.OverBudget) as e:
-        cost.require_fits(est)
+    with pytest.raises(budget.OverBudget) as e:
+        budget.require_fits(est)
     msg = str(e.value)
     assert "\n" not in msg and "activations kept for backward" in msg and "lower the batch size" in msg
     most = int(msg.split("at most ")[1].split()[0])  # the batch it says fits does fit
@@ -157,15 +156,17 @@ def test_analysis_of_the_issues_network_is_refused_before_the_model_is_built(mon
     assert est.peak_memory_bytes > 4 * 2**30 and not est.fits
     assert "conv1" in est.message() and "input size" in est.message()
     monkeypatch.setattr(activations, "build_model", lambda *a, **k: pytest.fail("built before refusing"))
-    with pytest.raises(cost.OverBudget):
+    with pytest.raises(budget.OverBudget):
         activations.untrained(HUGE)
 
 
 def test_a_slow_run_says_what_would_make_it_fast(monkeypatch):
     rates = {"conv_macs_per_s": 1e11, "narrow_conv_macs_per_s": 2e10, "linear_macs_per_s": 5e10, "bytes_per_s": 1e10, "layer_s": 1e-4,
              **dict.fromkeys(("smooth_bytes_per_s", "window_bytes_per_s", "lrn_bytes_per_s"), 3e9)}
-    monkeypatch.setattr(cost, "device_profile", lambda device=None: rates)  # a 2-core laptop's rates, fixed
-    est = cost.estimate_training(get_preset("d2l"), TrainConfig(epochs=10, batch_size=128), device="cpu")
+    laptop = profile.DeviceProfiles()
+    laptop.remember("cpu", rates)  # a 2-core laptop's rates, fixed
+    est = cost.estimate_training(get_preset("d2l"), TrainConfig(epochs=10, batch_size=128), device="cpu",
+                                 profiles=laptop)
     assert est.fits and est.run_seconds > cost.SLOW_RUN_S
     assert "mini28" in est.advice and "batches per epoch" in est.advice
 

@@ -12,8 +12,9 @@ from alexnet_viz.architect.editor import CONV_COLUMNS, HIDDEN_COLUMNS, Column, c
 from alexnet_viz.model import to_pytorch_code
 from alexnet_viz.architect.drawing import network_svg, to_png
 from alexnet_viz.ui.plots import per_layer_bars
-from alexnet_viz.architect.summary import describe_layers, human, summarize, table
+from alexnet_viz.architect.summary import describe_layers, summarize, table
 from alexnet_viz.ui.common import cost_ui
+from alexnet_viz.units import human
 
 SETTINGS = ("in_channels", "input_size", "num_classes", "fc_activation", "dropout", "adaptive_pool")
 PRESENTER_CSS = """<style>

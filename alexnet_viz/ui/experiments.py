@@ -12,6 +12,7 @@ from alexnet_viz.training.experiments import (EXPERIMENTS, Budget, base_network,
 from alexnet_viz.ui.plots import experiment_curves
 from alexnet_viz.runs.store import Run, list_runs, step_curve
 from alexnet_viz.ui.common import manager, owner_id
+from alexnet_viz.units import duration
 
 KEEP = dict(persist_state="session")  # the choices come back after a visit to another page
 
@@ -20,16 +21,12 @@ def _title(name: str) -> str:
     return "All of them" if name == "all" else EXPERIMENTS[name].title
 
 
-def _duration(s: float) -> str:
-    return f"{s:.0f} s" if s < 90 else f"{s / 60:.0f} min" if s < 5400 else f"{s / 3600:.1f} h"
-
-
 def estimate_line(plan: list, n_train: int, n_test: int) -> str:
     """The whole set's time on this machine, from the cost model when it is there."""
     batches = sum(t.epochs * min(-(-n_train // t.batch_size), t.max_batches or 10**9) for _, t, _ in plan)
     head = f"{len(plan)} runs, {batches:,} training batches in all"
     seconds = sum(estimate_training(a, t, n_train=n_train, n_test=n_test).run_seconds for a, t, _ in plan)
-    return head + f": about {_duration(seconds)} on this machine, one run after another (estimated)."
+    return head + f": about {duration(seconds)} on this machine, one run after another (estimated)."
 
 
 def budget_ui() -> tuple[str, Budget, list[int]]:
@@ -61,7 +58,7 @@ def progress_ui(owner: str, set_id: str | None) -> None:
     if pace and left:
         n = manager().data().train_y.shape[0]
         todo = sum(j.train.epochs * min(n, (j.train.max_batches or 10**9) * j.train.batch_size) for j in left)
-        text += f" · about {_duration(todo / statistics.fmean(pace))} left at the measured pace"
+        text += f" · about {duration(todo / statistics.fmean(pace))} left at the measured pace"
     st.progress(len(done) / len(jobs), text=text)
     failed = [j for j in done if j.state == "error"]
     for j in failed:
