@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from alexnet_viz.architect.importing import network_from_dict
-from alexnet_viz.config import ArchConfig, ConfigError
+from alexnet_viz.config import PRESETS, ArchConfig, ConfigError
 
 VALUE_MAX = 200          # characters of any one value but a network
 NETWORK_MAX = 4000       # characters of an encoded network (alexnet2012 edited: about 400)
@@ -68,6 +68,16 @@ def network() -> Param:
 
 PRESENT = "present"
 PRESENTER = {PRESENT: flag()}  # every page's presenter mode, `?present=1`
+
+# The Architect's view: a preset by name, any other network packed whole, presenter mode. Here, not in
+# the page, because other pages (Lessons) build links to it.
+ARCHITECT = {"preset": choice(PRESETS, default="d2l"), "net": network(), **PRESENTER}
+
+
+def architect_values(cfg: ArchConfig, presenter: bool = False) -> dict:
+    """The Architect's link values for a network: the preset's name when cfg is one, else cfg itself."""
+    preset = next((name for name, p in PRESETS.items() if p == cfg), None)
+    return {"preset": preset, "net": None if preset else cfg, PRESENT: presenter}
 
 Schema = Mapping[str, Param]
 
@@ -196,4 +206,4 @@ def decode_network(text: str) -> ArchConfig:
 
 
 __all__ = ["Param", "Schema", "choice", "integer", "number", "flag", "text", "network", "PRESENT", "PRESENTER",
-           "GLOBAL", "read", "write", "encode_network", "decode_network"]
+           "GLOBAL", "ARCHITECT", "architect_values", "read", "write", "encode_network", "decode_network"]
