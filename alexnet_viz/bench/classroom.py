@@ -366,7 +366,7 @@ def main(quick: bool = False, classmates: int = 8) -> int:
     if not APP.exists():
         print(f"bench classroom runs the app from a checkout: {APP} not found")
         return 1
-    from alexnet_viz.cost.estimate import memory_budget
+    from alexnet_viz.cost.budget import memory_budget
     server_cpus, browser_cpus = _cpu_split()
     seconds = 25 if quick else 75
     with tempfile.TemporaryDirectory() as tmp:
