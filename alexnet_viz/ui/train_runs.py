@@ -33,7 +33,11 @@ def delete_ui(run_path: str, name: str, disabled: bool, col) -> None:
     c = st.columns([1, 1, 4])
     if c[0].button("Yes, delete it", type="primary"):
         ss.pop("confirm_delete")
-        delete_run(run_path)
+        try:
+            delete_run(run_path)
+        except RunError as e:  # a shipped example, or not a run folder any more
+            st.error(str(e))
+            return
         st.rerun()
     if c[1].button("Keep it"):
         ss.pop("confirm_delete")
@@ -63,7 +67,8 @@ def runs_ui(owner: str) -> None:
     if not runs:
         st.caption("No saved runs yet: start one above.")
         return
-    settings = distinguishing_labels([r.config for r in runs])
+    own, shipped = [r for r in runs if not r.example], [r for r in runs if r.example]  # examples come last
+    settings = distinguishing_labels([r.config for r in own]) + distinguishing_labels([r.config for r in shipped])
     st.dataframe([{"run": r.name, "network": r.preset, "settings that differ": s, "state": r.state,
                    "epochs": r.epochs_done, "test acc": r.test_acc, "note": r.message}
                   for r, s in zip(runs, settings)], hide_index=True, width="stretch")
