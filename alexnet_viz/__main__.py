@@ -226,7 +226,7 @@ def _predict(a) -> int:
 
 def _bench(a) -> int:
     from alexnet_viz.bench import run_benchmarks
-    return run_benchmarks(a.which, quick=a.quick)
+    return run_benchmarks(a.which, quick=a.quick, classmates=a.classmates)
 
 
 def main(argv=None) -> int:
@@ -273,8 +273,10 @@ def main(argv=None) -> int:
                    help="invert brightness (default: for Fashion-MNIST models, when the background is light)")
     r.add_argument("--json", action="store_true")
     b = sub.add_parser("bench", help="benchmarks, each beside its baseline")
-    b.add_argument("which", nargs="*", choices=["summary", "train", "explore", "estimate", "internals", []], default=[])
+    b.add_argument("which", nargs="*", choices=["summary", "train", "explore", "estimate", "internals", "classroom", []],
+                   default=[])
     b.add_argument("--quick", action="store_true", help="fewer repeats (for CI smoke runs)")
+    b.add_argument("--classmates", type=int, default=8, help="bench classroom: browser sessions beside the probe")
     a = p.parse_args(argv)
     try:
         return {"summary": _summary, "estimate": _estimate, "train": _train, "predict": _predict,

@@ -63,8 +63,24 @@ def test_peak_is_the_sum_of_its_parts_and_grows_with_the_batch():
     small, big = (cost.estimate_training(cfg, TrainConfig(batch_size=b), device="cpu") for b in (32, 512))
     assert small.peak_memory_bytes == sum(small.breakdown.values())
     grown = big.breakdown["activations kept for backward"] - small.breakdown["activations kept for backward"]
-    assert grown == (512 - 32) * cost.footprint(cfg).saved_train
+    # independently: what autograd really saves for each extra image (two real CPU batches; the
+    # difference cancels what does not grow with the batch, such as BatchNorm's per-channel statistics)
+    per_image = (saved_on_cpu(cfg, 64) - saved_on_cpu(cfg, 32)) / 32
+    assert grown == pytest.approx((512 - 32) * per_image, rel=0.02)
     assert big.peak_memory_bytes > small.peak_memory_bytes
+
+
+@pytest.mark.parametrize("preset", ["mini28", "lenet5", "d2l", "alexnet2012"])
+def test_macs_are_what_torchs_flop_counter_counts(preset):
+    """The independent count: torch's FlopCounterMode over a forward pass (meta device: free), 2 flops a MAC."""
+    from torch.utils.flop_counter import FlopCounterMode
+    cfg = get_preset(preset)
+    x = torch.empty(1, cfg.in_channels, cfg.input_size, cfg.input_size, device="meta")
+    with FlopCounterMode(display=False) as counter:
+        build_model(cfg, device="meta").eval()(x)
+    flops = {str(op): n for op, n in counter.get_flop_counts()["Global"].items()}
+    f = cost.footprint(cfg)
+    assert (2 * f.conv_macs, 2 * f.linear_macs) == (flops["aten.convolution"], flops["aten.addmm"])
 
 
 def test_seconds_per_epoch_follow_the_work():
@@ -74,7 +90,8 @@ def test_seconds_per_epoch_follow_the_work():
     half = cost.estimate_training(cfg, TrainConfig(batch_size=128), n_train=30_000, device="cpu")
     big = cost.estimate_training(get_preset("d2l"), TrainConfig(batch_size=128), device="cpu")
     assert capped.seconds_per_epoch < half.seconds_per_epoch < full.seconds_per_epoch < big.seconds_per_epoch
-    assert cost.footprint(get_preset("d2l")).conv_macs > 50 * cost.footprint(cfg).conv_macs
+    # d2l's convs do 139× mini28's work (torch's flop counter, above): its epoch takes far longer
+    assert big.seconds_per_epoch > 20 * full.seconds_per_epoch
 
 
 def test_the_device_profile_is_measured_once_and_cached_on_disk(monkeypatch):

@@ -22,6 +22,8 @@ from alexnet_viz.model import build_model
 from alexnet_viz.units import approx, human
 
 
+# The rows of the table's "only layers with weights or pooling" view: where the shapes and weights change.
+STRUCTURAL = ("Conv2d", "Linear", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Flatten")
 SHAPE_KEEPING = (nn.BatchNorm2d, nn.LocalResponseNorm, nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.Dropout)
 
 
@@ -59,6 +61,15 @@ class Summary:
     @property
     def total_memory(self) -> int:
         return sum(r.memory for r in self.rows)
+
+    def share(self, layer_type: str, field: str) -> float:
+        """The fraction of the network's params / macs / memory in layers of one type ("Linear", "Conv2d")."""
+        total = sum(getattr(r, field) for r in self.rows)
+        return sum(getattr(r, field) for r in self.rows if r.type == layer_type) / total if total else 0.0
+
+    def largest(self, field: str) -> LayerRow:
+        """The layer with the most params / macs / memory (the first of equals, in forward order)."""
+        return max(self.rows, key=lambda r: getattr(r, field))
 
     def to_dict(self) -> dict:
         return {"layers": [r.to_dict() for r in self.rows],
