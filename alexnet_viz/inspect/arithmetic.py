@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from alexnet_viz.architect.summary import leaf_layers
+from alexnet_viz.inspect.walk import as_pair
 
 POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d)
 
@@ -81,13 +82,9 @@ class UnitMath:
     pool: PoolMath | None
 
 
-def _pair(v) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
-
-
 def _conv_math(conv: nn.Conv2d, name: str, inp: torch.Tensor, input_name: str, actual: float,
                c: int, r: int, q: int, show: int) -> ConvMath:
-    (kh, kw), (sh, sw), (ph, pw) = _pair(conv.kernel_size), _pair(conv.stride), _pair(conv.padding)
+    (kh, kw), (sh, sw), (ph, pw) = as_pair(conv.kernel_size), as_pair(conv.stride), as_pair(conv.padding)
     per_group = conv.in_channels // conv.groups
     g = c // (conv.out_channels // conv.groups)
     chans = range(g * per_group, (g + 1) * per_group)
@@ -140,11 +137,11 @@ def _window(m: nn.Module, prev: torch.Tensor, r: int, q: int) -> tuple[tuple[int
     """A pool's window for output (r, q): its top-left in the input and its values (NaN off the edge)."""
     H, W = prev.shape[-2:]
     if isinstance(m, nn.AdaptiveAvgPool2d):
-        oh, ow = _pair(m.output_size)
+        oh, ow = as_pair(m.output_size)
         t, b = r * H // oh, math.ceil((r + 1) * H / oh)
         lft, rt = q * W // ow, math.ceil((q + 1) * W / ow)
     else:
-        (kh, kw), (sh, sw), (ph, pw) = _pair(m.kernel_size), _pair(m.stride), _pair(m.padding)
+        (kh, kw), (sh, sw), (ph, pw) = as_pair(m.kernel_size), as_pair(m.stride), as_pair(m.padding)
         t, lft = r * sh - ph, q * sw - pw
         b, rt = t + kh, lft + kw
     win = np.full((b - t, rt - lft), np.nan)

@@ -8,8 +8,6 @@ number of steps, seeded: the same channel gives the same picture. Cached per mod
 """
 from __future__ import annotations
 
-import threading
-import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,10 +15,10 @@ import torch
 from torch import nn
 from torchvision.transforms.functional import gaussian_blur
 
+from alexnet_viz.inspect.modelcache import PerObjectCache
 from alexnet_viz.inspect.walk import output_at
 
-_CACHE: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
-_CACHE_LOCK = threading.Lock()
+_RESULTS = PerObjectCache()  # per model
 
 
 @dataclass(frozen=True)
@@ -36,8 +34,7 @@ def visualize_channel(model: nn.Module, layer: str, channel: int, mean: tuple, s
                       blur_every: int = 4) -> Visualization:
     """The input (in the model's normalized space, kept to valid pixels) that maximizes the channel."""
     key = (layer, channel, mean, std, steps, seed, lr, jitter, blur_every)
-    with _CACHE_LOCK:
-        hit = _CACHE.get(model, {}).get(key)
+    hit = _RESULTS.get(model, key)
     if hit is not None:
         return hit
     cfg = model.cfg
@@ -67,6 +64,5 @@ def visualize_channel(model: nn.Module, layer: str, channel: int, mean: tuple, s
     a = ((x * s + m)[0].clamp(0, 1) * 255).round().byte()
     img = a[0].numpy() if C == 1 else a.permute(1, 2, 0).numpy()
     out = Visualization(img, start, reached, steps)
-    with _CACHE_LOCK:
-        _CACHE.setdefault(model, {})[key] = out
+    _RESULTS.put(model, key, out)
     return out

@@ -12,17 +12,16 @@ images of each class) and says how many it saw.
 from __future__ import annotations
 
 import math
-import threading
-import weakref
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from alexnet_viz.architect.summary import summarize
+from alexnet_viz.data import prepare_images
+from alexnet_viz.inspect.modelcache import PerObjectCache
 from alexnet_viz.inspect.receptive import unit_box
 from alexnet_viz.inspect.walk import output_at
 
@@ -30,19 +29,16 @@ MAX_MACS = 2e12    # about 40 s of one pass on a 2-core laptop CPU at ~50 G mult
 BATCH_MACS = 4e10  # images per batch: about a second of work between progress reports
 BATCH_BYTES = 8 * 2**20  # ...and a batch's largest map within a CPU's cache (mini28: 1.3-1.6× faster than 512)
 
-_CACHE: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
-_CACHE_LOCK = threading.Lock()  # guards the dict only; the passes themselves run in parallel
-
-
-_PRINTS: dict[int, tuple] = {}
+_PASSES = PerObjectCache()  # per model: the passes themselves run in parallel, outside its lock
+_PRINTS = PerObjectCache()  # per test-set tensor: its fingerprint
 
 
 def _fingerprint(t: torch.Tensor) -> tuple[int, int]:
     """(length, sum) of a test set, computed once per tensor object (a sum of 10,000 images is ~20 ms)."""
-    ref, fp = _PRINTS.get(id(t), (None, None))
-    if ref is None or ref() is not t:
+    fp = _PRINTS.get(t, "fingerprint")
+    if fp is None:
         fp = (len(t), int(t.sum()))
-        _PRINTS[id(t)] = (weakref.ref(t), fp)
+        _PRINTS.put(t, "fingerprint", fp)
     return fp
 
 
@@ -65,15 +61,6 @@ class TopImage:
     row: int
     col: int
     crop: np.ndarray       # the receptive field around (row, col), uint8, what the network saw
-
-
-def prepare(x: torch.Tensor, channels: int, size: int, mean: tuple, std: tuple) -> torch.Tensor:
-    """uint8 B×28×28 test images -> the B×C×size×size tensor the model takes (as in training)."""
-    x = x.unsqueeze(1).float().div_(255).expand(-1, channels, -1, -1)
-    x = (x - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
-    if x.shape[-1] != size:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-    return x
 
 
 def _upto(cfg, layer: str) -> tuple[int, int]:
@@ -113,8 +100,7 @@ def index_layer(model: nn.Module, test_x: torch.Tensor, test_y: torch.Tensor, la
     """One batched pass over the test images up to `layer` (cached per model, layer and test set);
     with only_cached, None instead of a pass."""
     key = (layer, _fingerprint(test_x), mean, std, max_macs)
-    with _CACHE_LOCK:
-        hit = _CACHE.get(model, {}).get(key)
+    hit = _PASSES.get(model, key)
     if hit is not None or only_cached:
         return hit
     cfg = model.cfg
@@ -123,7 +109,7 @@ def index_layer(model: nn.Module, test_x: torch.Tensor, test_y: torch.Tensor, la
     batch = int(max(1, min(512, BATCH_MACS // per_image, max(16, BATCH_BYTES // largest))))
     bests, wheres = [], []
     for k in range(0, len(idx), batch):
-        x = prepare(test_x[idx[k:k + batch]], cfg.in_channels, cfg.input_size, mean, std)
+        x = prepare_images(test_x[idx[k:k + batch]], cfg.in_channels, cfg.input_size, mean, std)
         y = output_at(model, x.contiguous(memory_format=torch.channels_last), layer)  # B×C×H×W
         # channels last, each image's H·W positions × C is a view: the strongest position per channel
         # (the first of equals, row * W + col) without copying the maps
@@ -134,8 +120,7 @@ def index_layer(model: nn.Module, test_x: torch.Tensor, test_y: torch.Tensor, la
             progress(min(1.0, (k + batch) / len(idx)))
     H, W = y.shape[-2:]
     out = ChannelIndex(layer, idx, torch.cat(bests), torch.cat(wheres), (H, W), len(test_x))
-    with _CACHE_LOCK:
-        _CACHE.setdefault(model, {})[key] = out
+    _PASSES.put(model, key, out)
     return out
 
 
@@ -150,7 +135,7 @@ def top_images(model: nn.Module, index: ChannelIndex, test_x: torch.Tensor, test
         i = int(index.images[j])
         r, q = divmod(int(index.where[j, channel]), index.side[1])
         box = unit_box(model, index.layer, r, q).clipped
-        seen = prepare(test_x[i:i + 1], 1, cfg.input_size, (0.0,), (1.0,))[0, 0]   # 0..1, as the net sees it
+        seen = prepare_images(test_x[i:i + 1], 1, cfg.input_size, (0.0,), (1.0,))[0, 0]   # 0..1, as the net sees it
         crop = (seen[box.top:box.bottom + 1, box.left:box.right + 1].clamp(0, 1) * 255).round().byte().numpy()
         out.append(TopImage(i, int(test_y[i]), float(vals[j]), r, q, crop))
     return out

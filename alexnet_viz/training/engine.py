@@ -194,9 +194,7 @@ def train(arch: ArchConfig, t: TrainConfig, ds: Dataset | None = None, stop: thr
         net = ctx.wrap(model)  # DistributedDataParallel under torchrun; `model` is what gets saved
         done = float(start_epoch)
         gen = torch.Generator().manual_seed(t.seed + start_epoch)
-        per_epoch = data.steps_per_epoch(t.batch_size)
-        if t.max_batches:
-            per_epoch = min(per_epoch, t.max_batches)
+        per_epoch = data.steps_per_epoch(t.batch_size, t.max_batches)
         total = per_epoch * max(t.epochs - start_epoch, 0)
         eval_bs = eval_batch_size(arch, data.device, amp is not None, t.batch_size)  # follows the budget
         first_loss = None
