@@ -19,6 +19,7 @@ from torch import nn
 
 from alexnet_viz.config import ArchConfig
 from alexnet_viz.model import build_model
+from alexnet_viz.units import approx, human
 
 
 # The rows of the table's "only layers with weights or pooling" view: where the shapes and weights change.
@@ -128,14 +129,6 @@ def summarize(cfg: ArchConfig) -> Summary:
     return Summary(cfg, tuple(rows))
 
 
-def human(n: float, unit: str = "") -> str:
-    """12_345_678 -> '12.3 M'."""
-    for div, p in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(n) >= div:
-            return f"{n / div:.1f} {p}{unit}"
-    return f"{n:.0f} {unit}".rstrip()
-
-
 def shape_str(shape: tuple[int, ...]) -> str:
     return "×".join(str(s) for s in shape)
 
@@ -156,14 +149,6 @@ def rf_str(r: LayerRow) -> str:
     if r.rf_min is not None:
         return f"varies: {r.rf_min}×{r.rf_min} to {r.rf}×{r.rf}"
     return f"{r.rf}×{r.rf} (jump {r.jump})"
-
-
-def approx(n: float) -> str:
-    """Three significant figures with a unit prefix: 415_334_400 -> '415 M', 950 -> '950'."""
-    for div, p in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(n) >= div:
-            return f"{n / div:.3g} {p}"
-    return f"{n:,.0f}"
 
 
 _ACT_SENTENCE = {

@@ -11,13 +11,14 @@ from alexnet_viz.architect.compare import side_by_side, what_changed
 from alexnet_viz.architect.drawing import network_svg, to_png
 from alexnet_viz.architect.editor import SETTINGS, edited_name, file_stem
 from alexnet_viz.architect.importing import import_network
-from alexnet_viz.architect.summary import STRUCTURAL, describe_layers, human, summarize, table
+from alexnet_viz.architect.summary import STRUCTURAL, describe_layers, summarize, table
 from alexnet_viz.config import PRESET_NOTES, PRESETS, ArchConfig, ConfigError, get_preset, trace
 from alexnet_viz.model import to_pytorch_code
 from alexnet_viz.ui import share
 from alexnet_viz.ui.common import big_figure, cost_ui, presenter_style, table_ui
 from alexnet_viz.ui.editor import settings_ui, tables_ui
 from alexnet_viz.ui.plots import per_layer_bars
+from alexnet_viz.units import human
 
 
 
