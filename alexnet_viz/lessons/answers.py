@@ -7,16 +7,16 @@ run, no finished experiment) — `missing`, saying so plainly instead of guessin
 """
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from alexnet_viz.architect.summary import Summary, human, summarize
+from alexnet_viz.architect.summary import Summary, summarize
 from alexnet_viz.config import PRESETS, TrainConfig, trace, with_conv
-from alexnet_viz.training.experiments import EXPERIMENTS, collect_results
+from alexnet_viz.training.experiments import EXPERIMENTS, collect_results, seed_noise, summarize_experiment
+from alexnet_viz.units import human
 
 # d2l's AlexNet chapter, in round figures: AlexNet against LeNet (what the lesson compares with).
 CHAPTER_PARAMS_TIMES = 10
@@ -107,35 +107,27 @@ def training_memory(small: int = 128, large: int = 512) -> Finding:
     return Finding(r, text, figures={"small": a.peak_memory_bytes, "large": b.peak_memory_bytes, "times": r})
 
 
-def _variant_means(results: dict[str, list[dict]]) -> dict[str, dict]:
-    return {label: {"test": statistics.fmean(r["test_acc"] for r in recs),
-                    "train": statistics.fmean(r["train_acc"] for r in recs), "seeds": len(recs),
-                    "sd": statistics.stdev([r["test_acc"] for r in recs]) if len(recs) > 1 else None}
-            for label, recs in results.items()}
+def _finished(runs: list, name: str) -> tuple[list[dict], str] | None:
+    """summarize_experiment's rows (by variant) and sentence, once every variant has a finished seed."""
+    results = collect_results(runs, name)
+    if set(results) != {v.label for v in EXPERIMENTS[name].variants}:
+        return None
+    return summarize_experiment(results)
 
 
 def relu_vs_sigmoid(runs: list) -> Finding:
     """Which activation reached the higher test accuracy in the finished ReLU-vs-sigmoid runs (shipped or the class's)."""
-    results = collect_results(runs, "relu-vs-sigmoid")
-    labels = [v.label for v in EXPERIMENTS["relu-vs-sigmoid"].variants]
-    if set(results) != set(labels):
+    done = _finished(runs, "relu-vs-sigmoid")
+    if done is None:
         return Finding(missing="No finished ReLU-vs-sigmoid experiment is here (neither the shipped one nor one "
                                "of yours): open the Experiments page (Show me) and run it, then come back.")
-    v = _variant_means(results)
-    best, other = sorted(labels, key=lambda k: v[k]["test"], reverse=True)
-    gap = v[best]["test"] - v[other]["test"]
-    sds = [v[k]["sd"] for k in labels]
-    noise = 2 * max(sds) if None not in sds else None
-    verdict = "about the same" if noise is not None and gap <= noise else best
-    seeds = min(v[k]["seeds"] for k in labels)
-    how = (f"within twice the seed spread ({noise:.3f}), so this budget does not separate them" if verdict == "about the same"
-           else f"more than twice the seed spread ({noise:.3f})" if noise is not None
-           else f"from {seeds} seed only, so the seed noise is unknown")
-    text = (f"Test accuracy after the same budget: ReLU **{v['ReLU']['test']:.3f}**, sigmoid **{v['sigmoid']['test']:.3f}** "
-            f"(means over {v['ReLU']['seeds']} and {v['sigmoid']['seeds']} seeds): a gap of {gap:.3f}, {how}. A sigmoid's gradient is at most 0.25 and "
-            f"vanishes for large inputs, so the early layers of a deep sigmoid network learn slowly; ReLU passes "
-            f"the gradient unchanged wherever it is active.")
-    return Finding(verdict, text, figures=v)
+    stats, sentence = done
+    best, runner = sorted(stats, key=lambda s: s["test acc"], reverse=True)
+    noise = seed_noise(stats)
+    verdict = "about the same" if noise is not None and best["test acc"] - runner["test acc"] <= noise else best["variant"]
+    text = (f"{sentence} A sigmoid's gradient is at most 0.25 and vanishes for large inputs, so the early layers "
+            f"of a deep sigmoid network learn slowly; ReLU passes the gradient unchanged wherever it is active.")
+    return Finding(verdict, text, figures={s["variant"]: s["test acc"] for s in stats})
 
 
 def _neighbour_corr(w: np.ndarray) -> float:
@@ -187,18 +179,19 @@ def receptive_growth() -> Finding:
 
 def dropout_gap(runs: list) -> Finding:
     """Train accuracy minus test accuracy with and without dropout, from a finished dropout experiment."""
-    results = collect_results(runs, "dropout")
-    labels = [v.label for v in EXPERIMENTS["dropout"].variants]  # dropout, no dropout
-    if set(results) != set(labels):
+    done = _finished(runs, "dropout")
+    if done is None:
         return Finding(missing="No finished dropout experiment is here yet: open the Experiments page (Show me), "
                                "run \"Dropout vs none\", then come back for the answer with its numbers.")
-    v = _variant_means(results)
-    gap = {k: v[k]["train"] - v[k]["test"] for k in labels}
+    stats, _ = done
+    gap = {s["variant"]: s["train acc"] - s["test acc"] for s in stats}
     verdict = "larger" if gap["no dropout"] > gap["dropout"] else "smaller or the same"
+    seeds = min(s["seeds"] for s in stats)
     text = (f"Train minus test accuracy: **{gap['dropout']:+.3f}** with dropout, **{gap['no dropout']:+.3f}** "
-            f"without. Dropout zeroes a fraction p of the classifier's units at random in every step, so no unit "
-            f"can rely on another being there: it fights the memorizing that widens the gap. On a short run "
-            f"both gaps are small — overfitting needs many epochs to show.")
+            f"without ({seeds} or more seed{'s' if seeds > 1 else ''} per variant). Dropout zeroes a fraction p of the "
+            f"classifier's units at random in every step, so no unit can rely on another being there: it fights "
+            f"the memorizing that widens the gap. On a short run both gaps are small — overfitting needs many "
+            f"epochs to show.")
     return Finding(verdict, text, figures=gap)
 
 
