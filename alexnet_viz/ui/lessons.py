@@ -12,8 +12,8 @@ from alexnet_viz.ui import share
 from alexnet_viz.ui.common import presenter_style
 
 PRESENTER_EXTRA = """<style>
-.stApp .lesson-question { font-size: 2.6rem; line-height: 1.25; font-weight: 600; }
-.stApp .lesson-options li { font-size: 2rem; }
+.stApp [data-testid="stMarkdownContainer"] p.lesson-question { font-size: 2.6rem; line-height: 1.25; font-weight: 600; }
+.stApp [data-testid="stMarkdownContainer"] .lesson-options li { font-size: 2rem; }
 </style>"""
 
 
