@@ -255,3 +255,17 @@ def test_a_bad_lesson_link_is_named_and_the_lesson_opens_at_the_start():
     assert len(notice) == 1 and all(k in notice[0] for k in ("lesson", "a_params", "stride"))
     assert at.subheader[0].value == STEPS[0].title
     assert url(at) == {}  # the bad parts are gone from the address
+
+
+def test_the_relu_step_answers_from_the_runs_on_disk_and_says_when_there_are_none(tmp_path, monkeypatch):
+    monkeypatch.setenv("ALEXNET_VIZ_RUNS", str(tmp_path / "none"))
+    at = open_page({"lesson": "6"})
+    at.radio[0].set_value("ReLU")
+    next(b for b in at.button if b.label == "Answer").click().run()
+    assert any("No finished ReLU-vs-sigmoid experiment" in i.value for i in at.info)
+    monkeypatch.setenv("ALEXNET_VIZ_RUNS", str(tmp_path / "runs"))
+    fake_experiment(tmp_path / "runs", "relu-vs-sigmoid", {"ReLU": [(0.9, 0.88), (0.9, 0.87)],
+                                                           "sigmoid": [(0.5, 0.40), (0.5, 0.45)]})
+    at.run()
+    assert any("You said ReLU. Right." in s.value for s in at.success)
+    assert any("ReLU beat sigmoid" in m.value for m in at.markdown)

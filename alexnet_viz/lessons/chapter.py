@@ -21,8 +21,9 @@ from alexnet_viz.training.experiments import EXPERIMENTS
 STRIDES = (1, 2, 3, 4, 5, 6, 8)   # what the learner may pick for conv1 (d2l's is 4)
 NUMBER_MAX = 1e7                  # the largest number a numeric answer may be (a ratio of 10^7 is absurd)
 
-# The parameters other pages read from their URL (issue 17, part 2), for the views the lessons open.
-EXPERIMENTS_VIEW = {"experiment": links.choice(EXPERIMENTS), **links.PRESENTER}
+# The parameters other pages read from their URL (issue 17, part 2), for the views the lessons open:
+# the Experiments page's "exp" (ui/train_links.py; written here without its default, so it is explicit).
+EXPERIMENTS_VIEW = {"exp": links.choice(EXPERIMENTS), **links.PRESENTER}
 EXPLORE_VIEW = {"run": links.text(), "snapshot": links.text(), "layer": links.text(), **links.PRESENTER}
 
 
@@ -116,7 +117,7 @@ STEPS: tuple[Step, ...] = (
          "same network both ways, with the same budget and seeds.",
          "After the same short training, which reaches the higher test accuracy?",
          lambda ctx: answers.relu_vs_sigmoid(ctx.runs),
-         lambda ctx: View("experiments", links.write({"experiment": "relu-vs-sigmoid"}, EXPERIMENTS_VIEW)),
+         lambda ctx: View("experiments", links.write({"exp": "relu-vs-sigmoid"}, EXPERIMENTS_VIEW)),
          options=(("ReLU", "ReLU"), ("sigmoid", "sigmoid"), ("about the same", "about the same (within seed noise)"))),
     Step("filters", "conv1's filters, before and after",
          "Before training, conv1's filters are random numbers. Training changes them to whatever helps tell "
@@ -138,7 +139,7 @@ STEPS: tuple[Step, ...] = (
          "without it.",
          "Without dropout, is the gap between training and test accuracy larger or smaller?",
          lambda ctx: answers.dropout_gap(ctx.runs),
-         lambda ctx: View("experiments", links.write({"experiment": "dropout"}, EXPERIMENTS_VIEW)),
+         lambda ctx: View("experiments", links.write({"exp": "dropout"}, EXPERIMENTS_VIEW)),
          options=(("larger", "larger"), ("smaller or the same", "smaller or the same"))),
 )
 
