@@ -208,6 +208,13 @@ def _spread(xs: list[float]) -> float | None:
     return statistics.stdev(xs) if len(xs) >= 2 else None
 
 
+def seed_noise(stats: list[dict]) -> float | None:
+    """Twice the largest seed standard deviation of summarize_experiment's rows: a gap up to this is
+    seed noise. None while a variant has a single seed (its noise is unknown)."""
+    sds = [s["± (seed sd)"] for s in stats]
+    return None if not sds or any(sd is None for sd in sds) else 2 * max(sds)
+
+
 def summarize_experiment(results: dict[str, list[dict]]) -> tuple[list[dict], str]:
     """Table rows (one per variant, the first is the base) and one sentence that follows the numbers.
 
@@ -234,13 +241,12 @@ def summarize_experiment(results: dict[str, list[dict]]) -> tuple[list[dict], st
     gap = best["test acc"] - runner["test acc"]
     figures = f"{best['variant']} {best['test acc']:.3f} vs {runner['variant']} {runner['test acc']:.3f}"
     rest = "".join(f"; {s['variant']} {s['test acc']:.3f}" for s in ranked[2:])
-    sds = [s["± (seed sd)"] for s in stats]
-    if any(sd is None for sd in sds):
+    noise = seed_noise(stats)
+    if noise is None:
         seeds = min(s["seeds"] for s in stats)
         return stats, (f"{best['variant']} reached the highest test accuracy ({figures}{rest}), ahead by "
                        f"{gap:.3f} — but from {seeds} seed only, the seed noise is unknown: run 2 or more "
                        f"seeds before reading much into it.")
-    noise = 2 * max(sds)
     if gap <= noise:
         return stats, (f"{best['variant']} and {runner['variant']} are within seed noise ({figures}{rest}): "
                        f"the gap of {gap:.3f} is no more than twice the seed spread ({noise:.3f}), so this "
