@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from alexnet_viz.config import ArchConfig, ConfigError, TrainConfig
-from alexnet_viz.runs.files import BadFile, open_regular, read_capped, read_text
+from alexnet_viz.runs.files import BadFile, open_regular, read_capped, read_text, write_atomic
 from alexnet_viz.units import GB, KB, MB
 
 
@@ -56,20 +56,6 @@ class RunError(RuntimeError):
 
 def runs_dir() -> Path:
     return Path(os.environ.get("ALEXNET_VIZ_RUNS", "runs"))
-
-
-def _write_atomic(path: Path, write) -> None:
-    """Write through a temp file and rename; a failed write leaves no temp file behind."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        # torch.save reports a full disk as RuntimeError ("[enforce fail at inline_container.cc] ...")
-        if isinstance(e, RuntimeError) and shutil.disk_usage(path.parent).free < 64 * 2**20:
-            raise OSError(errno.ENOSPC, "disk full") from None
-        raise
 
 
 def _pid_alive(pid: int | None) -> bool:
@@ -178,14 +164,14 @@ class Run:
         data = {"state": state, "message": message, "pid": os.getpid(), "pid_start": _pid_start(os.getpid()),
                 "epochs_done": epochs_done, "updated": time.time()}
         self._check_writable()
-        _write_atomic(self.path / "status.json", lambda p: p.write_text(json.dumps(data)))
+        write_atomic(self.path / "status.json", json.dumps(data))
 
     def set_train(self, train: TrainConfig) -> None:
         """New training settings for a resumed run (more epochs); the rest of config.json stays."""
         self._check_writable()
         _, _, raw = self.config()
         raw["train"] = train.to_dict()
-        _write_atomic(self.path / "config.json", lambda p: p.write_text(json.dumps(raw, indent=2)))
+        write_atomic(self.path / "config.json", json.dumps(raw, indent=2))
 
     @contextmanager
     def heartbeat(self):
@@ -214,10 +200,10 @@ class Run:
         self._check_writable()
         state = {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                  "optimizer": optimizer.state_dict() if optimizer is not None else {}, "epoch": float(epoch)}
-        _write_atomic(self.path / "weights.pt", lambda p: torch.save(state, p))
+        write_atomic(self.path / "weights.pt", lambda f: torch.save(state, f))
         preds_path = self.path / "test_preds.npy"
         if preds is not None:
-            _write_atomic(preds_path, lambda p: np.save(open(p, "wb"), preds))
+            write_atomic(preds_path, lambda f: np.save(f, preds))
         else:  # stopped mid-epoch: old predictions no longer match these weights
             preds_path.unlink(missing_ok=True)
 
