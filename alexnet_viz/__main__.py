@@ -270,7 +270,7 @@ def main(argv=None) -> int:
                    help="invert brightness (default: for Fashion-MNIST models, when the background is light)")
     r.add_argument("--json", action="store_true")
     b = sub.add_parser("bench", help="benchmarks, each beside its baseline")
-    b.add_argument("which", nargs="*", choices=["summary", "train", "explore", "estimate", "internals", []], default=[])
+    b.add_argument("which", nargs="*", choices=["summary", "train", "explore", "estimate", "internals", "precision", "photos", []], default=[])
     b.add_argument("--quick", action="store_true", help="fewer repeats (for CI smoke runs)")
     a = p.parse_args(argv)
     try:
