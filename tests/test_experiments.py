@@ -208,3 +208,68 @@ def test_examples_per_sec_leaves_out_evaluation(monkeypatch):
     # the training time is at most elapsed - 1 s (counting the evaluations gave 256 / elapsed)
     assert epochs[-1].elapsed > 1.0
     assert epochs[-1].examples_per_sec >= 256 / (epochs[-1].elapsed - 1.0)
+
+
+# --- what moved out of the pages (issue 16): costs, ETAs, mistakes, thinning, preset identity ----------
+
+def test_batches_per_epoch_counts_the_partial_last_batch_and_the_cap():
+    from alexnet_viz.training.experiments import batches_per_epoch
+    t = TrainConfig(batch_size=128)
+    assert batches_per_epoch(t, 1000) == 8  # 7 full batches of 128 = 896, then 104 left over
+    assert batches_per_epoch(replace(t, max_batches=3), 1000) == 3
+    assert batches_per_epoch(replace(t, max_batches=100), 1000) == 8
+    assert batches_per_epoch(replace(t, batch_size=100), 1000) == 10
+
+
+def test_a_sets_cost_counts_every_batch_and_adds_the_runs():
+    from alexnet_viz.training.experiments import describe_set_cost, estimate_set_seconds
+    plan = planned_runs(["relu-vs-sigmoid"], Budget(epochs=2, max_batches=3, device="cpu"), seeds=[0, 1])
+    line = describe_set_cost(plan, 60_000, 10_000)
+    assert line.startswith("4 runs, 24 training batches in all")  # 2 variants × 2 seeds × 2 epochs × 3
+    one = estimate_set_seconds(plan[:1], 60_000, 10_000)
+    assert one > 0 and estimate_set_seconds(plan[:1] * 3, 60_000, 10_000) == pytest.approx(3 * one)
+
+
+def test_seconds_left_at_the_measured_pace():
+    from alexnet_viz.training.experiments import seconds_left
+    left = [TrainConfig(epochs=1, batch_size=10, max_batches=5), TrainConfig(epochs=2, batch_size=10, max_batches=5)]
+    # 50 + 100 examples still to train at the mean of 100 and 300 examples per second
+    assert seconds_left([100.0, 300.0], left, n_train=1000) == pytest.approx(150 / 200)
+    # uncapped: the whole (tiny) training set per epoch
+    assert seconds_left([50.0], [TrainConfig(epochs=3, batch_size=64)], n_train=100) == pytest.approx(6.0)
+    assert seconds_left([], left, 1000) is None and seconds_left([100.0], [], 1000) is None
+
+
+def test_mistakes_leave_outputs_beyond_the_classes_out_of_the_matrix_but_count_them_wrong():
+    import numpy as np
+
+    from alexnet_viz.training.experiments import class_name, test_mistakes
+    labels = np.array([0, 1, 2, 2, 9, 3, 0])
+    preds = np.array([0, 2, 2, 537, 9, 3, 11], dtype=np.int16)
+    m = test_mistakes(preds, labels)
+    expected = np.zeros((10, 10), dtype=int)
+    for p, y in zip(preds, labels):
+        if p < 10:
+            expected[y, p] += 1
+    assert (m.confusion == expected).all() and m.confusion.sum() == 5
+    assert m.outside == 2 and m.wrong.tolist() == [1, 3, 6]
+    assert class_name(537) == "output 537" and class_name(9) == "Ankle boot"
+    with pytest.raises(ValueError, match="3 predictions for 7"):
+        test_mistakes(preds[:3], labels)
+
+
+def test_thinning_keeps_at_most_a_charts_worth_evenly():
+    from alexnet_viz.training.experiments import thin_records
+    recs = list(range(1000))
+    thin = thin_records(recs, 400)
+    assert thin == list(range(0, 1000, 3)) and len(thin) == 334
+    assert thin_records(recs[:400], 400) == recs[:400] and thin_records([], 400) == []
+    assert thin_records(recs[:401], 400) == list(range(0, 401, 2))
+
+
+def test_a_preset_is_recognised_by_its_structure_not_its_name():
+    from alexnet_viz.training.experiments import preset_matching
+    mini = PRESETS["mini28"]
+    assert preset_matching(mini) == "mini28" and preset_matching(replace(mini, name="my net")) == "mini28"
+    assert preset_matching(replace(mini, name="mini28 wide", hidden=(512,))) is None
+    assert preset_matching(PRESETS["lenet5"]) == "lenet5"

@@ -2,8 +2,9 @@
 
 Each experiment is a list of variants made from the base by a pure function, trained with the
 same budget and seeds. The summary sentence is computed from the final figures and is hedged when
-the gap is within seed noise. Also: what differs between two saved configs, and d2l's published
-figures for a run of d2l's own recipe. No torch, no streamlit.
+the gap is within seed noise. Also: what a set of runs costs and how long it has left, what differs
+between two saved configs, what a finished run got wrong (for the confusion matrix), which preset a
+network is, and d2l's published figures for a run of d2l's own recipe. No streamlit.
 """
 from __future__ import annotations
 
@@ -12,7 +13,13 @@ import time
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from alexnet_viz.config import ArchConfig, TrainConfig, default_training, get_preset
+import numpy as np
+
+from alexnet_viz.config import PRESETS, ArchConfig, TrainConfig, default_training, get_preset
+from alexnet_viz.cost.estimate import estimate_training
+from alexnet_viz.units import duration
+from alexnet_viz.data import CLASSES
+from alexnet_viz.training.engine import confusion
 
 Change = Callable[[ArchConfig, TrainConfig], tuple[ArchConfig, TrainConfig]]
 
@@ -136,6 +143,35 @@ def queue_experiment(manager, owner: str, name: str, budget: Budget, seeds: list
     batch = f"{int(time.time() * 1000):x}"  # one id per click, so a later set with another budget stays apart
     return [manager.submit(owner, a, t, tags={**tags, "set": batch})
             for a, t, tags in planned_runs(names, budget, sorted(set(seeds)), base)]
+
+
+# --- what a set costs, and how long it has left ----------------------------------------------------
+
+def batches_per_epoch(t: TrainConfig, n_train: int) -> int:
+    """Training batches in one epoch of `t` on `n_train` images (the last one partial), after its cap."""
+    return min(-(-n_train // t.batch_size), t.max_batches or n_train)
+
+
+def estimate_set_seconds(plan: list, n_train: int, n_test: int) -> float:
+    """The cost model's seconds for every run of `plan` ((arch, training, tags) triples), one after another."""
+    return sum(estimate_training(a, t, n_train=n_train, n_test=n_test).run_seconds for a, t, _ in plan)
+
+
+def describe_set_cost(plan: list, n_train: int, n_test: int) -> str:
+    """The whole set's size and time on this machine, in one line for the page."""
+    batches = sum(t.epochs * batches_per_epoch(t, n_train) for _, t, _ in plan)
+    seconds = estimate_set_seconds(plan, n_train, n_test)
+    return (f"{len(plan)} runs, {batches:,} training batches in all: about {duration(seconds)} on this "
+            f"machine, one run after another (estimated).")
+
+
+def seconds_left(paces: list[float], left: list[TrainConfig], n_train: int) -> float | None:
+    """Seconds the runs still to train (`left`) take at the mean measured pace (examples per second)
+    of the finished ones; None before any has finished, or when none is left."""
+    if not paces or not left:
+        return None
+    todo = sum(t.epochs * min(n_train, batches_per_epoch(t, n_train) * t.batch_size) for t in left)
+    return todo / statistics.fmean(paces)
 
 
 def experiment_runs(runs: list, name: str) -> list:
@@ -264,6 +300,42 @@ def _short(v) -> str:
     if isinstance(v, tuple):
         return "×".join(str(x) for x in v)
     return "—" if v is None else str(v)
+
+
+# --- what a finished run got wrong ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Mistakes:
+    confusion: np.ndarray   # classes × classes counts: row = true label, column = prediction
+    outside: int            # predictions beyond the dataset's classes (a 1000-output net), left out of the matrix
+    wrong: np.ndarray       # indices of the misclassified test images, in test-set order
+
+
+def test_mistakes(preds: np.ndarray, labels: np.ndarray, classes: int = len(CLASSES)) -> Mistakes:
+    """The confusion matrix over the predictions that name one of the `classes`, and every miss.
+    A network with more outputs than Fashion-MNIST's 10 classes can say "class 537": such a
+    prediction is wrong, but has no column in the matrix."""
+    preds, labels = np.asarray(preds).astype(np.int64), np.asarray(labels).astype(np.int64)
+    if preds.shape != labels.shape:
+        raise ValueError(f"{len(preds):,} predictions for {len(labels):,} test labels")
+    inside = (preds >= 0) & (preds < classes)
+    return Mistakes(confusion(preds[inside], labels[inside], classes), int((~inside).sum()),
+                    np.flatnonzero(preds != labels))
+
+
+def class_name(i: int) -> str:
+    """Fashion-MNIST's name for an output, or its number for a network with more outputs (1000-class)."""
+    return CLASSES[i] if 0 <= i < len(CLASSES) else f"output {int(i)}"
+
+
+def thin_records(records: list, most: int = 400) -> list:
+    """Every k-th record, k the smallest step that leaves at most `most` (a chart's worth), the first kept."""
+    return records[::-(-len(records) // most)] if records else []
+
+
+def preset_matching(arch: ArchConfig) -> str | None:
+    """The preset that `arch` is, whatever its name; None for a network of one's own."""
+    return next((n for n, p in PRESETS.items() if replace(p, name=arch.name) == arch), None)
 
 
 # --- the book beside you --------------------------------------------------------------------------
