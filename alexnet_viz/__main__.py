@@ -10,8 +10,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from alexnet_viz.config import PRESETS, ArchConfig, ConfigError, TrainConfig, default_training, get_preset
+from alexnet_viz.units import MB, megabytes
 
-CONFIG_MAX_BYTES = 1 << 20  # a network JSON is a few kB
+CONFIG_MAX_BYTES = 1 * MB  # a network JSON is a few kB
 
 
 def _whole(lo: int):
@@ -47,7 +48,7 @@ def _network(a) -> ArchConfig:
         except OSError as e:
             raise ConfigError(f"cannot read {a.config}: {e.strerror or e}") from None
         if len(raw) > CONFIG_MAX_BYTES:
-            raise ConfigError(f"{a.config} is larger than {CONFIG_MAX_BYTES // 1024} kB: not a network JSON")
+            raise ConfigError(f"{a.config} is larger than {megabytes(CONFIG_MAX_BYTES)}: not a network JSON")
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
@@ -86,7 +87,8 @@ def _estimate(a) -> int:
 
 
 def _summary(a) -> int:
-    from alexnet_viz.architect.summary import describe_layers, human, summarize, table
+    from alexnet_viz.architect.summary import describe_layers, summarize, table
+    from alexnet_viz.units import human
     s = summarize(_network(a))
     if a.json:
         print(json.dumps(s.to_dict()))
@@ -113,7 +115,8 @@ def _bar(frac: float, width: int = 30) -> str:
 
 def _train(a) -> int:
     from alexnet_viz.training import distributed
-    from alexnet_viz.cost.estimate import estimate_training, require_fits
+    from alexnet_viz.cost.budget import require_fits
+    from alexnet_viz.cost.estimate import estimate_training
     from alexnet_viz.data import check_device, load_fashion_mnist
     from alexnet_viz.runs.store import Run, RunError
     from alexnet_viz.training.engine import train
@@ -223,7 +226,7 @@ def _predict(a) -> int:
 
 def _bench(a) -> int:
     from alexnet_viz.bench import run_benchmarks
-    return run_benchmarks(a.which, quick=a.quick)
+    return run_benchmarks(a.which, quick=a.quick, classmates=a.classmates)
 
 
 def main(argv=None) -> int:
@@ -270,8 +273,10 @@ def main(argv=None) -> int:
                    help="invert brightness (default: for Fashion-MNIST models, when the background is light)")
     r.add_argument("--json", action="store_true")
     b = sub.add_parser("bench", help="benchmarks, each beside its baseline")
-    b.add_argument("which", nargs="*", choices=["summary", "train", "explore", "estimate", "internals", []], default=[])
+    b.add_argument("which", nargs="*", choices=["summary", "train", "explore", "estimate", "internals", "classroom", []],
+                   default=[])
     b.add_argument("--quick", action="store_true", help="fewer repeats (for CI smoke runs)")
+    b.add_argument("--classmates", type=int, default=8, help="bench classroom: browser sessions beside the probe")
     a = p.parse_args(argv)
     try:
         return {"summary": _summary, "estimate": _estimate, "train": _train, "predict": _predict,

@@ -87,11 +87,20 @@ def test_awkward_but_valid_images_give_a_tensor(name, channels):
     assert x.shape == (1, channels, 28, 28) and torch.isfinite(x).all()
 
 
+# what each refusal must say: the reason, in the student's words (not a length: an empty reason is short too)
+WHY = {"truncated.png": "cut short (truncated)", "truncated.jpg": "cut short (truncated)",
+       "empty.png": "the file is empty (0 bytes)", "text.png": "not an image we can read",
+       "bomb.png": "decompression bomb", "tiff": "this is a TIFF file"}
+
+
 @pytest.mark.parametrize("name", BAD)
 def test_unusable_files_raise_image_error(name):
     with pytest.raises(ImageError) as e:
         open_image(BAD[name]())
-    assert len(str(e.value)) > 10
+    msg = str(e.value)
+    assert WHY[name] in msg and "\n" not in msg
+    if name in ("text.png", "tiff"):  # a file of the wrong kind says which kinds we read
+        assert "upload a PNG, JPEG, WebP, GIF or BMP file" in msg
 
 
 def test_exif_rotation_is_applied():
@@ -176,9 +185,18 @@ def test_grad_cam_is_input_sized_and_not_constant(channels):
 def test_analyze_end_to_end_on_a_saved_run():
     from alexnet_viz.inspect.analysis import from_run
     run, _ = trained_tiny_run()
-    a = analyze(from_run(run.path), open_image(save(rgb(), "PNG")), k=3)
-    assert len(a.top) == 3 and abs(sum(p for _, p in a.top) - 1) < 1 and a.top[0][1] >= a.top[1][1]
+    from torchvision.transforms import functional as TF
+    im = open_image(save(rgb(), "PNG"))
+    a = analyze(from_run(run.path), im, invert=False, k=3)
     assert a.cam.shape == (28, 28) and a.x.shape == (1, 1, 28, 28)
+    # independently: torchvision's resize of the grey image, normalized, through the saved weights
+    grey = TF.resize(TF.to_tensor(im.convert("L")), [28, 28], antialias=True)
+    torch.testing.assert_close(a.x, TF.normalize(grey, [0.2861], [0.3528])[None], atol=1e-5, rtol=0)
+    with torch.no_grad():
+        p = run.load_model()(a.x).softmax(1)[0]
+    v, i = p.topk(3)
+    assert [c for c, _ in a.top] == [CLASSES[j] for j in i.tolist()]
+    assert [q for _, q in a.top] == pytest.approx(v.tolist(), abs=1e-6)
 
 
 def test_pretrained_offline_says_so():
@@ -291,6 +309,11 @@ def test_a_clothing_model_says_what_it_knows_and_whether_it_was_right():
     assert "only the 10 Fashion-MNIST clothing classes" in knows_only(m)
     p = a.logits.softmax(0)
     best, worst = CLASSES[int(p.argmax())], CLASSES[int(p.argmin())]
-    assert verdict(a, m.classes, best) == (True, verdict(a, m.classes, best)[1])
+    assert verdict(a, m.classes, best) == (True, f"Right: the first guess is the true label, {best} ({float(p.max()):.0%}).")
     ok, text = verdict(a, m.classes, worst)
-    assert not ok and "comes 10th" in text and worst in text
+    assert not ok and text == (f"Wrong: the first guess is {best}; the true label, {worst}, comes 10th "
+                               f"({float(p.min()):.1%}).")
+    # a middle rank, counted here: the classes more probable than the truth, plus one
+    third = CLASSES[int(p.argsort(descending=True)[2])]
+    assert verdict(a, m.classes, third)[1].startswith(f"Wrong: the first guess is {best}; the true label, {third}, "
+                                                      f"comes 3rd (")

@@ -12,7 +12,8 @@ from torch import nn
 
 from alexnet_viz.config import ArchConfig, get_preset
 from alexnet_viz.inspect.attribution import grad_cam  # noqa: F401 - captum's LayerGradCam, part of this module's API
-from alexnet_viz.cost.estimate import estimate_analysis, require_fits
+from alexnet_viz.cost.budget import require_fits
+from alexnet_viz.cost.estimate import estimate_analysis
 from alexnet_viz.inspect.walk import layer_outputs, private_copy
 from alexnet_viz.data import CLASSES, MEAN, STD
 from alexnet_viz.model import build_model

@@ -14,9 +14,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from alexnet_viz.units import MB, megabytes
+
 FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
-MAX_BYTES = 25 * 1024 * 1024   # 25 MB upload
-MAX_PIXELS = 40_000_000         # well below Pillow's decompression-bomb threshold (~89 M)
+MAX_BYTES = 25 * MB           # an upload
+MAX_PIXELS = 40_000_000       # well below Pillow's decompression-bomb threshold (~89 M)
 
 
 class ImageError(ValueError):
@@ -28,7 +30,7 @@ def open_image(data: bytes) -> Image.Image:
     if not data:
         raise ImageError("the file is empty (0 bytes) — choose an image file")
     if len(data) > MAX_BYTES:
-        raise ImageError(f"the file is {len(data) / 2**20:.0f} MB; the limit is {MAX_BYTES // 2**20} MB")
+        raise ImageError(f"the file is {megabytes(len(data), 0)}; the limit is {megabytes(MAX_BYTES, 0)}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -117,7 +119,7 @@ def load_image(path) -> Image.Image:
         if not stat.S_ISREG(st.st_mode):
             raise ImageError(f"{path} is not a regular file")
         if st.st_size > MAX_BYTES:
-            raise ImageError(f"the file is {st.st_size / 2**20:.0f} MB; the limit is {MAX_BYTES // 2**20} MB")
+            raise ImageError(f"the file is {megabytes(st.st_size, 0)}; the limit is {megabytes(MAX_BYTES, 0)}")
         with open(path, "rb") as f:
             return open_image(f.read(MAX_BYTES + 1))
     except OSError as e:

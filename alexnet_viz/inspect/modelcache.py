@@ -7,12 +7,13 @@ the whole cap is handed out without being kept, so it is freed once its page is 
 """
 from __future__ import annotations
 
-import os
 import threading
 from collections import OrderedDict
 from typing import Callable, Hashable
 
 from torch import nn
+
+from alexnet_viz.cost.budget import size_from_env
 
 ENV_LIMIT = "ALEXNET_VIZ_MODEL_CACHE"  # bytes, e.g. 2G; the default suits a classroom server
 DEFAULT_LIMIT = 1 << 30
@@ -25,9 +26,8 @@ def model_bytes(model: nn.Module) -> int:
 
 
 def limit_from_env() -> int:
-    from alexnet_viz.cost.estimate import parse_bytes
-    text = os.environ.get(ENV_LIMIT)
-    return parse_bytes(text) if text else DEFAULT_LIMIT
+    limit = size_from_env(ENV_LIMIT)
+    return DEFAULT_LIMIT if limit is None else limit
 
 
 class ModelCache:

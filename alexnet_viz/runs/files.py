@@ -13,7 +13,7 @@ import os
 import stat
 from pathlib import Path
 
-KB, MB, GB = 1 << 10, 1 << 20, 1 << 30
+from alexnet_viz.units import megabytes
 
 
 class BadFile(OSError):
@@ -35,7 +35,7 @@ def open_regular(path: Path, limit: int) -> io.BufferedReader:
         if not stat.S_ISREG(st.st_mode):
             raise BadFile(f"{path.name} is not a regular file ({_kind(st.st_mode)})")
         if st.st_size > limit:
-            raise BadFile(f"{path.name} is {st.st_size / MB:,.1f} MB, more than the {limit / MB:,.1f} MB "
+            raise BadFile(f"{path.name} is {megabytes(st.st_size)}, more than the {megabytes(limit)} "
                           f"such a file may have")
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
@@ -60,7 +60,7 @@ def read_capped(path: Path, limit: int, tail: bool = False) -> bytes:
             return data[data.find(b"\n") + 1:]  # the first line was cut: drop it
         data = f.read(limit + 1)  # a file still growing is cut at the limit too
     if len(data) > limit:
-        raise BadFile(f"{Path(path).name} grew past {limit / MB:,.1f} MB while being read")
+        raise BadFile(f"{Path(path).name} grew past {megabytes(limit)} while being read")
     return data
 
 

@@ -133,7 +133,8 @@ def prune(snaps: list[Snapshot], limit: int) -> list[Snapshot]:
 
 def read_index(run_path: Path) -> list[Snapshot]:
     """The snapshots a run keeps, oldest first; [] when it has none or the index is unreadable."""
-    from alexnet_viz.runs.files import MB, read_text
+    from alexnet_viz.runs.files import read_text
+    from alexnet_viz.units import MB
     try:  # size-capped, regular files only (files.py); the file field names a file in snapshots/ only
         raw = json.loads(read_text(Path(run_path) / "snapshots" / "index.json", 1 * MB))
         snaps = [Snapshot(**{k: d[k] for k in ("label", "epoch", "step", "file", "bytes")}) for d in raw]

@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from alexnet_viz.config import ArchConfig, ConfigError, TrainConfig
-from alexnet_viz.runs.files import GB, KB, MB, BadFile, open_regular, read_capped, read_text
+from alexnet_viz.runs.files import BadFile, open_regular, read_capped, read_text
+from alexnet_viz.units import GB, KB, MB
 
 
 HEARTBEAT_S = 5.0  # how often a training process says it is alive

@@ -20,7 +20,8 @@ from typing import Callable
 import numpy as np
 
 from alexnet_viz.config import PRESETS, ArchConfig, TrainConfig, default_training, get_preset
-from alexnet_viz.cost.estimate import duration, estimate_training
+from alexnet_viz.cost.estimate import estimate_training
+from alexnet_viz.units import duration
 from alexnet_viz.data import CLASSES
 from alexnet_viz.runs.store import Run, RunError, RunInfo, list_runs
 from alexnet_viz.training.engine import confusion

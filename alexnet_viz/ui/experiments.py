@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from alexnet_viz.cost.estimate import duration
+from alexnet_viz.units import duration
 from alexnet_viz.data import available_devices
 from alexnet_viz.training.experiments import (EXPERIMENTS, Budget, base_network, collect_results, describe_budget,
                                               describe_set_cost, diff_configs, distinguishing_labels, example_infos,
