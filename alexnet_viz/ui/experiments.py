@@ -6,9 +6,10 @@ import streamlit as st
 
 from alexnet_viz.units import duration
 from alexnet_viz.data import available_devices
-from alexnet_viz.training.experiments import (EXPERIMENTS, Budget, base_network, collect_results, describe_set_cost,
-                                              diff_configs, distinguishing_labels, experiment_runs, planned_runs,
-                                              queue_experiment, seconds_left, summarize_experiment)
+from alexnet_viz.training.experiments import (EXPERIMENTS, Budget, base_network, collect_results, describe_budget,
+                                              describe_set_cost, diff_configs, distinguishing_labels, example_infos,
+                                              planned_runs, queue_experiment, runs_with_examples, seconds_left,
+                                              shown_experiment, summarize_experiment)
 from alexnet_viz.ui.plots import experiment_curves
 from alexnet_viz.runs.store import Run, list_runs, step_curve
 from alexnet_viz.ui.common import manager, owner_id
@@ -58,20 +59,24 @@ def progress_ui(owner: str, set_id: str | None) -> None:
         st.rerun()  # once, the whole page: the results below take in the last runs
 
 
-def results_ui(runs: list, name: str, pending: int = 0) -> None:
-    """Curves, table and sentence of the newest set of `name`; `pending` = its runs not yet finished."""
+def results_ui(own: list, shipped: list, name: str, pending: int = 0) -> None:
+    """Curves, table and sentence of the newest set of `name` of one's own, else of the shipped example's;
+    `pending` = its runs not yet finished."""
     exp = EXPERIMENTS[name]
-    mine = experiment_runs(runs, name)
+    mine, example = shown_experiment(own, shipped, name)
     if not mine:
         return
     st.subheader(exp.title)
     st.caption(exp.question)
+    if example:
+        st.caption(f"The shipped example's runs ({describe_budget(mine)}), trained when the app was built: "
+                   f"queue your own to see the answer on this machine.")
     order = [v.label for v in exp.variants]
     series: dict[str, list] = {label: [] for label in order}
     for r in sorted(mine, key=lambda r: r.tags.get("seed", 0)):
         series[r.tags["experiments"][name]].append((step_curve(Run(r.path).metrics()), list(r.epochs)))
     st.plotly_chart(experiment_curves({k: v for k, v in series.items() if v}), width="stretch", key=f"ex-{name}")
-    rows, sentence = summarize_experiment(collect_results(runs, name))
+    rows, sentence = summarize_experiment(collect_results(mine, name))
     if rows:
         df = pd.DataFrame(rows)
         st.dataframe(df, hide_index=True, width="stretch",
@@ -83,7 +88,7 @@ def results_ui(runs: list, name: str, pending: int = 0) -> None:
 
 
 def diff_ui(owner: str) -> None:
-    runs = list_runs(owners={owner, ""})
+    runs = runs_with_examples({owner, ""})
     if len(runs) < 2:
         st.caption("Two saved runs are needed to compare their settings.")
         return
@@ -129,9 +134,9 @@ def page() -> None:
     if set_id:
         active = any(j.active for j in manager().jobs_for(owner) if j.tags.get("set") == set_id)
         st.fragment(run_every=1.0 if active else None)(progress_ui)(owner, set_id)
-    runs = list_runs(owners={owner})
+    own, shipped = list_runs(owners={owner}), example_infos()
     active = [j for j in manager().jobs_for(owner) if j.active]
     for n in names:
-        results_ui(runs, n, sum(n in j.tags.get("experiments", {}) for j in active))
+        results_ui(own, shipped, n, sum(n in j.tags.get("experiments", {}) for j in active))
     st.subheader("Pick any two saved runs: what differs?")
     diff_ui(owner)

@@ -9,47 +9,57 @@ import streamlit as st
 
 from alexnet_viz.data import CLASSES
 from alexnet_viz.inspect.embedding import project_run
-from alexnet_viz.runs.store import Run, RunError, delete_run, list_runs, step_curve
-from alexnet_viz.training.experiments import (D2L_REFERENCE, class_name, distinguishing_labels, is_d2l_recipe,
-                                              test_mistakes, thin_records)
+from alexnet_viz.runs.store import Run, RunError, delete_run, step_curve
+from alexnet_viz.training.experiments import (D2L_REFERENCE, class_name, copy_run, distinguishing_labels,
+                                              is_d2l_recipe, is_example, runs_with_examples, test_mistakes,
+                                              thin_records)
 from alexnet_viz.ui.common import manager
 from alexnet_viz.ui.plots import (compare_runs, confusion_matrix, embedding_scatter, internals_heatmap,
                                   internals_lines, training_curves)
 
 
-def _default_pick(runs) -> int:
-    """The newest finished run (it has a confusion matrix), else the newest."""
-    return next((i for i, r in enumerate(runs) if r.state == "finished"), 0)
+def _default_pick(runs, shipped: list[bool]) -> int:
+    """One's own newest finished run (it has a confusion matrix), else the shipped trained network
+    (listed first of the examples), else the newest."""
+    return next((i for i, r in enumerate(runs) if r.state == "finished" and not shipped[i]),
+                next((i for i, s in enumerate(shipped) if s), 0))
 
 
-def delete_ui(run_path: str, name: str, disabled: bool, col) -> None:
-    """Delete in two clicks: the first asks, the second deletes."""
+def delete_ui(info, example: bool, col) -> None:
+    """Delete in two clicks: the first asks, the second deletes. A shipped example has no Delete."""
     ss = st.session_state
-    if col.button("Delete this run", icon=":material/delete:", disabled=disabled):
-        ss["confirm_delete"] = run_path
-    if ss.get("confirm_delete") != run_path:
+    if example:
+        col.caption("The shipped example cannot be deleted.")
         return
-    st.warning(f"Delete **{name}** with its weights and metrics? This cannot be undone.")
+    if col.button("Delete this run", icon=":material/delete:", disabled=info.state == "running"):
+        ss["confirm_delete"] = info.path
+    if ss.get("confirm_delete") != info.path:
+        return
+    st.warning(f"Delete **{info.name}** with its weights and metrics? This cannot be undone.")
     c = st.columns([1, 1, 4])
     if c[0].button("Yes, delete it", type="primary"):
         ss.pop("confirm_delete")
-        delete_run(run_path)
+        delete_run(info.path)
         st.rerun()
     if c[1].button("Keep it"):
         ss.pop("confirm_delete")
         st.rerun()
 
 
-def resume_ui(owner: str, info, col) -> None:
-    """Resume trains more epochs into the same run folder: its curves go on where they stopped."""
+def resume_ui(owner: str, info, col, example: bool = False) -> None:
+    """Resume trains more epochs into the same run folder: its curves go on where they stopped. A shipped
+    example is copied into a new run folder of one's own first: the shipped files never change."""
     done = float(info.epochs_done)
     target = int(done) + 1  # a run stopped inside an epoch trains that epoch again, from its start
     label = "Resume (+1 epoch)" if done.is_integer() else f"Resume (finish epoch {target})"
-    if info.state in ("stopped", "finished") and col.button(label, icon=":material/play_arrow:"):
+    help = "Trains a copy in a new run folder of yours; the shipped example stays as it is." if example else None
+    if info.state in ("stopped", "finished") and col.button(label, icon=":material/play_arrow:", help=help):
         try:
-            arch, t, _ = Run(info.path).config()
             Run(info.path).checkpoint()  # says so now if there are no weights to resume from
-            job = manager().submit(owner, arch, replace(t, epochs=target), resume_dir=info.path, tags=info.tags)
+            run = copy_run(info.path, owner) if example else Run(info.path)
+            arch, t, raw = run.config()
+            job = manager().submit(owner, arch, replace(t, epochs=target), resume_dir=str(run.path),
+                                   tags=raw.get("tags", {}))
             st.session_state["job"] = job.id
             st.rerun()
         except RunError as e:
@@ -59,26 +69,31 @@ def resume_ui(owner: str, info, col) -> None:
 def runs_ui(owner: str) -> None:
     """The saved runs of this browser (and the command line's, on request), compared; one looked at."""
     cli = st.checkbox("Include runs made from the command line")
-    runs = list_runs(owners={owner, ""} if cli else {owner})
+    runs = runs_with_examples({owner, ""} if cli else {owner})
     if not runs:
         st.caption("No saved runs yet: start one above.")
         return
+    shipped = [is_example(r) for r in runs]
     settings = distinguishing_labels([r.config for r in runs])
     st.dataframe([{"run": r.name, "network": r.preset, "settings that differ": s, "state": r.state,
-                   "epochs": r.epochs_done, "test acc": r.test_acc, "note": r.message}
-                  for r, s in zip(runs, settings)], hide_index=True, width="stretch")
-    names = [r.name for r in runs]
-    by_name = {r.name: r for r in runs}
-    label = {r.name: f"{r.name} · {s}" if s else r.name for r, s in zip(runs, settings)}
-    chosen = st.multiselect("Compare runs", names, default=names[:min(3, len(names))], format_func=label.get)
-    curves = {label[n]: list(by_name[n].epochs) for n in chosen}
+                   "epochs": r.epochs_done, "test acc": r.test_acc, "example": x, "note": r.message}
+                  for r, s, x in zip(runs, settings, shipped)], hide_index=True, width="stretch",
+                 column_config={"example": st.column_config.CheckboxColumn(help="Shipped with the app")})
+    paths = [r.path for r in runs]  # a name could be both a run of one's own and an example's: paths are not
+    by_path = {r.path: r for r in runs}
+    label = {r.path: f"{r.name} · {s}" if s else r.name for r, s in zip(runs, settings)}
+    chosen = st.multiselect("Compare runs", paths, default=paths[:min(3, len(paths))], format_func=label.get)
+    curves = {label[p]: list(by_path[p].epochs) for p in chosen}
     if any(curves.values()):
         st.plotly_chart(compare_runs({k: v for k, v in curves.items() if v}), width="stretch")
-    pick = st.selectbox("Look at one run", names, index=_default_pick(runs), format_func=label.get)
-    info = by_name[pick]
+    pick = st.selectbox("Look at one run", paths, index=_default_pick(runs, shipped), format_func=label.get)
+    info, example = by_path[pick], shipped[paths.index(pick)]
+    if example:
+        st.caption("A shipped example, trained when the app was built: its curves, internals and embedding "
+                   "are real. Resume trains a copy of it in a new run folder of yours.")
     c = st.columns([1, 1, 4])
-    delete_ui(info.path, pick, info.state == "running", c[0])
-    resume_ui(owner, info, c[1])
+    delete_ui(info, example, c[0])
+    resume_ui(owner, info, c[1], example)
     run_view(info)
 
 
