@@ -163,14 +163,15 @@ def setup(arch: ArchConfig, t: TrainConfig, ds: Dataset, ctx: distributed.Single
 
 
 def train(arch: ArchConfig, t: TrainConfig, ds: Dataset | None = None, stop: threading.Event | None = None,
-          run: Run | None = None, resume: Run | None = None
+          run: Run | None = None, resume: Run | None = None, internals_every: int | None = None
           ) -> Iterator[Precision | Step | Epoch | End | Internals | Snapshot]:
     """Train arch with t; yields a Precision first, Step records during an epoch, an Epoch at each end, then
     one End; between them Internals every few steps and a Snapshot at each kept moment (see watch.py).
 
     `stop` is checked before every batch. With `run`, metrics are appended and weights saved at
     each epoch end and when stopped. With `resume`, weights and optimizer come from that run and
-    training continues after its last saved epoch.
+    training continues after its last saved epoch. `internals_every` samples the internals at that
+    fixed interval of steps instead of the one their measured cost allows.
     """
     ds = ds or load_fashion_mnist()
     stop = stop or threading.Event()
@@ -188,7 +189,7 @@ def train(arch: ArchConfig, t: TrainConfig, ds: Dataset | None = None, stop: thr
         per_epoch = data.steps_per_epoch(t.batch_size, t.max_batches)
         total = per_epoch * max(t.epochs - start_epoch, 0)  # batches this session trains
         eval_bs = eval_batch_size(arch, data.device, amp is not None, t.batch_size)  # follows the budget
-        watch = Watch(model, run, per_epoch, t.epochs, start_epoch)  # snapshots and internals
+        watch = Watch(model, run, per_epoch, t.epochs, start_epoch, internals_every)  # snapshots and internals
         yield from watch.start()
 
         t0 = last_report = time.perf_counter()
