@@ -32,6 +32,8 @@ from alexnet_viz.architect.summary import leaf_layers
 from alexnet_viz.cost.budget import memory_budget
 from alexnet_viz.cost.profile import KINDS, RATE_OF_KIND, DeviceProfiles, conv_rate, device_profile
 from alexnet_viz.data import pick_device
+from alexnet_viz.model import build_model
+from alexnet_viz.training.precision import known_speed
 from alexnet_viz.units import duration, human
 
 # Peak RSS of a fresh process after `import torch` (~530 MB with torch 2.15's CUDA build) and
@@ -137,7 +139,7 @@ def _kind(m: nn.Module) -> str:
 @lru_cache(maxsize=64)
 def footprint(arch: ArchConfig) -> Footprint:
     """Costs nothing: the network is built and run on the meta device."""
-    model = build_meta(arch)
+    model = build_model(arch, device="meta")
     B = 2  # BatchNorm in training mode wants more than one value per channel
     x = torch.empty(B, arch.in_channels, arch.input_size, arch.input_size, device="meta", requires_grad=False)
     saved_train = _saved_bytes(model.train(), x) // B
@@ -169,11 +171,6 @@ def footprint(arch: ArchConfig) -> Footprint:
     params = sum(p.numel() for p in model.parameters())
     return Footprint(params, saved_train, saved_eval, outputs, largest, name, pair, work, work16, pair16, conv, tuple(convs), lin,
                      tuple(elem[k] for k in KINDS), n)
-
-
-def build_meta(arch: ArchConfig) -> nn.Module:
-    from alexnet_viz.model import build_model
-    return build_model(arch, device="meta")
 
 
 def _seconds_per_example(fp: Footprint, prof: dict, train: bool, speedup: float = 1.0) -> float:
@@ -287,7 +284,6 @@ def _cap_tip(epochs: int, step_s: float, eval_s: float, steps: int) -> list[str]
 def _precision(dev: torch.device, arch: ArchConfig, t: TrainConfig) -> tuple[bool, float]:
     """(bf16?, its measured speed-up over the profile's fp32 rates) where precision.py has already
     chosen and measured (an estimate never waits for a measurement)."""
-    from alexnet_viz.training.precision import known_speed
     c, speed = known_speed(dev, arch, t.precision if t.amp else "fp32", t.batch_size)
     return c is not None and c.dtype is not None, speed
 

@@ -17,7 +17,9 @@ from alexnet_viz.cost.estimate import estimate_analysis
 from alexnet_viz.inspect.walk import layer_outputs, private_copy
 from alexnet_viz.data import CLASSES, MEAN, STD
 from alexnet_viz.model import build_model
-from alexnet_viz.runs.store import Run
+from alexnet_viz.inspect.images import light_background, to_tensor
+from alexnet_viz.runs.snapshots import find, read_index
+from alexnet_viz.runs.store import Run, RunError
 from alexnet_viz.architect.summary import leaf_layers
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -57,8 +59,6 @@ def untrained(cfg: ArchConfig, seed: int = 0) -> Loaded:
 
 def from_run(path: str | Path, at: float | str | None = None) -> Loaded:
     """A saved run's final weights, or its snapshot at epoch/label `at` (see Run.load_model)."""
-    from alexnet_viz.runs.store import RunError
-    from alexnet_viz.runs.snapshots import find, read_index
     try:
         run = Run(Path(path))
         model = run.load_model(at)
@@ -192,7 +192,6 @@ class Analysis:
 def preprocess(loaded: Loaded, im, invert: bool | None = None) -> torch.Tensor:
     """PIL image -> the 1×C×H×W tensor this model takes; invert=None: only a light-background
     image for a Fashion-MNIST model."""
-    from alexnet_viz.inspect.images import light_background, to_tensor
     if loaded.transforms is not None:  # the weights' own: resize 256, centre crop 224, normalize
         return loaded.transforms(im.convert("RGB"))[None]
     if invert is None:

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 import torch
 
 from alexnet_viz.config import ArchConfig, TrainConfig
+from alexnet_viz.cost.budget import memory_budget
+from alexnet_viz.cost.estimate import estimate_training
 from alexnet_viz.data import Dataset, load_fashion_mnist, pick_device
 from alexnet_viz.runs.examples import copy_example, is_example
 from alexnet_viz.runs.store import Run, RunError, step_curve
@@ -93,9 +95,8 @@ def estimated_starts(running: list[Job], queued: list[Job], budget_bytes: int | 
 
 
 def estimate(arch: ArchConfig, t: TrainConfig, n_train: int, device: str, n_test: int = 10_000) -> tuple[int, float]:
-    """(peak bytes, seconds) of a whole training job, from the cost estimator (cost.py): its peak
+    """(peak bytes, seconds) of a whole training job, from the cost estimator (cost/estimate.py): its peak
     includes the process's own overhead (the CUDA context on a GPU)."""
-    from alexnet_viz.cost.estimate import estimate_training
     e = estimate_training(arch, t, n_train=n_train, device=device, n_test=n_test)
     return e.peak_memory_bytes, e.seconds_per_epoch * t.epochs
 
@@ -297,5 +298,4 @@ def _gpu_budget() -> int | None:
     """What the CUDA GPU has free now (None without one: jobs then run one at a time)."""
     if not torch.cuda.is_available():
         return None
-    from alexnet_viz.cost.budget import memory_budget
     return memory_budget("cuda")

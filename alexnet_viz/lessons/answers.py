@@ -15,6 +15,8 @@ import torch.nn.functional as F
 
 from alexnet_viz.architect.summary import Summary, summarize
 from alexnet_viz.config import PRESETS, TrainConfig, trace, with_conv
+from alexnet_viz.cost.estimate import estimate_training
+from alexnet_viz.inspect.analysis import filters_as_images
 from alexnet_viz.training.experiments import EXPERIMENTS, collect_results, seed_noise, summarize_experiment
 from alexnet_viz.units import human
 
@@ -94,7 +96,6 @@ def conv1_side(stride: int) -> Finding:
 
 def training_memory(small: int = 128, large: int = 512) -> Finding:
     """The estimated peak memory of training AlexNet (d2l) at two batch sizes, and what grows with the batch."""
-    from alexnet_viz.cost.estimate import estimate_training
     cfg = PRESETS[ALEXNET]
     a, b = (estimate_training(cfg, TrainConfig(batch_size=n), device="cpu") for n in (small, large))
     r = b.peak_memory_bytes / a.peak_memory_bytes
@@ -158,7 +159,6 @@ def conv1_filters(run) -> Finding:
             ("Training turned noise into smooth strokes, edges and blobs: neighbouring pixels of an edge "
              "are alike, so the weights that detect it are too." if verdict == "smooth" else
              "In this run the filters stayed close to noise: a short run barely reshapes them."))
-    from alexnet_viz.inspect.analysis import filters_as_images
     return Finding(verdict, text, figures={"before": cb, "after": ca, "change": change,
                                            "before_img": filters_as_images(torch.from_numpy(before)),
                                            "after_img": filters_as_images(torch.from_numpy(after))})

@@ -30,6 +30,8 @@ import numpy as np
 import torch
 
 from alexnet_viz.config import ArchConfig, ConfigError, TrainConfig
+from alexnet_viz.model import build_model
+from alexnet_viz.runs.snapshots import find, read_index
 from alexnet_viz.runs.files import BadFile, open_regular, read_capped, read_text, write_atomic
 from alexnet_viz.units import GB, KB, MB
 
@@ -95,6 +97,27 @@ def _dead_because(st: dict, heartbeat: Path) -> str | None:
     return None
 
 
+EXAMPLES: Path = Path(__file__).resolve().parent.parent / "assets" / "runs"  # shipped runs (examples.py)
+TRAINED = "mini28"  # the shipped run folder of the trained network
+
+
+def is_example(path) -> bool:
+    """Whether `path` is a shipped run folder or a file inside one (symlinks and `..` resolved)."""
+    try:
+        p = Path(path).resolve()
+    except (OSError, RuntimeError, TypeError, ValueError):
+        return False
+    return EXAMPLES in p.parents
+
+
+def example_folders() -> list[Path]:
+    """The shipped run folders: the trained mini28 first, then the experiment's runs by name."""
+    if not EXAMPLES.is_dir():
+        return []
+    return sorted((p for p in EXAMPLES.iterdir() if p.is_dir() and (p / "config.json").is_file()),
+                  key=lambda p: (p.name != TRAINED, p.name))
+
+
 def new_run_folder(root: Path | None, name: str) -> Path:
     """A new, empty folder under `root` (the runs folder by default) named after the time and `name`;
     OSError when it cannot be made."""
@@ -142,7 +165,6 @@ class Run:
     @property
     def example(self) -> bool:
         """A run shipped with the app (see examples.py): its files are never written."""
-        from alexnet_viz.runs.examples import is_example
         return is_example(self.path)
 
     def _check_writable(self) -> None:
@@ -296,13 +318,11 @@ class Run:
 
     def snapshots(self) -> list[dict]:
         """The kept snapshots, oldest first: {"label", "epoch", "step", "file"} each."""
-        from alexnet_viz.runs.snapshots import read_index
         return [{k: v for k, v in s.to_dict().items() if k in ("label", "epoch", "step", "file")}
                 for s in read_index(self.path)]
 
     def snapshot_state(self, at: float | str) -> tuple[dict, str]:
         """(model state, label) of the snapshot named or nearest to `at` (an epoch or a label)."""
-        from alexnet_viz.runs.snapshots import find, read_index
         snaps = read_index(self.path)
         s = find(snaps, at)
         if s is None:
@@ -315,7 +335,6 @@ class Run:
 
     def load_model(self, at: float | str | None = None) -> torch.nn.Module:
         """The saved model: its final weights, or (with `at`) the snapshot at that epoch or label."""
-        from alexnet_viz.model import build_model
         arch, _, _ = self.config()
         model = build_model(arch)
         state = self.checkpoint()["model"] if at is None else self.snapshot_state(at)[0]
@@ -367,8 +386,7 @@ def list_runs(root: Path | None = None, owners: Collection[str] | None = None,
         if owners is None or info.owner in owners:
             out.append(info)
     if examples if examples is not None else not root_given:
-        from alexnet_viz.runs.examples import example_runs
-        out += [replace(_info(r), example=True) for r in example_runs()]
+        out += [replace(_info(Run(p)), example=True) for p in example_folders()]
     return out
 
 
@@ -431,7 +449,6 @@ def step_curve(metrics: list[dict]) -> list[dict]:
 
 def delete_run(path: str | Path) -> None:
     p = Path(path)
-    from alexnet_viz.runs.examples import is_example
     if is_example(p):
         raise RunError(f"{p.name} is an example shipped with the app: it cannot be deleted "
                        f"(resuming it trains a copy of your own, which you can delete)")

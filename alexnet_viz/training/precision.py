@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from alexnet_viz.config import ArchConfig
 from alexnet_viz.data import cache_dir
+from alexnet_viz.model import build_model
 from alexnet_viz.runs.files import write_atomic
 
 PAYS = 1.1              # bf16 must be this many times faster than fp32 to be chosen (so fp32 stays
@@ -132,7 +133,6 @@ def time_interleaved(steps: dict[str, Callable[[], object]], budget_s: float, cl
 def measure(arch: ArchConfig, batch: int = DEFAULT_BATCH, clock: Callable[[], float] = time.perf_counter) -> dict:
     """How much faster a training step of arch (forward, backward, SGD step) at this batch runs on the
     CPU in bf16 autocast than in fp32: the ratio of each precision's fastest step in interleaved rounds."""
-    from alexnet_viz.model import build_model  # here, not at the top: build_model is only needed to measure
     torch.manual_seed(0)
     model = build_model(arch).to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=1e-9)  # the step's cost, not its learning
