@@ -43,7 +43,7 @@ def open_regular(path: Path, limit: int) -> io.BufferedReader:
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise BadFile(f"{path.name} is not a regular file ({_kind(st.st_mode)})")
+            raise BadFile(f"{path.name} is not a regular file ({_file_kind(st.st_mode)})")
         if st.st_size > limit:
             raise BadFile(f"{path.name} is {megabytes(st.st_size)}, more than the {megabytes(limit)} "
                           f"such a file may have")
@@ -83,7 +83,7 @@ def read_text(path: Path, limit: int, tail: bool = False) -> str:
         raise BadFile(f"{Path(path).name} is not UTF-8 text (byte {e.start})") from None
 
 
-def _kind(mode: int) -> str:
+def _file_kind(mode: int) -> str:
     for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a device"),
                        (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket")):
         if test(mode):

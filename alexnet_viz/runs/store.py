@@ -222,7 +222,7 @@ class Run:
         try:
             raw = json.loads(read_text(self.path / "config.json", CONFIG_MAX))
         except PARSE_ERRORS as e:
-            raise RunError(f"config.json cannot be read ({_short(e)})") from None
+            raise RunError(f"config.json cannot be read ({_first_line(e)})") from None
         if not isinstance(raw, dict):
             raise RunError(f"config.json holds a {type(raw).__name__}, not an object")
         for key, kind in (("arch", dict), ("train", dict), ("owner", str), ("tags", dict)):
@@ -240,7 +240,7 @@ class Run:
         except FileNotFoundError:
             return []
         except OSError as e:
-            raise RunError(_short(e)) from None
+            raise RunError(_first_line(e)) from None
         out = []
         for n, line in enumerate(text.splitlines(), 1):
             try:
@@ -261,7 +261,7 @@ class Run:
         except FileNotFoundError:
             return {"state": "unknown", "message": "status.json missing"}
         except PARSE_ERRORS as e:
-            return {"state": "damaged", "message": f"status.json cannot be read ({_short(e)})"}
+            return {"state": "damaged", "message": f"status.json cannot be read ({_first_line(e)})"}
         problem = _status_problem(st)
         if problem:
             return {"state": "damaged", "message": f"status.json: {problem}"}
@@ -390,7 +390,7 @@ def _info(run: Run) -> RunInfo:
     except RunError as e:
         why = str(e)
     except Exception as e:  # noqa: BLE001 - one odd folder must not break the list for everyone
-        why = f"{type(e).__name__}: {_short(e)}"
+        why = f"{type(e).__name__}: {_first_line(e)}"
     return RunInfo(str(p), p.name, str(raw["arch"].get("name", "?")), "damaged", why, 0.0, None, who, (), tags)
 
 
@@ -413,7 +413,7 @@ def _status_problem(st) -> str | None:
     return None
 
 
-def _short(e: BaseException) -> str:
+def _first_line(e: BaseException) -> str:
     return str(e).splitlines()[0][:200] if str(e) else type(e).__name__
 
 

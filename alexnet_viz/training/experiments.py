@@ -319,14 +319,14 @@ def distinguishing_labels(configs: list[dict], most: int = 4) -> list[str]:
     varying.sort(key=lambda k: k.startswith("conv") and k != "conv blocks")  # whole-network settings first
     out = []
     for f in flats:
-        parts = [f"{k} {_short(f.get(k))}" for k in varying[:most]]
+        parts = [f"{k} {_as_text(f.get(k))}" for k in varying[:most]]
         if len(varying) > most:
             parts.append("…")
         out.append(" · ".join(parts))
     return out
 
 
-def _short(v) -> str:
+def _as_text(v) -> str:
     if isinstance(v, float):
         return f"{v:g}"
     if isinstance(v, tuple):
