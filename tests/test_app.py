@@ -132,7 +132,7 @@ def test_export_is_the_current_config():
     dl = at.get("download_button")
     assert [d.proto.label for d in dl] == ["Download drawing (SVG)", "Download drawing (PNG)",
                                            "Download config JSON", "Download PyTorch code"]
-    code = next(c for c in at.code).value
+    code = next(c for c in at.code if c.language == "python").value  # the first is the share link
     assert "nn.Conv2d(in_channels=1, out_channels=32, kernel_size=5, stride=2, padding=2)" in code
 
 
@@ -296,7 +296,7 @@ def test_train_page_picks_a_finished_run_resumes_it_in_place_and_asks_before_del
     assert table["state"].tolist() == ["stopped", "finished"]
     assert table["settings that differ"].tolist() == ["lr 0.2", "lr 0.1"]  # not just "<time>-tiny"
     pick = next(s for s in at.selectbox if s.label == "Look at one run")
-    assert pick.value == finished.path.name  # not the newer stopped run
+    assert pick.value == str(finished.path)  # not the newer stopped run
     assert any("Misclassified" in m.value for m in at.markdown)  # its confusion matrix and gallery
     next(b for b in at.button if b.label == "Resume (+1 epoch)").click().run()
     no_exception(at)

@@ -65,7 +65,10 @@ def test_projector_1920(server, browser):
     wait_idle(page)
     page.get_by_text("Edit the network").wait_for(state="detached")
     from playwright.sync_api import expect
-    expect(page.locator("[data-testid='stDataFrame']")).to_have_count(2, timeout=30_000)  # layer table, comparison
+    # layer table and comparison as HTML tables, whose type grows with the page's (a canvas dataframe's cannot)
+    expect(page.locator("[data-testid='stTable']")).to_have_count(2, timeout=30_000)
+    cell_px = page.evaluate("parseFloat(getComputedStyle(document.querySelector('[data-testid=stTable] td')).fontSize)")
+    assert cell_px >= 20
     page.wait_for_function("() => document.querySelector('.arch-drawing svg').getAttribute('font-size') >= 24")
     assert label_px(page) >= 20
     value_px = page.evaluate("parseFloat(getComputedStyle(document.querySelector("

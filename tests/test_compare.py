@@ -5,7 +5,8 @@ import pytest
 
 from alexnet_viz.architect.compare import side_by_side, what_changed
 from alexnet_viz.config import PRESETS
-from alexnet_viz.architect.summary import approx, summarize
+from alexnet_viz.architect.summary import summarize
+from alexnet_viz.units import approx
 
 
 @pytest.mark.parametrize("a, b", [("lenet5", "alexnet2012"), ("alexnet2012", "d2l"), ("d2l", "torchvision")])

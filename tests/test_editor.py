@@ -34,7 +34,7 @@ def test_bad_cells_are_config_errors(cell, msg):
 
 
 def test_every_table_column_range_is_the_config_limit():
-    from alexnet_viz.ui.architect import column_config
+    from alexnet_viz.ui.editor import column_config
     cols = column_config(CONV_COLUMNS) | column_config(HIDDEN_COLUMNS)
     limit_of = {"out_channels": "out_channels", "kernel": "kernel", "stride": "stride", "padding": "padding",
                 "groups": "groups", "pool_kernel": "pool_kernel", "pool_stride": "pool_stride", "width": "hidden"}

@@ -167,7 +167,7 @@ def test_an_experiment_runs_end_to_end_and_is_summarized(mgr):
                             seeds=[0], base=base)
     wait(jobs)
     assert [j.state for j in jobs] == ["finished"] * 2
-    runs = list_runs(owners={"me"})
+    runs = list_runs(owners={"me"}, examples=False)
     assert len(runs) == 2 and all(r.tags["experiment"] == "relu-vs-sigmoid" for r in runs)
     assert {r.tags["variant"]: r.config["arch"]["fc_activation"] for r in runs} == {"ReLU": "relu",
                                                                                     "sigmoid": "sigmoid"}
@@ -185,7 +185,7 @@ def test_resume_appends_to_the_same_run(mgr):
     again = mgr.submit("me", TINY, replace(t, epochs=2), resume_dir=first.run_dir)
     wait([again])
     assert again.state == "finished" and again.run_dir == first.run_dir
-    (info,) = list_runs(owners={"me"})
+    (info,) = list_runs(owners={"me"}, examples=False)
     assert [e["epoch"] for e in info.epochs] == [1, 2] and info.epochs_done == 2
     assert info.tags == {"note": "x"}
     assert json.loads((Path(info.path) / "config.json").read_text())["train"]["epochs"] == 2
@@ -208,3 +208,133 @@ def test_examples_per_sec_leaves_out_evaluation(monkeypatch):
     # the training time is at most elapsed - 1 s (counting the evaluations gave 256 / elapsed)
     assert epochs[-1].elapsed > 1.0
     assert epochs[-1].examples_per_sec >= 256 / (epochs[-1].elapsed - 1.0)
+
+
+# --- what moved out of the pages (issue 16): costs, ETAs, mistakes, thinning, preset identity ----------
+
+def test_batches_per_epoch_counts_the_partial_last_batch_and_the_cap():
+    from alexnet_viz.training.experiments import batches_per_epoch
+    t = TrainConfig(batch_size=128)
+    assert batches_per_epoch(t, 1000) == 8  # 7 full batches of 128 = 896, then 104 left over
+    assert batches_per_epoch(replace(t, max_batches=3), 1000) == 3
+    assert batches_per_epoch(replace(t, max_batches=100), 1000) == 8
+    assert batches_per_epoch(replace(t, batch_size=100), 1000) == 10
+
+
+def test_a_sets_cost_counts_every_batch_and_adds_the_runs():
+    from alexnet_viz.training.experiments import describe_set_cost, estimate_set_seconds
+    plan = planned_runs(["relu-vs-sigmoid"], Budget(epochs=2, max_batches=3, device="cpu"), seeds=[0, 1])
+    line = describe_set_cost(plan, 60_000, 10_000)
+    assert line.startswith("4 runs, 24 training batches in all")  # 2 variants × 2 seeds × 2 epochs × 3
+    one = estimate_set_seconds(plan[:1], 60_000, 10_000)
+    assert one > 0 and estimate_set_seconds(plan[:1] * 3, 60_000, 10_000) == pytest.approx(3 * one)
+
+
+def test_seconds_left_at_the_measured_pace():
+    from alexnet_viz.training.experiments import seconds_left
+    left = [TrainConfig(epochs=1, batch_size=10, max_batches=5), TrainConfig(epochs=2, batch_size=10, max_batches=5)]
+    # 50 + 100 examples still to train at the mean of 100 and 300 examples per second
+    assert seconds_left([100.0, 300.0], left, n_train=1000) == pytest.approx(150 / 200)
+    # uncapped: the whole (tiny) training set per epoch
+    assert seconds_left([50.0], [TrainConfig(epochs=3, batch_size=64)], n_train=100) == pytest.approx(6.0)
+    assert seconds_left([], left, 1000) is None and seconds_left([100.0], [], 1000) is None
+
+
+def test_mistakes_leave_outputs_beyond_the_classes_out_of_the_matrix_but_count_them_wrong():
+    import numpy as np
+
+    from alexnet_viz.training.experiments import class_name, test_mistakes
+    labels = np.array([0, 1, 2, 2, 9, 3, 0])
+    preds = np.array([0, 2, 2, 537, 9, 3, 11], dtype=np.int16)
+    m = test_mistakes(preds, labels)
+    expected = np.zeros((10, 10), dtype=int)
+    for p, y in zip(preds, labels):
+        if p < 10:
+            expected[y, p] += 1
+    assert (m.confusion == expected).all() and m.confusion.sum() == 5
+    assert m.outside == 2 and m.wrong.tolist() == [1, 3, 6]
+    assert class_name(537) == "output 537" and class_name(9) == "Ankle boot"
+    with pytest.raises(ValueError, match="3 predictions for 7"):
+        test_mistakes(preds[:3], labels)
+
+
+def test_thinning_keeps_at_most_a_charts_worth_evenly():
+    from alexnet_viz.training.experiments import thin_records
+    recs = list(range(1000))
+    thin = thin_records(recs, 400)
+    assert thin == list(range(0, 1000, 3)) and len(thin) == 334
+    assert thin_records(recs[:400], 400) == recs[:400] and thin_records([], 400) == []
+    assert thin_records(recs[:401], 400) == list(range(0, 401, 2))
+
+
+def test_a_preset_is_recognised_by_its_structure_not_its_name():
+    from alexnet_viz.training.experiments import preset_matching
+    mini = PRESETS["mini28"]
+    assert preset_matching(mini) == "mini28" and preset_matching(replace(mini, name="my net")) == "mini28"
+    assert preset_matching(replace(mini, name="mini28 wide", hidden=(512,))) is None
+    assert preset_matching(PRESETS["lenet5"]) == "lenet5"
+
+
+# --- the shipped examples (a fake folder and module stand in for alexnet_viz/runs/examples.py) ------------
+
+def test_examples_are_listed_after_ones_own_and_never_twice(tmp_path, monkeypatch):
+    from alexnet_viz.training.experiments import example_infos, is_example, runs_with_examples
+    from tests import examples_fake
+    mod = examples_fake.install(tmp_path / "shipped", monkeypatch, trained=False)
+    assert [i.path for i in example_infos()] == [str(r.path) for r in mod.example_runs()]
+    mine = Run.create(TINY, TrainConfig(), "synthetic", owner="me")
+    listed = runs_with_examples({"me"})
+    assert [i.path for i in listed] == [str(mine.path)] + [str(r.path) for r in mod.example_runs()]
+    assert [is_example(i) for i in listed] == [False, True, True, True, True]
+    # a store that lists the examples itself (helper ship's): still once each
+    monkeypatch.setattr("alexnet_viz.training.experiments.list_runs",
+                        lambda root=None, owners=None: list_runs(root, None if root else owners) +
+                        (example_infos() if root is None else []))
+    assert len(runs_with_examples({"me"})) == 5
+
+
+def test_without_the_examples_module_there_are_no_examples(monkeypatch):
+    import sys
+
+    from alexnet_viz.training.experiments import example_infos, is_example, runs_with_examples
+    monkeypatch.setitem(sys.modules, "alexnet_viz.runs.examples", None)  # import fails: a checkout without it
+    mine = Run.create(TINY, TrainConfig(), "synthetic", owner="me")
+    assert example_infos() == [] and [i.path for i in runs_with_examples({"me"})] == [str(mine.path)]
+    assert not is_example(list_runs()[0])
+
+
+def test_the_shipped_answer_shows_until_ones_own_set_exists(tmp_path, monkeypatch):
+    from alexnet_viz.training.experiments import describe_budget, example_infos, shown_experiment
+    from tests import examples_fake
+    examples_fake.install(tmp_path / "shipped", monkeypatch, trained=False)
+    shipped = example_infos()
+    runs, example = shown_experiment([], shipped, "relu-vs-sigmoid")
+    assert example and len(runs) == 4
+    rows, sentence = summarize_experiment(collect_results(runs, "relu-vs-sigmoid"))
+    assert [r["test acc"] for r in rows] == [pytest.approx(0.82), pytest.approx(0.43)]
+    assert sentence.startswith("ReLU beat sigmoid")
+    assert describe_budget(runs) == "2 seeds, 1 epoch of at most 40 batches"
+    assert shown_experiment([], shipped, "dropout") == ([], True)  # nothing shipped for it
+    own = examples_fake.finished_experiment(tmp_path / "own", acc={("ReLU", 5): 0.7, ("sigmoid", 5): 0.6})
+    own_infos = list_runs(tmp_path / "own")
+    runs, example = shown_experiment(own_infos, shipped, "relu-vs-sigmoid")
+    assert not example and sorted(r.path for r in runs) == sorted(str(r.path) for r in own)
+
+
+def test_resuming_a_copy_leaves_the_shipped_run_as_it_was(tmp_path, monkeypatch):
+    from alexnet_viz.training.experiments import copy_run, is_example
+    from tests import examples_fake
+    mod = examples_fake.install(tmp_path / "shipped", monkeypatch, experiment=False)
+    src = mod.example_run()
+    before = {p.relative_to(src.path): p.read_bytes() for p in src.path.rglob("*") if p.is_file()}
+    copy = copy_run(src.path, "me")
+    assert copy.path.parent == Path(list_runs()[0].path).parent and copy.path != src.path
+    (info,) = list_runs(owners={"me"})
+    assert not is_example(info) and info.state == "finished" and info.epochs_done == 1
+    assert info.tags == {"copied_from": "mini28"}
+    for rel in ("weights.pt", "test_preds.npy", "metrics.jsonl", "internals.jsonl", "snapshots/index.json"):
+        assert (copy.path / rel).read_bytes() == before[Path(rel)], rel
+    ck = copy.checkpoint()
+    assert ck["epoch"] == 1
+    after = {p.relative_to(src.path): p.read_bytes() for p in src.path.rglob("*") if p.is_file()}
+    assert after == before

@@ -87,11 +87,20 @@ def test_awkward_but_valid_images_give_a_tensor(name, channels):
     assert x.shape == (1, channels, 28, 28) and torch.isfinite(x).all()
 
 
+# what each refusal must say: the reason, in the student's words (not a length: an empty reason is short too)
+WHY = {"truncated.png": "cut short (truncated)", "truncated.jpg": "cut short (truncated)",
+       "empty.png": "the file is empty (0 bytes)", "text.png": "not an image we can read",
+       "bomb.png": "decompression bomb", "tiff": "this is a TIFF file"}
+
+
 @pytest.mark.parametrize("name", BAD)
 def test_unusable_files_raise_image_error(name):
     with pytest.raises(ImageError) as e:
         open_image(BAD[name]())
-    assert len(str(e.value)) > 10
+    msg = str(e.value)
+    assert WHY[name] in msg and "\n" not in msg
+    if name in ("text.png", "tiff"):  # a file of the wrong kind says which kinds we read
+        assert "upload a PNG, JPEG, WebP, GIF or BMP file" in msg
 
 
 def test_exif_rotation_is_applied():
@@ -111,6 +120,52 @@ def test_alpha_is_composited_on_white():
 
 def test_animated_gif_uses_the_first_frame():
     assert np.asarray(open_image(animated_gif()).convert("L")).mean() < 10
+
+
+def phone_photo(w=8000, h=6000, **kw) -> bytes:
+    """A 48 MP JPEG as a phone shoots it, made here: red on the left half, blue on the right (flat
+    colour, so the file is small and quick to build)."""
+    im = Image.new("RGB", (w, h), (220, 20, 20))
+    im.paste((20, 20, 220), (w // 2, 0, w, h))
+    return save(im, "JPEG", **kw)
+
+
+def test_a_48_megapixel_phone_photo_is_decoded_at_reduced_scale():
+    from alexnet_viz.inspect.images import DECODE_SIDE
+    data = phone_photo()
+    assert len(data) < 2 * 2**20  # it compresses small: an upload well under the limit
+    im = open_image(data)
+    assert im.mode == "RGB" and im.size == (2000, 1500)  # the decoder's 1/4 scale: long side ≥ DECODE_SIDE
+    assert DECODE_SIDE <= max(im.size) < 2 * DECODE_SIDE
+    a = np.asarray(im, dtype=int)
+    assert np.abs(a[750, 500] - (220, 20, 20)).max() < 12 and np.abs(a[750, 1500] - (20, 20, 220)).max() < 12
+    x = to_tensor(im, 3, 224, (0.5,) * 3, (0.5,) * 3)
+    assert x.shape == (1, 3, 224, 224) and x[0, 0, 112, 20] > x[0, 2, 112, 20]  # still red on the left
+
+
+def test_a_phone_photos_orientation_survives_the_reduced_decode():
+    ex = Image.Exif()
+    ex[0x0112] = 6  # rotate 90° clockwise to display: the phone was held upright
+    im = open_image(phone_photo(exif=ex))
+    assert im.size == (1500, 2000)
+    assert np.asarray(im, dtype=int)[500, 750, 0] > 150  # the left (red) half is now on top
+
+
+def test_other_formats_keep_the_pixel_limit():
+    png = save(Image.new("L", (8000, 6000), 128), "PNG")
+    assert len(png) < 2**20
+    with pytest.raises(ImageError, match=r"8000×6000 = 48 megapixels; the limit is 40 — scale it down"):
+        open_image(png)
+    with pytest.raises(ImageError, match=r"48 megapixels; the limit is 40 for a progressive JPEG, which is decoded whole"):
+        open_image(phone_photo(progressive=True))  # its decoder keeps the whole image's coefficients
+
+
+def test_a_jpeg_over_200_megapixels_is_refused_by_its_header():
+    data = bytearray(save(rgb(), "JPEG"))
+    sof = data.index(b"\xff\xc0")  # baseline start-of-frame: length, precision, height, width
+    data[sof + 5:sof + 9] = (30000).to_bytes(2, "big") * 2  # claims 30000×30000 = 900 MP
+    with pytest.raises(ImageError, match=r"30000×30000 = 900 megapixels; the limit is 210"):
+        open_image(bytes(data))
 
 
 @pytest.mark.parametrize("name", ["d2l", "mini28", "alexnet2012"])
@@ -176,9 +231,18 @@ def test_grad_cam_is_input_sized_and_not_constant(channels):
 def test_analyze_end_to_end_on_a_saved_run():
     from alexnet_viz.inspect.analysis import from_run
     run, _ = trained_tiny_run()
-    a = analyze(from_run(run.path), open_image(save(rgb(), "PNG")), k=3)
-    assert len(a.top) == 3 and abs(sum(p for _, p in a.top) - 1) < 1 and a.top[0][1] >= a.top[1][1]
+    from torchvision.transforms import functional as TF
+    im = open_image(save(rgb(), "PNG"))
+    a = analyze(from_run(run.path), im, invert=False, k=3)
     assert a.cam.shape == (28, 28) and a.x.shape == (1, 1, 28, 28)
+    # independently: torchvision's resize of the grey image, normalized, through the saved weights
+    grey = TF.resize(TF.to_tensor(im.convert("L")), [28, 28], antialias=True)
+    torch.testing.assert_close(a.x, TF.normalize(grey, [0.2861], [0.3528])[None], atol=1e-5, rtol=0)
+    with torch.no_grad():
+        p = run.load_model()(a.x).softmax(1)[0]
+    v, i = p.topk(3)
+    assert [c for c, _ in a.top] == [CLASSES[j] for j in i.tolist()]
+    assert [q for _, q in a.top] == pytest.approx(v.tolist(), abs=1e-6)
 
 
 def test_pretrained_offline_says_so():
@@ -291,6 +355,11 @@ def test_a_clothing_model_says_what_it_knows_and_whether_it_was_right():
     assert "only the 10 Fashion-MNIST clothing classes" in knows_only(m)
     p = a.logits.softmax(0)
     best, worst = CLASSES[int(p.argmax())], CLASSES[int(p.argmin())]
-    assert verdict(a, m.classes, best) == (True, verdict(a, m.classes, best)[1])
+    assert verdict(a, m.classes, best) == (True, f"Right: the first guess is the true label, {best} ({float(p.max()):.0%}).")
     ok, text = verdict(a, m.classes, worst)
-    assert not ok and "comes 10th" in text and worst in text
+    assert not ok and text == (f"Wrong: the first guess is {best}; the true label, {worst}, comes 10th "
+                               f"({float(p.min()):.1%}).")
+    # a middle rank, counted here: the classes more probable than the truth, plus one
+    third = CLASSES[int(p.argsort(descending=True)[2])]
+    assert verdict(a, m.classes, third)[1].startswith(f"Wrong: the first guess is {best}; the true label, {third}, "
+                                                      f"comes 3rd (")

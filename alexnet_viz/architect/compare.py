@@ -1,7 +1,8 @@
 """Two networks side by side: per-layer parameters and MACs, and what changed, in one sentence of numbers."""
 from __future__ import annotations
 
-from alexnet_viz.architect.summary import Summary, approx, shape_str
+from alexnet_viz.architect.summary import Summary, shape_str
+from alexnet_viz.units import approx
 
 _KEPT = ("Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Flatten", "Linear")
 

@@ -81,3 +81,12 @@ def edited_name(base: ArchConfig, cfg: ArchConfig) -> str:
     if base.name.endswith(suffix):
         return base.name
     return base.name[:NAME_MAX - len(suffix)] + suffix
+
+
+# The network-wide settings the editor shows above its tables (ArchConfig fields, in display order).
+SETTINGS = ("in_channels", "input_size", "num_classes", "fc_activation", "dropout", "adaptive_pool")
+
+
+def file_stem(cfg: ArchConfig) -> str:
+    """The network's name as a download's file name: letters, digits, - and _ only."""
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in cfg.name)[:80] or "network"

@@ -19,8 +19,11 @@ from torch import nn
 
 from alexnet_viz.config import ArchConfig
 from alexnet_viz.model import build_model
+from alexnet_viz.units import approx, human
 
 
+# The rows of the table's "only layers with weights or pooling" view: where the shapes and weights change.
+STRUCTURAL = ("Conv2d", "Linear", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Flatten")
 SHAPE_KEEPING = (nn.BatchNorm2d, nn.LocalResponseNorm, nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.Dropout)
 
 
@@ -58,6 +61,15 @@ class Summary:
     @property
     def total_memory(self) -> int:
         return sum(r.memory for r in self.rows)
+
+    def share(self, layer_type: str, field: str) -> float:
+        """The fraction of the network's params / macs / memory in layers of one type ("Linear", "Conv2d")."""
+        total = sum(getattr(r, field) for r in self.rows)
+        return sum(getattr(r, field) for r in self.rows if r.type == layer_type) / total if total else 0.0
+
+    def largest(self, field: str) -> LayerRow:
+        """The layer with the most params / macs / memory (the first of equals, in forward order)."""
+        return max(self.rows, key=lambda r: getattr(r, field))
 
     def to_dict(self) -> dict:
         return {"layers": [r.to_dict() for r in self.rows],
@@ -117,14 +129,6 @@ def summarize(cfg: ArchConfig) -> Summary:
     return Summary(cfg, tuple(rows))
 
 
-def human(n: float, unit: str = "") -> str:
-    """12_345_678 -> '12.3 M'."""
-    for div, p in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(n) >= div:
-            return f"{n / div:.1f} {p}{unit}"
-    return f"{n:.0f} {unit}".rstrip()
-
-
 def shape_str(shape: tuple[int, ...]) -> str:
     return "×".join(str(s) for s in shape)
 
@@ -145,14 +149,6 @@ def rf_str(r: LayerRow) -> str:
     if r.rf_min is not None:
         return f"varies: {r.rf_min}×{r.rf_min} to {r.rf}×{r.rf}"
     return f"{r.rf}×{r.rf} (jump {r.jump})"
-
-
-def approx(n: float) -> str:
-    """Three significant figures with a unit prefix: 415_334_400 -> '415 M', 950 -> '950'."""
-    for div, p in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(n) >= div:
-            return f"{n / div:.3g} {p}"
-    return f"{n:,.0f}"
 
 
 _ACT_SENTENCE = {

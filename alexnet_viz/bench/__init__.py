@@ -1,6 +1,6 @@
 """Benchmarks: each prints our figure beside a baseline measured in the same run.
 
-Run with `python -m alexnet_viz bench [summary|train|explore] [--quick]`.
+Run with `python -m alexnet_viz bench [summary|train|explore|estimate|internals|classroom] [--quick]`.
 """
 from __future__ import annotations
 
@@ -30,8 +30,9 @@ def print_table(title: str, header: list[str], rows: list[list]) -> None:
             print("  ".join("-" * x for x in w))
 
 
-def run_benchmarks(which: list[str], quick: bool = False) -> int:
+def run_benchmarks(which: list[str], quick: bool = False, classmates: int = 8) -> int:
     import importlib
     for name in which or ["summary", "explore", "train"]:
-        importlib.import_module(f"alexnet_viz.bench.{name}").main(quick=quick)
+        extra = {"classmates": classmates} if name == "classroom" else {}
+        importlib.import_module(f"alexnet_viz.bench.{name}").main(quick=quick, **extra)
     return 0

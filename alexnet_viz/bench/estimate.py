@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from alexnet_viz.config import PRESETS, TrainConfig, default_training
-from alexnet_viz.architect.summary import human
+from alexnet_viz.units import human
 
 from alexnet_viz.bench import print_table
 
@@ -71,7 +71,8 @@ def child(preset: str, batch: int, steps: int) -> None:
             eval_times.append(time.perf_counter() - t0)
     step_s = statistics.median(times[2:])  # the first steps warm the allocator and oneDNN
     # the prediction from this device's rates measured here and now: the same load as the steps above
-    from alexnet_viz.cost.estimate import device_profile, estimate_training
+    from alexnet_viz.cost.estimate import estimate_training
+    from alexnet_viz.cost.profile import device_profile
     device_profile(data.device, refresh=True)
     pred_s = estimate_training(arch, t, n_train=len(data.train_y), device=data.device,
                               n_test=len(data.test_y)).seconds_per_epoch
@@ -93,7 +94,9 @@ def _spawn(preset: str, batch: int, steps: int) -> dict:
 
 
 def main(quick: bool = False, only: tuple[str, ...] = ()) -> None:
-    from alexnet_viz.cost.estimate import device_profile, estimate_training, memory_budget
+    from alexnet_viz.cost.budget import memory_budget
+    from alexnet_viz.cost.estimate import estimate_training
+    from alexnet_viz.cost.profile import device_profile
     from alexnet_viz.data import load_fashion_mnist
     ds = load_fashion_mnist()
     n_train, n_test = len(ds.train_y), len(ds.test_y)

@@ -14,44 +14,34 @@ Time of an epoch: 3 × forward MACs per example (forward, and backward's two pro
 device's multiply-accumulate rate, plus the elementwise layers over its memory bandwidth, plus a
 per-layer cost (autograd, dispatch, the optimizer: a whole step of a tiny network, per layer), plus
 the test-set pass, divided by bf16's speed-up where precision.py measured one for this network. The
-rates come from a micro-benchmark of about a second, cached in the cache folder
-(`ALEXNET_VIZ_CACHE`); taken while other work kept the machine busy, they are measured again by the
-next process, keeping each rate's fastest (other work only ever slows a measurement down).
+rates are this device's profile (cost/profile.py); the budget an estimate is compared with is
+cost/budget.py's.
 """
 from __future__ import annotations
 
-import json
 import math
-import os
-import re
-import time
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from alexnet_viz.config import ArchConfig, ConfigError, TrainConfig, get_preset
-from alexnet_viz.data import cache_dir, pick_device
-from alexnet_viz.architect.summary import human, leaf_layers
+from alexnet_viz.config import ArchConfig, TrainConfig, get_preset
+from alexnet_viz.architect.summary import leaf_layers
+from alexnet_viz.cost.budget import memory_budget
+from alexnet_viz.cost.profile import KINDS, RATE_OF_KIND, DeviceProfiles, conv_rate, device_profile
+from alexnet_viz.data import pick_device
+from alexnet_viz.units import duration, human
 
 # Peak RSS of a fresh process after `import torch` (~530 MB with torch 2.15's CUDA build) and
 # loading Fashion-MNIST through torchvision (~250 MB more at its peak), less the 55 MB dataset that
 # is counted on its own; `python -m alexnet_viz bench estimate` measures it again as its baseline.
 PROCESS_OVERHEAD = 720 * 2**20
 CUDA_CONTEXT = 500 * 2**20     # a CUDA context with cuDNN/cuBLAS handles (torch's usual figure)
-SAFETY = 0.8                   # of what the machine has free: the rest is for page cache and the others
-SERVER_RESERVE = 256 * 2**20   # kept back for the Streamlit server itself
 FASHION_TRAIN, FASHION_TEST = 60_000, 10_000
-ENV_BUDGET = "ALEXNET_VIZ_MEMORY_BUDGET"
 SLOW_RUN_S = 600               # a run longer than this gets advice on making it fast
 EVAL_BATCH = 250               # evaluation's batch when memory is plentiful
-
-
-class OverBudget(ConfigError):
-    """Work whose estimate does not fit the memory this machine has free; the message says what to lower."""
 
 
 @dataclass(frozen=True)
@@ -92,80 +82,8 @@ class Estimate:
                 "batch_size": self.batch_size, "message": self.message()}
 
 
-def require_fits(est: Estimate) -> Estimate:
-    """Raise OverBudget with the estimate's message unless it fits."""
-    if not est.fits:
-        raise OverBudget(est.message())
-    return est
-
-
-def duration(s: float) -> str:
-    if s < 90:
-        return f"{max(s, 1):.0f} s"
-    if s < 5400:
-        return f"{s / 60:.0f} min"
-    return f"{s / 3600:.1f} h"
-
-
 def _device_words(device: str) -> str:
     return {"cpu": "on this CPU", "cuda": "on this GPU", "mps": "on this Mac's GPU"}.get(device, f"on {device}")
-
-
-# --- the memory budget ---------------------------------------------------------------------------
-def parse_bytes(text: str) -> int:
-    """'2G', '512M', '1.5GB', '3000000' -> bytes (powers of 1024); raises ConfigError."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(?:i?[bB])?\s*", text or "")
-    if not m:
-        raise ConfigError(f"{ENV_BUDGET}={text!r} is not a size: write bytes or a size like 512M or 2G")
-    return int(float(m[1]) * 1024 ** " KMGT".index(m[2].upper() or " "))
-
-
-def _read_int(path: str) -> int | None:
-    try:
-        return int(Path(path).read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _meminfo_available() -> int | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def _cgroup_free() -> int | None:
-    """What this process's cgroup still allows (v2, then v1); None when unlimited."""
-    for limit, used in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
-        lim = _read_int(limit)  # "max" (v2 unlimited) does not parse: None
-        if lim is not None and lim < 2**60:
-            return max(lim - (_read_int(used) or 0), 0)
-    return None
-
-
-def _cpu_free() -> int:
-    free = [v for v in (_meminfo_available(), _cgroup_free()) if v is not None]
-    if not free:  # not Linux: torch's own view is all there is; be conservative
-        free = [4 * 2**30]
-    return min(free)
-
-
-def memory_budget(device: str | torch.device | None = None) -> int:
-    """Bytes that new work on `device` may use now; `ALEXNET_VIZ_MEMORY_BUDGET` (e.g. 2G) overrides."""
-    env = os.environ.get(ENV_BUDGET)
-    if env:
-        return parse_bytes(env)
-    dev = torch.device(device) if device is not None else pick_device("auto")
-    if dev.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(dev)
-        return int(free * 0.9)
-    if dev.type == "mps":
-        return int(torch.mps.recommended_max_memory() - torch.mps.driver_allocated_memory())
-    return max(int(_cpu_free() * SAFETY) - SERVER_RESERVE, 0)
 
 
 # --- what the network holds ----------------------------------------------------------------------
@@ -206,8 +124,6 @@ def _saved_bytes(model: nn.Module, x: torch.Tensor) -> int:
     return sum(seen.values())
 
 
-# the layers that are neither conv nor linear, by how fast they go through memory (each measured)
-KINDS = ("stream", "smooth", "window", "lrn")
 _SMOOTH = (nn.Sigmoid, nn.Tanh, nn.GELU)
 _WINDOW = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d)
 LRN_TEMPS = 4  # x², its padded copy, the window sums, their power: measured on alexnet2012 (~4.8 at batch 32)
@@ -260,153 +176,14 @@ def build_meta(arch: ArchConfig) -> nn.Module:
     return build_model(arch, device="meta")
 
 
-# --- this device's speed -------------------------------------------------------------------------
-_PROFILES: dict[str, dict] = {}
-
-
-def _sync(dev: torch.device) -> None:
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-
-
-def _best(fn, dev: torch.device, n: int = 3, budget_s: float = 0.1) -> float:
-    """Fastest of at least n runs (more while under budget_s): other processes on a shared machine
-    only ever slow a run down, so the fastest is the closest to what the device can do."""
-    fn()
-    _sync(dev)
-    best, start, k = math.inf, time.perf_counter(), 0
-    while k < n or (time.perf_counter() - start < budget_s and k < 50):
-        t = time.perf_counter()
-        fn()
-        _sync(dev)
-        best, k = min(best, time.perf_counter() - t), k + 1
-    return best
-
-
-QUIET = 0.5  # load average per core under which a measurement is taken as the device's own speed
-
-
-def _load_per_core() -> float:
-    try:
-        return os.getloadavg()[0] / (os.cpu_count() or 1)
-    except (OSError, AttributeError):
-        return 0.0
-
-
-def measure_device(dev: torch.device) -> dict:
-    """Rates of this device for a training step's parts; about a second on 2 CPU cores."""
-    g = torch.Generator(device="cpu").manual_seed(0)
-    conv = nn.Conv2d(64, 64, 3, padding=1).to(dev, memory_format=torch.channels_last)
-    x = torch.randn(16, 64, 28, 28, generator=g).to(dev).contiguous(memory_format=torch.channels_last)
-    x.requires_grad_(True)
-    narrow = nn.Conv2d(1, 8, 5, padding=2).to(dev, memory_format=torch.channels_last)  # LeNet's first conv
-    xn = torch.randn(128, 1, 28, 28, generator=g).to(dev).contiguous(memory_format=torch.channels_last)
-    lin = nn.Linear(1024, 1024).to(dev)
-    v = torch.randn(128, 1024, generator=g).to(dev).requires_grad_(True)
-    e = torch.randn(16, 64, 64, 64, generator=g).to(dev).contiguous(memory_format=torch.channels_last)
-    e.requires_grad_(True)  # channels last, as the engine trains
-    # a whole training step of a 5-layer network too small to compute anything: what each layer costs
-    # beyond its arithmetic (autograd, the optimizer, the dispatch of every op), forward to step
-    tiny = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8, 3)).to(dev)
-    opt = torch.optim.Adam(tiny.parameters())
-    tx, ty = torch.randn(2, 1, 6, 6, generator=g).to(dev), torch.tensor([0, 1], device=dev)
-
-    def tiny_step():
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(tiny(tx), ty).backward()
-        opt.step()
-    load = _load_per_core() if dev.type == "cpu" else 0.0
-    conv_s = _best(lambda: conv(x).sum().backward(), dev)
-    narrow_s = _best(lambda: narrow(xn).sum().backward(), dev)  # no input gradient: 2× the forward MACs
-    lin_s = _best(lambda: lin(v).sum().backward(), dev)
-    # each kind of elementwise layer, forward and backward, in bytes of its input + output × 2.5
-    per_kind = {"stream": nn.ReLU(), "smooth": nn.Sigmoid(), "window": nn.MaxPool2d(3, 2), "lrn": nn.LocalResponseNorm(5)}
-    elem = {}
-    for k, f in per_kind.items():
-        t = e[:4] if k == "lrn" else e  # LRN is ~25× slower than ReLU per byte: a quarter of the tensor
-        io = t.numel() + f(t).numel()
-        elem[k] = 2.5 * 4 * io / _best(lambda f=f, t=t: f(t).sum().backward(), dev)
-    layer_s = _best(tiny_step, dev, 10, 0.05) / len(tiny)
-    conv_macs = 3 * 16 * 64 * 28 * 28 * 64 * 9
-    lin_macs = 3 * 128 * 1024 * 1024
-    return {"conv_macs_per_s": conv_macs / conv_s, "narrow_conv_macs_per_s": 2 * 128 * 28 * 28 * 8 * 25 / narrow_s,
-            "linear_macs_per_s": lin_macs / lin_s,
-            "bytes_per_s": elem["stream"], "smooth_bytes_per_s": elem["smooth"],
-            "window_bytes_per_s": elem["window"], "lrn_bytes_per_s": elem["lrn"], "layer_s": layer_s,
-            "load": max(load, _load_per_core() if dev.type == "cpu" else 0.0),
-            "threads": torch.get_num_threads(), "torch": torch.__version__, "measured": time.time()}
-
-
-RATES = ("conv_macs_per_s", "narrow_conv_macs_per_s", "linear_macs_per_s", "bytes_per_s", "smooth_bytes_per_s",
-         "window_bytes_per_s", "lrn_bytes_per_s")                                        # higher is faster
-_BYTES = {"stream": "bytes_per_s", "smooth": "smooth_bytes_per_s", "window": "window_bytes_per_s",
-          "lrn": "lrn_bytes_per_s"}
-WIDE, NARROW = math.sqrt(64 * 64 * 9), math.sqrt(8 * 25)  # the widths of the two measured convs
-TIMES = ("layer_s",)                                             # lower is faster
-
-
-def _valid(prof) -> bool:
-    return isinstance(prof, dict) and all(isinstance(prof.get(k), (int, float)) and prof[k] > 0
-                                          for k in RATES + TIMES)
-
-
-def _fastest(a: dict, b: dict) -> dict:
-    """Other work on the machine only ever slows a measurement down: keep each part's fastest."""
-    out = dict(b)
-    out.update({k: max(a[k], b[k]) for k in RATES})
-    out.update({k: min(a[k], b[k]) for k in TIMES})
-    out["load"] = min(a.get("load", 0.0), b.get("load", 0.0))
-    return out
-
-
-def device_profile(device: str | torch.device | None = None, refresh: bool = False) -> dict:
-    """This device's rates, cached in the cache folder. Measured again (and each part's fastest kept)
-    while the stored rates were taken on a busy machine, or when `refresh` asks for it."""
-    dev = torch.device(device) if device is not None else pick_device("auto")
-    key = f"{dev.type}-{torch.get_num_threads()}t-{torch.__version__}"
-    if dev.type == "cuda":
-        key += "-" + torch.cuda.get_device_name(dev).replace(" ", "_")
-    if key in _PROFILES and not refresh:
-        return _PROFILES[key]
-    path = cache_dir() / "device_profile.json"
-    try:
-        stored = json.loads(path.read_text())
-        if not isinstance(stored, dict):
-            stored = {}
-    except (OSError, ValueError):
-        stored = {}
-    prof = stored.get(key) if _valid(stored.get(key)) else None
-    if prof is None or refresh or prof.get("load", 1.0) > QUIET:
-        new = measure_device(dev)
-        prof = _fastest(prof, new) if prof is not None else new
-        stored[key] = prof
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(stored))
-            os.replace(tmp, path)
-        except OSError:
-            pass  # a read-only cache folder: measure again next process
-    _PROFILES[key] = prof
-    return prof
-
-
-def _conv_rate(width: float, prof: dict) -> float:
-    """A conv's multiply-accumulate rate: narrow convs (few channels, small kernels) keep the vector
-    units less busy; between the two measured widths the rate goes log-linearly."""
-    lo, hi = prof["narrow_conv_macs_per_s"], prof["conv_macs_per_s"]
-    f = min(max(math.log(width / NARROW) / math.log(WIDE / NARROW), 0.0), 1.0)
-    return math.exp(math.log(lo) + f * (math.log(hi) - math.log(lo)))
-
-
 def _seconds_per_example(fp: Footprint, prof: dict, train: bool, speedup: float = 1.0) -> float:
     """Seconds of one example's forward (train=False) or forward + backward (train=True); bf16's
     speed-up applies to all but LRN, which autocast runs in fp32."""
     k = 1.0 if train else 1 / 3  # the rates were measured on forward + backward (3× the forward MACs)
-    compute = (sum(macs * 3 / _conv_rate(width, prof) for macs, width in fp.convs)
+    compute = (sum(macs * 3 / conv_rate(width, prof) for macs, width in fp.convs)
                + fp.linear_macs * 3 / prof["linear_macs_per_s"])
     # each elementwise layer: forward reads its input and writes its output, backward ~1.5× that
-    memory = {kind: b * 2.5 / prof[_BYTES[kind]] for kind, b in zip(KINDS, fp.elementwise)}
+    memory = {kind: b * 2.5 / prof[RATE_OF_KIND[kind]] for kind, b in zip(KINDS, fp.elementwise)}
     lrn = memory.pop("lrn")
     return k * ((compute + sum(memory.values())) / speedup + lrn)
 
@@ -421,8 +198,10 @@ def _largest_layer_words(arch: ArchConfig, fp: Footprint) -> str:
 
 
 def estimate_training(arch: ArchConfig, t: TrainConfig, n_train: int = FASHION_TRAIN,
-                      device: str | torch.device | None = None, n_test: int = FASHION_TEST) -> Estimate:
-    """Peak memory of a training run of `arch` with `t`, its seconds per epoch, and whether it fits."""
+                      device: str | torch.device | None = None, n_test: int = FASHION_TEST,
+                      profiles: DeviceProfiles | None = None) -> Estimate:
+    """Peak memory of a training run of `arch` with `t`, its seconds per epoch, and whether it fits;
+    the device's speed from `profiles` (this process's unless given)."""
     dev = torch.device(device) if device is not None else pick_device(t.device)
     fp = footprint(arch)
     bf16, speedup = _precision(dev, arch, t)  # bf16's speed-up covers the network's forward + backward
@@ -450,7 +229,7 @@ def estimate_training(arch: ArchConfig, t: TrainConfig, n_train: int = FASHION_T
     steps = -(-n_train // B)
     if t.max_batches:
         steps = min(steps, t.max_batches)
-    prof = device_profile(dev)
+    prof = device_profile(dev, profiles=profiles)
     step_s = (B * _seconds_per_example(fp, prof, True, speedup) + fp.layers * prof["layer_s"] / speedup
               + fp.params * 4 * (3 + 2 * state) / prof["bytes_per_s"]          # optimizer step
               + B * 4 * pixels * 4 / prof["bytes_per_s"])                      # normalize + resize the batch
@@ -472,17 +251,19 @@ def estimate_training(arch: ArchConfig, t: TrainConfig, n_train: int = FASHION_T
         else:
             advice = "this machine has too little free memory for any run now — try again when others have finished"
     else:
-        advice = speed_advice(arch, t, steps * step_s + eval_s, dev) if seconds * t.epochs > SLOW_RUN_S else ""
+        advice = speed_advice(arch, t, steps * step_s + eval_s, dev, profiles) if seconds * t.epochs > SLOW_RUN_S else ""
     return Estimate(int(peak), float(seconds), int(budget), fits, parts, biggest, advice, "training",
                     dev.type, B, t.epochs)
 
 
-def speed_advice(arch: ArchConfig, t: TrainConfig, seconds_per_epoch: float, dev: torch.device) -> str:
+def speed_advice(arch: ArchConfig, t: TrainConfig, seconds_per_epoch: float, dev: torch.device,
+                 profiles: DeviceProfiles | None = None) -> str:
     """What would bring a slow run under SLOW_RUN_S: mini28, or a cap on batches per epoch."""
     total = seconds_per_epoch * t.epochs
     tips = []
     if arch.name.split(" ")[0] != "mini28":
-        m = estimate_training(get_preset("mini28"), TrainConfig(epochs=1, batch_size=128, amp=t.amp), device=dev)
+        m = estimate_training(get_preset("mini28"), TrainConfig(epochs=1, batch_size=128, amp=t.amp), device=dev,
+                              profiles=profiles)
         tips.append(f"the mini28 network trains an epoch in about {duration(m.seconds_per_epoch)}")
     per_batch = seconds_per_epoch / max(-(-FASHION_TRAIN // t.batch_size), 1)
     cap = int(SLOW_RUN_S / max(t.epochs, 1) / max(per_batch, 1e-9) * 0.8)
@@ -496,11 +277,12 @@ def _precision(dev: torch.device, arch: ArchConfig, t: TrainConfig) -> tuple[boo
     """(bf16?, its measured speed-up over the profile's fp32 rates) where precision.py has already
     chosen and measured (an estimate never waits for a measurement)."""
     from alexnet_viz.training.precision import known_speed
-    c, speed = known_speed(dev, arch, t.precision if t.amp else "fp32")
+    c, speed = known_speed(dev, arch, t.precision if t.amp else "fp32", t.batch_size)
     return c is not None and c.dtype is not None, speed
 
 
-def estimate_analysis(arch: ArchConfig, device: str | torch.device | None = None) -> Estimate:
+def estimate_analysis(arch: ArchConfig, device: str | torch.device | None = None,
+                      profiles: DeviceProfiles | None = None) -> Estimate:
     """Peak memory of one Explore analysis: every feature map kept, Grad-CAM's backward, the weights."""
     dev = torch.device(device) if device is not None else torch.device("cpu")
     fp = footprint(arch)
@@ -516,7 +298,7 @@ def estimate_analysis(arch: ArchConfig, device: str | torch.device | None = None
         advice = f"lower the hidden widths or the channels ({fp.params:,} parameters)"
     else:
         advice = f"lower the input size or the channels of the first convs — {_largest_layer_words(arch, fp)}"
-    seconds = 3 * _seconds_per_example(fp, device_profile(dev), train=False)
+    seconds = 3 * _seconds_per_example(fp, device_profile(dev, profiles=profiles), train=False)
     return Estimate(int(peak), float(seconds), int(budget), peak <= budget, parts, biggest, advice,
                     "analysis", dev.type, 1, 1)
 
@@ -539,5 +321,5 @@ def eval_batch_size(arch: ArchConfig, device: str | torch.device, amp: bool = Fa
     return max(1, min(top, limit // per_image))
 
 
-__all__ = ["Estimate", "OverBudget", "estimate_training", "estimate_analysis", "memory_budget", "require_fits",
-           "eval_batch_size", "parse_bytes", "device_profile", "footprint", "duration"]
+__all__ = ["Estimate", "Footprint", "estimate_training", "estimate_analysis", "eval_batch_size", "footprint",
+           "speed_advice"]

@@ -24,8 +24,10 @@ import torch
 
 from alexnet_viz.config import ArchConfig, TrainConfig
 from alexnet_viz.data import Dataset, load_fashion_mnist, pick_device
+from alexnet_viz.runs.examples import copy_example, is_example
 from alexnet_viz.runs.store import Run, RunError, step_curve
 from alexnet_viz.jobs.worker import Worker
+from alexnet_viz.units import human
 
 GRACE_S = 30.0  # after Stop, how long a run may take to end by itself before its process is ended
 
@@ -175,7 +177,7 @@ class JobManager:
         if self.budget_bytes is None:
             return "One training job runs at a time on this server's CPU."
         return (f"Jobs on the GPU run side by side while their estimated memory fits "
-                f"{self.budget_bytes / 2**30:.1f} GB; the others wait their turn.")
+                f"{human(self.budget_bytes, 'B')}; the others wait their turn.")
 
     def stop(self, job: Job) -> None:
         with self._lock:
@@ -228,6 +230,8 @@ class JobManager:
     def _train(self, job: Job) -> None:
         ds = self.data()
         if job.resume_dir:  # the same run folder goes on: its metrics so far, then the new epochs after them
+            if is_example(job.resume_dir):  # a shipped run never changes: its copy goes on instead
+                job.resume_dir = str(copy_example(job.resume_dir, owner=job.owner).path)
             run = Run(job.resume_dir)
             run.set_train(job.train)
             kept = run.metrics()
@@ -293,5 +297,5 @@ def _gpu_budget() -> int | None:
     """What the CUDA GPU has free now (None without one: jobs then run one at a time)."""
     if not torch.cuda.is_available():
         return None
-    from alexnet_viz.cost.estimate import memory_budget
+    from alexnet_viz.cost.budget import memory_budget
     return memory_budget("cuda")

@@ -2,17 +2,29 @@
 
 Each experiment is a list of variants made from the base by a pure function, trained with the
 same budget and seeds. The summary sentence is computed from the final figures and is hedged when
-the gap is within seed noise. Also: what differs between two saved configs, and d2l's published
-figures for a run of d2l's own recipe. No torch, no streamlit.
+the gap is within seed noise. Also: what a set of runs costs and how long it has left, what differs
+between two saved configs, what a finished run got wrong (for the confusion matrix), which preset a
+network is, and d2l's published figures for a run of d2l's own recipe. No streamlit.
 """
 from __future__ import annotations
 
+import importlib
+import shutil
 import statistics
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
+from types import ModuleType
 from typing import Callable
 
-from alexnet_viz.config import ArchConfig, TrainConfig, default_training, get_preset
+import numpy as np
+
+from alexnet_viz.config import PRESETS, ArchConfig, TrainConfig, default_training, get_preset
+from alexnet_viz.cost.estimate import estimate_training
+from alexnet_viz.units import duration
+from alexnet_viz.data import CLASSES
+from alexnet_viz.runs.store import Run, RunError, RunInfo, list_runs
+from alexnet_viz.training.engine import confusion
 
 Change = Callable[[ArchConfig, TrainConfig], tuple[ArchConfig, TrainConfig]]
 
@@ -138,8 +150,39 @@ def queue_experiment(manager, owner: str, name: str, budget: Budget, seeds: list
             for a, t, tags in planned_runs(names, budget, sorted(set(seeds)), base)]
 
 
+# --- what a set costs, and how long it has left ----------------------------------------------------
+
+def batches_per_epoch(t: TrainConfig, n_train: int) -> int:
+    """Training batches in one epoch of `t` on `n_train` images (the last one partial), after its cap."""
+    return min(-(-n_train // t.batch_size), t.max_batches or n_train)
+
+
+def estimate_set_seconds(plan: list, n_train: int, n_test: int) -> float:
+    """The cost model's seconds for every run of `plan` ((arch, training, tags) triples), one after another."""
+    return sum(estimate_training(a, t, n_train=n_train, n_test=n_test).run_seconds for a, t, _ in plan)
+
+
+def describe_set_cost(plan: list, n_train: int, n_test: int) -> str:
+    """The whole set's size and time on this machine, in one line for the page."""
+    batches = sum(t.epochs * batches_per_epoch(t, n_train) for _, t, _ in plan)
+    seconds = estimate_set_seconds(plan, n_train, n_test)
+    return (f"{len(plan)} runs, {batches:,} training batches in all: about {duration(seconds)} on this "
+            f"machine, one run after another (estimated).")
+
+
+def seconds_left(paces: list[float], left: list[TrainConfig], n_train: int) -> float | None:
+    """Seconds the runs still to train (`left`) take at the mean measured pace (examples per second)
+    of the finished ones; None before any has finished, or when none is left."""
+    if not paces or not left:
+        return None
+    todo = sum(t.epochs * min(n_train, batches_per_epoch(t, n_train) * t.batch_size) for t in left)
+    return todo / statistics.fmean(paces)
+
+
 def experiment_runs(runs: list, name: str) -> list:
-    """The runs of the newest set queued for experiment `name` (runs carry `.tags`)."""
+    """The runs of the newest set queued for experiment `name` (runs carry `.tags`). The user's own
+    sets come first: the set shipped with the app (runs marked `.example`) answers only until one
+    of them exists."""
     labels = {v.label for v in EXPERIMENTS[name].variants}
 
     def ours(r) -> bool:  # tags come from a file anyone may edit: odd ones leave the run out
@@ -147,10 +190,33 @@ def experiment_runs(runs: list, name: str) -> list:
         return (r.state != "damaged" and isinstance(ex, dict) and isinstance(set_id, str)
                 and isinstance(ex.get(name), str) and ex[name] in labels)
     mine = [r for r in runs if isinstance(r.tags, dict) and ours(r)]
+    own = [r for r in mine if not getattr(r, "example", False)]
+    mine = own or mine
     if not mine:
         return []
     newest = max(r.tags.get("set", "") for r in mine)
     return [r for r in mine if r.tags.get("set", "") == newest]
+
+
+def shown_experiment(own: list, shipped: list, name: str) -> tuple[list, bool]:
+    """The runs to show for experiment `name`: the newest set of one's own (`own`), else the shipped
+    example's (`shipped`); and whether they are the example's."""
+    mine = experiment_runs(own, name)
+    return (mine, False) if mine else (experiment_runs(shipped, name), True)
+
+
+def describe_budget(runs: list) -> str:
+    """The budget a set of runs was trained with, in words: "2 seeds, 1 epoch of at most 40 batches"."""
+    trains = [r.config.get("train") or {} for r in runs]
+    seeds = len({r.tags.get("seed") for r in runs})
+    epochs = sorted({t.get("epochs") for t in trains if isinstance(t.get("epochs"), int)})
+    caps = sorted({t.get("max_batches") for t in trains if isinstance(t.get("max_batches"), int)})
+    words = f"{seeds} seed{'s' if seeds != 1 else ''}"
+    if len(epochs) == 1:
+        words += f", {epochs[0]} epoch{'s' if epochs[0] != 1 else ''}"
+        if len(caps) == 1:
+            words += f" of at most {caps[0]:,} batches" if caps[0] else " of the whole training set"
+    return words
 
 
 def collect_results(runs: list, name: str) -> dict[str, list[dict]]:
@@ -166,6 +232,13 @@ def collect_results(runs: list, name: str) -> dict[str, list[dict]]:
 
 def _spread(xs: list[float]) -> float | None:
     return statistics.stdev(xs) if len(xs) >= 2 else None
+
+
+def seed_noise(stats: list[dict]) -> float | None:
+    """Twice the largest seed standard deviation of summarize_experiment's rows: a gap up to this is
+    seed noise. None while a variant has a single seed (its noise is unknown)."""
+    sds = [s["± (seed sd)"] for s in stats]
+    return None if not sds or any(sd is None for sd in sds) else 2 * max(sds)
 
 
 def summarize_experiment(results: dict[str, list[dict]]) -> tuple[list[dict], str]:
@@ -194,13 +267,12 @@ def summarize_experiment(results: dict[str, list[dict]]) -> tuple[list[dict], st
     gap = best["test acc"] - runner["test acc"]
     figures = f"{best['variant']} {best['test acc']:.3f} vs {runner['variant']} {runner['test acc']:.3f}"
     rest = "".join(f"; {s['variant']} {s['test acc']:.3f}" for s in ranked[2:])
-    sds = [s["± (seed sd)"] for s in stats]
-    if any(sd is None for sd in sds):
+    noise = seed_noise(stats)
+    if noise is None:
         seeds = min(s["seeds"] for s in stats)
         return stats, (f"{best['variant']} reached the highest test accuracy ({figures}{rest}), ahead by "
                        f"{gap:.3f} — but from {seeds} seed only, the seed noise is unknown: run 2 or more "
                        f"seeds before reading much into it.")
-    noise = 2 * max(sds)
     if gap <= noise:
         return stats, (f"{best['variant']} and {runner['variant']} are within seed noise ({figures}{rest}): "
                        f"the gap of {gap:.3f} is no more than twice the seed spread ({noise:.3f}), so this "
@@ -264,6 +336,109 @@ def _short(v) -> str:
     if isinstance(v, tuple):
         return "×".join(str(x) for x in v)
     return "—" if v is None else str(v)
+
+
+# --- the shipped examples (alexnet_viz/runs/examples.py) -----------------------------------------
+
+def shipped_examples() -> ModuleType | None:
+    """The module that knows the shipped example runs, or None in a checkout without it. Looked up
+    on each call (a test may stand a module of its own in for it)."""
+    try:
+        return importlib.import_module("alexnet_viz.runs.examples")
+    except ImportError:
+        return None
+
+
+def _key(path) -> str:
+    return str(Path(path).resolve())
+
+
+def example_infos() -> list[RunInfo]:
+    """The shipped example runs, listed as `list_runs` lists runs (the trained mini28 first)."""
+    ex = shipped_examples()
+    if ex is None:
+        return []
+    runs = ex.example_runs()
+    paths = [_key(r.path) for r in runs]
+    found = {_key(i.path): i for parent in {Path(p).parent for p in paths} for i in list_runs(parent)}
+    return [found[p] for p in paths if p in found]
+
+
+def is_example(info) -> bool:
+    """Whether a listed run is one of the shipped examples (they cannot be deleted or changed)."""
+    if getattr(info, "example", False):
+        return True
+    ex = shipped_examples()
+    return bool(ex is not None and ex.is_example(Path(info.path)))
+
+
+def runs_with_examples(owners: set[str]) -> list[RunInfo]:
+    """The runs of `owners`, newest first, then the shipped examples not among them."""
+    own = list_runs(owners=owners)
+    seen = {_key(i.path) for i in own}
+    return own + [i for i in example_infos() if _key(i.path) not in seen]
+
+
+def copy_run(path, owner: str, root: Path | None = None) -> Run:
+    """A new run folder of `owner` holding a copy of the run at `path` (weights, metrics, snapshots,
+    internals, predictions), so that resuming a shipped example leaves the shipped files as they are.
+    The copy serves no experiment: training it further changes its budget."""
+    src = Run(path)
+    arch, t, raw = src.config()
+    status = src.status()
+    dst = Run.create(arch, t, str(raw.get("data", "")), root=root, owner=owner,
+                     tags={"copied_from": src.path.name})
+    try:
+        for item in src.path.iterdir():
+            if item.is_symlink() or item.name in ("config.json", "status.json", "heartbeat"):
+                continue  # a link is never followed out of a run folder
+            if item.is_dir():
+                shutil.copytree(item, dst.path / item.name, ignore=lambda d, names: [
+                    n for n in names if (Path(d) / n).is_symlink()])
+            else:
+                shutil.copy2(item, dst.path / item.name)
+        state = status.get("state") if status.get("state") in ("finished", "stopped") else "stopped"
+        dst.set_status(state, f"a copy of {src.path.name}", float(status.get("epochs_done") or 0))
+    except OSError as e:  # a half-made copy is no run: leave nothing behind
+        shutil.rmtree(dst.path, ignore_errors=True)
+        raise RunError(f"cannot copy {src.path.name} into a new run folder: {e.strerror or e}") from None
+    return dst
+
+
+# --- what a finished run got wrong ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Mistakes:
+    confusion: np.ndarray   # classes × classes counts: row = true label, column = prediction
+    outside: int            # predictions beyond the dataset's classes (a 1000-output net), left out of the matrix
+    wrong: np.ndarray       # indices of the misclassified test images, in test-set order
+
+
+def test_mistakes(preds: np.ndarray, labels: np.ndarray, classes: int = len(CLASSES)) -> Mistakes:
+    """The confusion matrix over the predictions that name one of the `classes`, and every miss.
+    A network with more outputs than Fashion-MNIST's 10 classes can say "class 537": such a
+    prediction is wrong, but has no column in the matrix."""
+    preds, labels = np.asarray(preds).astype(np.int64), np.asarray(labels).astype(np.int64)
+    if preds.shape != labels.shape:
+        raise ValueError(f"{len(preds):,} predictions for {len(labels):,} test labels")
+    inside = (preds >= 0) & (preds < classes)
+    return Mistakes(confusion(preds[inside], labels[inside], classes), int((~inside).sum()),
+                    np.flatnonzero(preds != labels))
+
+
+def class_name(i: int) -> str:
+    """Fashion-MNIST's name for an output, or its number for a network with more outputs (1000-class)."""
+    return CLASSES[i] if 0 <= i < len(CLASSES) else f"output {int(i)}"
+
+
+def thin_records(records: list, most: int = 400) -> list:
+    """Every k-th record, k the smallest step that leaves at most `most` (a chart's worth), the first kept."""
+    return records[::-(-len(records) // most)] if records else []
+
+
+def preset_matching(arch: ArchConfig) -> str | None:
+    """The preset that `arch` is, whatever its name; None for a network of one's own."""
+    return next((n for n, p in PRESETS.items() if replace(p, name=arch.name) == arch), None)
 
 
 # --- the book beside you --------------------------------------------------------------------------

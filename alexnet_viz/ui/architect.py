@@ -6,55 +6,34 @@ from dataclasses import replace
 import pandas as pd
 import streamlit as st
 
+from alexnet_viz import links
 from alexnet_viz.architect.compare import side_by_side, what_changed
-from alexnet_viz.config import (ACTIVATIONS, IN_CHANNELS, LIMITS, PRESET_NOTES, PRESETS, ArchConfig, ConfigError, get_preset, trace)
-from alexnet_viz.architect.editor import CONV_COLUMNS, HIDDEN_COLUMNS, Column, config_from_rows, conv_rows, edited_name, hidden_rows
-from alexnet_viz.model import to_pytorch_code
 from alexnet_viz.architect.drawing import network_svg, to_png
+from alexnet_viz.architect.editor import SETTINGS, edited_name, file_stem
+from alexnet_viz.architect.importing import import_network
+from alexnet_viz.architect.summary import STRUCTURAL, describe_layers, summarize, table
+from alexnet_viz.config import PRESET_NOTES, PRESETS, ArchConfig, ConfigError, get_preset, trace
+from alexnet_viz.model import to_pytorch_code
+from alexnet_viz.ui import share
+from alexnet_viz.ui.common import big_figure, cost_ui, presenter_style, table_ui
+from alexnet_viz.ui.editor import settings_ui, tables_ui
 from alexnet_viz.ui.plots import per_layer_bars
-from alexnet_viz.architect.summary import describe_layers, human, summarize, table
-from alexnet_viz.ui.common import cost_ui
+from alexnet_viz.units import human
 
-SETTINGS = ("in_channels", "input_size", "num_classes", "fc_activation", "dropout", "adaptive_pool")
-PRESENTER_CSS = """<style>
-.stApp { font-size: 1.3rem; }
-.stApp [data-testid="stMarkdownContainer"] p, .stApp [data-testid="stMarkdownContainer"] li,
-.stApp [data-testid="stCaptionContainer"], .stApp [data-testid="stAlert"] p { font-size: 1.35rem; }
-.stApp [data-testid="stMetricValue"], .stApp [data-testid="stMetricValue"] * { font-size: 3rem !important; }
-[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"] { display: none; }
-.stMainBlockContainer { padding-left: 2rem; padding-right: 2rem; max-width: 100%; }
-.stApp [data-testid="stMetricLabel"] p { font-size: 1.4rem !important; }
-.stApp h1 { font-size: 3.2rem; }
-.stApp h3 { font-size: 2.2rem; }
-.arch-drawing svg { max-width: 100%; height: auto; }  /* drawn at 1.5×, shrunk to fit: labels stay >= 19 px */
-</style>"""
 
 
 @st.cache_data(max_entries=256)
 def cached_summary(cfg: ArchConfig):
     """Keyed on the frozen config: flipping back and forth costs nothing."""
     s = summarize(cfg)
-    return [r.to_dict() for r in s.rows], table(s), s.total_params, s.total_macs, s.total_memory, describe_layers(s)
+    return ([r.to_dict() for r in s.rows], table(s), s.total_params, s.total_macs, s.total_memory,
+            describe_layers(s), s.share("Linear", "params"), s.share("Conv2d", "macs"))
 
 
 @st.cache_data(max_entries=64)
 def cached_comparison(a: ArchConfig, b: ArchConfig) -> tuple[list[dict], str]:
     sa, sb = summarize(a), summarize(b)
     return side_by_side(sa, sb), what_changed(sa, sb)
-
-
-def column_config(columns: dict[str, Column]) -> dict:
-    """Typed table columns whose ranges are config.LIMITS (through editor.CONV_COLUMNS / HIDDEN_COLUMNS)."""
-    out = {}
-    for key, c in columns.items():
-        if c.choices is not None:
-            out[key] = st.column_config.SelectboxColumn(c.label, help=c.help, options=list(c.choices),
-                                                        default=c.default, required=True, width="small")
-        else:
-            out[key] = st.column_config.NumberColumn(c.label, help=c.help, min_value=c.limits[0],
-                                                     max_value=c.limits[1], step=1, default=c.default,
-                                                     required=True, format="%d", width="small")
-    return out
 
 
 # --- state: the draft network, the network it started from, the tables' source --------------------------
@@ -87,53 +66,38 @@ def _on_import():
     if f is None:
         return
     try:
-        cfg = ArchConfig.from_json(f.getvalue().decode("utf-8"))
-    except UnicodeDecodeError:
-        ss["import_error"] = "That file cannot be imported: it is not UTF-8 text"
-        return
+        cfg = import_network(f.getvalue())  # the same validation and cost check as a network in a link
     except ConfigError as e:
         ss["import_error"] = f"That file cannot be imported: {e}"
         return
-    ss["import_error"], ss["imported"] = None, cfg
+    ss["import_error"] = None
+    take_in(cfg)
+
+
+def take_in(cfg: ArchConfig) -> None:
+    """A network from outside (a file, a link) becomes the preset box's extra entry and the draft."""
+    ss = st.session_state
+    ss["imported"] = cfg
     ss["preset"] = ss["preset_name"] = _imported_label(cfg)
     load(cfg, origin=cfg)
+
+
+def restore_ui() -> None:
+    """Open the view a link describes (once per visit; one notice names what the link had wrong)."""
+    ss = st.session_state
+    got = share.restore(links.ARCHITECT)
+    if "present" in got:
+        ss["presenter"] = got["present"]
+    if "net" in got:
+        take_in(got["net"])
+    elif "preset" in got:
+        ss["preset"] = ss["preset_name"] = got["preset"]
+        load(get_preset(got["preset"]), origin=get_preset(got["preset"]))
 
 
 def preset_options() -> list[str]:
     imported = st.session_state.get("imported")
     return list(PRESETS) + ([_imported_label(imported)] if imported is not None else [])
-
-
-def settings_ui() -> None:
-    lim = LIMITS
-    c = st.columns(6)
-    c[0].selectbox("Input channels", IN_CHANNELS, key="in_channels",
-                   format_func=lambda n: {1: "1 (grayscale)", 3: "3 (RGB)"}[n])
-    c[1].number_input("Input size (px)", *lim["input_size"], key="input_size")
-    c[2].number_input("Classes", *lim["num_classes"], key="num_classes")
-    c[3].selectbox("Hidden activation", ACTIVATIONS, key="fc_activation")
-    c[4].number_input("Dropout p", *lim["dropout"], step=0.05, format="%g", key="dropout",
-                      help="after each hidden Linear layer; 0 = no dropout")
-    c[5].number_input("Adaptive avg pool", *lim["adaptive_pool"], key="adaptive_pool",
-                      help="0 = none; n = pool to n×n before flatten (torchvision's AlexNet uses 6)")
-
-
-def tables_ui() -> ArchConfig:
-    """The conv blocks and the hidden layers as two editable tables; returns the network they describe."""
-    ss = st.session_state
-    src, rev = ss["tables_from"], ss["rev"]
-    st.markdown("**Conv blocks**: conv → activation → norm → pool, one row each (+ above the table adds a row; "
-                "tick rows and press the bin to remove them)")
-    convs = st.data_editor(
-        pd.DataFrame(conv_rows(src), columns=list(CONV_COLUMNS)), key=f"convs_{rev}", num_rows="dynamic",
-        hide_index=True, column_config=column_config(CONV_COLUMNS), width="stretch")
-    st.markdown("**Hidden layers of the classifier**: one row per hidden Linear layer (the last layer, one "
-                "output per class, is added for you)")
-    hidden = st.data_editor(
-        pd.DataFrame(hidden_rows(src), columns=list(HIDDEN_COLUMNS)), key=f"hidden_{rev}", num_rows="dynamic",
-        hide_index=True, column_config=column_config(HIDDEN_COLUMNS), width=360)
-    settings = ArchConfig(name=ss["origin"].name, **{k: ss[k] for k in SETTINGS})
-    return config_from_rows(settings, convs.to_dict("records"), hidden.to_dict("records"))
 
 
 @st.cache_data(max_entries=64)
@@ -150,7 +114,7 @@ def drawing_ui(draft: ArchConfig, presenter: bool) -> None:
     st.markdown(f'<div class="arch-drawing" style="overflow-x:auto; max-width:100%">{svg}</div>'
                 '<style>@media (min-width: 700px) {.arch-hint {display: none;}}</style>'
                 '<p class="arch-hint">← the drawing scrolls sideways →</p>', unsafe_allow_html=True)
-    slug = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in draft.name)[:80] or "network"
+    slug = file_stem(draft)
     c = st.columns([1, 1, 3])
     c[0].download_button("Download drawing (SVG)", svg, f"{slug}.svg", "image/svg+xml")
     png = cached_png(svg)
@@ -160,15 +124,8 @@ def drawing_ui(draft: ArchConfig, presenter: bool) -> None:
         c[1].caption("PNG download needs cairosvg (pip install cairosvg).")
 
 
-def _big(fig, presenter: bool):
-    """Larger type and a taller chart for a projector."""
-    if presenter:
-        fig.update_layout(font=dict(size=22), title_font=dict(size=28), height=520)
-    return fig
-
-
 def results_ui(cfg: ArchConfig, presenter: bool = False) -> None:
-    rows, display, params, macs, memory, sentences = cached_summary(cfg)
+    rows, display, params, macs, memory, sentences, fc_share, conv_share = cached_summary(cfg)
     m = st.columns(4)
     m[0].metric("Parameters", f"{params:,}")
     m[1].metric("Multiply-accumulates / image", human(macs))
@@ -176,31 +133,22 @@ def results_ui(cfg: ArchConfig, presenter: bool = False) -> None:
     m[3].metric("Weights in float32", human(params * 4, "B"))
     only = st.toggle("Only layers with weights or pooling", value=False)
     df = pd.DataFrame(display)
-    if only:
-        df = df[[r["type"] in ("Conv2d", "Linear", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Flatten")
-                 for r in rows]]
-    st.dataframe(df, hide_index=True, width="stretch", height=36 * (len(df) + 1) + 4,
-                 column_config={"params": st.column_config.NumberColumn(format="localized"),
-                                "MACs": st.column_config.NumberColumn(format="localized")})
+    table_ui(df[[r["type"] in STRUCTURAL for r in rows]] if only else df, presenter, counts=("params", "MACs"))
     with st.expander("Every layer in one sentence"):
         st.markdown("\n".join(f"- **{t.split(': ', 1)[0]}**: {t.split(': ', 1)[1]}" for t in sentences))
     st.caption("MACs: multiply-accumulates for one image (conv and linear layers; elementwise layers count 0). "
                "Memory: the layer's output for one image in float32. Receptive field: the input window one "
                "output pixel sees, and the stride between neighbouring windows (jump).")
     t = st.tabs(["Where the parameters are", "Where the compute is", "Where the memory is"])
-    t[0].plotly_chart(_big(per_layer_bars(rows, "params", "Parameters per layer"), presenter), width="stretch")
-    t[1].plotly_chart(_big(per_layer_bars(rows, "macs", "Multiply-accumulates per layer (one image)"), presenter),
-                      width="stretch")
-    t[2].plotly_chart(_big(per_layer_bars(rows, "memory", "Activation memory per layer (one image)", " B"), presenter),
-                      width="stretch")
-    fc = sum(r["params"] for r in rows if r["type"] == "Linear")
-    conv_macs = sum(r["macs"] for r in rows if r["type"] == "Conv2d")
-    st.info(f"The Linear layers hold {fc / max(params, 1):.0%} of the parameters; the conv layers do "
-            f"{conv_macs / max(macs, 1):.0%} of the compute — d2l's exercise: memory lives in the classifier, "
-            f"compute in the features.")
+    for tab, (field, title, unit) in zip(t, (("params", "Parameters per layer", ""),
+                                             ("macs", "Multiply-accumulates per layer (one image)", ""),
+                                             ("memory", "Activation memory per layer (one image)", " B"))):
+        tab.plotly_chart(big_figure(per_layer_bars(rows, field, title, unit), presenter), width="stretch")
+    st.info(f"The Linear layers hold {fc_share:.0%} of the parameters; the conv layers do {conv_share:.0%} of the "
+            f"compute — d2l's exercise: memory lives in the classifier, compute in the features.")
 
 
-def compare_ui(cfg: ArchConfig) -> None:
+def compare_ui(cfg: ArchConfig, presenter: bool = False) -> None:
     """Two networks' per-layer parameters and MACs next to each other, and what changed."""
     ss = st.session_state
     choices = {"this network": cfg, **PRESETS}
@@ -212,9 +160,7 @@ def compare_ui(cfg: ArchConfig) -> None:
     b = c[1].selectbox("Network B", names, index=0, key="compare_b")
     rows, sentence = cached_comparison(choices[a], choices[b])
     st.markdown(sentence)
-    fmt = st.column_config.NumberColumn(format="localized")
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", height=36 * (len(rows) + 1) + 4,
-                 column_config={k: fmt for k in rows[0] if "params" in k or "MACs" in k})
+    table_ui(pd.DataFrame(rows), presenter, counts=tuple(k for k in rows[0] if "params" in k or "MACs" in k))
     with st.expander("d2l's exercise: what did AlexNet change from LeNet, and d2l from the paper?"):
         for x, y in (("lenet5", "alexnet2012"), ("alexnet2012", "d2l")):
             st.markdown(f"- {cached_comparison(PRESETS[x], PRESETS[y])[1]}")
@@ -222,7 +168,7 @@ def compare_ui(cfg: ArchConfig) -> None:
 
 def export_ui(cfg: ArchConfig) -> None:
     c = st.columns(3)
-    slug = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in cfg.name)[:80] or "network"
+    slug = file_stem(cfg)
     code = to_pytorch_code(cfg)
     c[0].download_button("Download config JSON", cfg.to_json(), f"{slug}.json", "application/json")
     c[1].download_button("Download PyTorch code", code, f"{slug}.py", "text/x-python")
@@ -239,10 +185,12 @@ def page() -> None:
         d2l = get_preset("d2l")
         ss["preset_name"] = "d2l"
         load(d2l, origin=d2l)
-    presenter = st.toggle("Presenter mode", key="presenter",
-                          help="Large type and charts for a projector; the editing controls are hidden.")
-    if presenter:
-        st.html(PRESENTER_CSS)
+    restore_ui()
+    c = st.columns([3, 1])
+    presenter = c[0].toggle("Presenter mode", key="presenter",
+                            help="Large type and charts for a projector; the editing controls are hidden.")
+    presenter_style(presenter)
+    share_box = c[1].container()
     st.title("Architect")
     if not presenter:
         # Streamlit drops a widget's state while it is not drawn (another page, presenter mode): the draft
@@ -261,7 +209,7 @@ def page() -> None:
         if not presenter:
             st.subheader("Edit the network")
             settings_ui()
-            cfg = tables_ui()
+            cfg = tables_ui(ss["tables_from"], ss["rev"], ArchConfig(name=origin.name, **{k: ss[k] for k in SETTINGS}))
             cfg = ss["draft"] = replace(cfg, name=edited_name(origin, cfg))
         error = trace(cfg).error
     except ConfigError as e:
@@ -280,7 +228,10 @@ def page() -> None:
     st.subheader("Layer by layer")
     results_ui(cfg, presenter)
     st.subheader("Two networks side by side")
-    compare_ui(cfg)
+    compare_ui(cfg, presenter)
     if not presenter:
         st.subheader("Export and import")
         export_ui(cfg)
+    share.sync_url(links.architect_values(cfg, presenter), links.ARCHITECT)
+    with share_box:
+        share.share_ui()  # after sync_url: the link is this run's view

@@ -97,3 +97,47 @@ def snapshot_picker(run_path: str) -> str | None:
                             help="Scrub through training: the same image's feature maps, conv1 filters, "
                                  "predictions and Grad-CAM at each moment the run kept.")
     return None if pick == labels[-1] else pick
+
+
+# Presenter mode: everything a class reads grows. st.dataframe draws on a canvas whose type CSS cannot
+# reach, so in presenter mode tables are drawn with st.table (HTML), which this sheet enlarges too.
+PRESENTER_CSS = """<style>
+.stApp { font-size: 1.3rem; }
+.stApp [data-testid="stMarkdownContainer"] p, .stApp [data-testid="stMarkdownContainer"] li,
+.stApp [data-testid="stCaptionContainer"], .stApp [data-testid="stAlert"] p { font-size: 1.35rem; }
+.stApp [data-testid="stMetricValue"], .stApp [data-testid="stMetricValue"] * { font-size: 3rem !important; }
+[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"] { display: none; }
+.stMainBlockContainer { padding-left: 2rem; padding-right: 2rem; max-width: 100%; }
+.stApp [data-testid="stMetricLabel"] p { font-size: 1.4rem !important; }
+.stApp [data-testid="stTable"] th, .stApp [data-testid="stTable"] td { font-size: 1.35rem !important; }
+.stApp [data-testid="stWidgetLabel"] p, .stApp [data-testid="stExpander"] summary p,
+.stApp button p, .stApp [data-testid="stRadio"] label p { font-size: 1.35rem !important; }
+.stApp [data-baseweb="select"] div, .stApp [data-testid="stProgress"] p { font-size: 1.35rem !important; }
+.stApp h1 { font-size: 3.2rem; }
+.stApp h3 { font-size: 2.2rem; }
+.arch-drawing svg { max-width: 100%; height: auto; }  /* drawn at 1.5×, shrunk to fit: labels stay >= 19 px */
+</style>"""
+
+
+def presenter_style(presenter: bool) -> None:
+    """Large type for a projector while presenter mode is on."""
+    if presenter:
+        st.html(PRESENTER_CSS)
+
+
+def big_figure(fig, presenter: bool):
+    """Larger type and a taller chart for a projector."""
+    if presenter:
+        fig.update_layout(font=dict(size=22), title_font=dict(size=28), height=520)
+    return fig
+
+
+def table_ui(df, presenter: bool = False, counts: tuple[str, ...] = ()) -> None:
+    """A table of rows, all shown; `counts` columns get thousands separators. In presenter mode an HTML
+    table, whose type grows with the page's (a st.dataframe's canvas keeps its small type)."""
+    if presenter:
+        st.table(df.style.format("{:,}", subset=[c for c in counts if c in df.columns]), hide_index=True)
+    else:
+        fmt = st.column_config.NumberColumn(format="localized")
+        st.dataframe(df, hide_index=True, width="stretch", height=36 * (len(df) + 1) + 4,
+                     column_config={c: fmt for c in counts})

@@ -1,14 +1,15 @@
 """Experiments, "What did AlexNet change?": one click queues runs that differ in one thing."""
 from __future__ import annotations
 
-import statistics
-
 import pandas as pd
 import streamlit as st
 
-from alexnet_viz.cost.estimate import estimate_training
+from alexnet_viz.units import duration
 from alexnet_viz.data import available_devices
-from alexnet_viz.training.experiments import (EXPERIMENTS, Budget, base_network, collect_results, diff_configs, distinguishing_labels, experiment_runs, planned_runs, queue_experiment, summarize_experiment)
+from alexnet_viz.training.experiments import (EXPERIMENTS, Budget, base_network, collect_results, describe_budget,
+                                              describe_set_cost, diff_configs, distinguishing_labels, example_infos,
+                                              planned_runs, queue_experiment, runs_with_examples, seconds_left,
+                                              shown_experiment, summarize_experiment)
 from alexnet_viz.ui.plots import experiment_curves
 from alexnet_viz.runs.store import Run, list_runs, step_curve
 from alexnet_viz.ui.common import manager, owner_id
@@ -18,18 +19,6 @@ KEEP = dict(persist_state="session")  # the choices come back after a visit to a
 
 def _title(name: str) -> str:
     return "All of them" if name == "all" else EXPERIMENTS[name].title
-
-
-def _duration(s: float) -> str:
-    return f"{s:.0f} s" if s < 90 else f"{s / 60:.0f} min" if s < 5400 else f"{s / 3600:.1f} h"
-
-
-def estimate_line(plan: list, n_train: int, n_test: int) -> str:
-    """The whole set's time on this machine, from the cost model when it is there."""
-    batches = sum(t.epochs * min(-(-n_train // t.batch_size), t.max_batches or 10**9) for _, t, _ in plan)
-    head = f"{len(plan)} runs, {batches:,} training batches in all"
-    seconds = sum(estimate_training(a, t, n_train=n_train, n_test=n_test).run_seconds for a, t, _ in plan)
-    return head + f": about {_duration(seconds)} on this machine, one run after another (estimated)."
 
 
 def budget_ui() -> tuple[str, Budget, list[int]]:
@@ -56,12 +45,11 @@ def progress_ui(owner: str, set_id: str | None) -> None:
     text = f"{len(done)} of {len(jobs)} runs done"
     if running and running.steps:
         text += f" · now {running.arch.name}, seed {running.train.seed}, epoch {running.steps[-1]['epoch']:.2f}"
-    pace = [j.epochs[-1]["examples_per_sec"] for j in done if j.epochs]
     left = [j for j in jobs if j.active]
-    if pace and left:
-        n = manager().data().train_y.shape[0]
-        todo = sum(j.train.epochs * min(n, (j.train.max_batches or 10**9) * j.train.batch_size) for j in left)
-        text += f" · about {_duration(todo / statistics.fmean(pace))} left at the measured pace"
+    wait = seconds_left([j.epochs[-1]["examples_per_sec"] for j in done if j.epochs], [j.train for j in left],
+                        len(manager().data().train_y))
+    if wait is not None:
+        text += f" · about {duration(wait)} left at the measured pace"
     st.progress(len(done) / len(jobs), text=text)
     failed = [j for j in done if j.state == "error"]
     for j in failed:
@@ -71,20 +59,24 @@ def progress_ui(owner: str, set_id: str | None) -> None:
         st.rerun()  # once, the whole page: the results below take in the last runs
 
 
-def results_ui(runs: list, name: str, pending: int = 0) -> None:
-    """Curves, table and sentence of the newest set of `name`; `pending` = its runs not yet finished."""
+def results_ui(own: list, shipped: list, name: str, pending: int = 0) -> None:
+    """Curves, table and sentence of the newest set of `name` of one's own, else of the shipped example's;
+    `pending` = its runs not yet finished."""
     exp = EXPERIMENTS[name]
-    mine = experiment_runs(runs, name)
+    mine, example = shown_experiment(own, shipped, name)
     if not mine:
         return
     st.subheader(exp.title)
     st.caption(exp.question)
+    if example:
+        st.caption(f"The shipped example's runs ({describe_budget(mine)}), trained when the app was built: "
+                   f"queue your own to see the answer on this machine.")
     order = [v.label for v in exp.variants]
     series: dict[str, list] = {label: [] for label in order}
     for r in sorted(mine, key=lambda r: r.tags.get("seed", 0)):
         series[r.tags["experiments"][name]].append((step_curve(Run(r.path).metrics()), list(r.epochs)))
     st.plotly_chart(experiment_curves({k: v for k, v in series.items() if v}), width="stretch", key=f"ex-{name}")
-    rows, sentence = summarize_experiment(collect_results(runs, name))
+    rows, sentence = summarize_experiment(collect_results(mine, name))
     if rows:
         df = pd.DataFrame(rows)
         st.dataframe(df, hide_index=True, width="stretch",
@@ -96,7 +88,7 @@ def results_ui(runs: list, name: str, pending: int = 0) -> None:
 
 
 def diff_ui(owner: str) -> None:
-    runs = list_runs(owners={owner, ""})
+    runs = runs_with_examples({owner, ""})
     if len(runs) < 2:
         st.caption("Two saved runs are needed to compare their settings.")
         return
@@ -132,7 +124,7 @@ def page() -> None:
         st.caption(f"{EXPERIMENTS[name].question} Variants: "
                    f"{', '.join(v.label for v in EXPERIMENTS[name].variants)}.")
     plan = planned_runs(names, budget, seeds, base_network())
-    st.caption(estimate_line(plan, len(ds.train_y), len(ds.test_y)))
+    st.caption(describe_set_cost(plan, len(ds.train_y), len(ds.test_y)))
     busy = any(j.active for j in manager().jobs_for(owner))
     if st.button(f"Queue {len(plan)} runs", icon=":material/science:", type="primary", disabled=busy,
                  help="Wait for your queued runs to finish first." if busy else None):
@@ -142,9 +134,9 @@ def page() -> None:
     if set_id:
         active = any(j.active for j in manager().jobs_for(owner) if j.tags.get("set") == set_id)
         st.fragment(run_every=1.0 if active else None)(progress_ui)(owner, set_id)
-    runs = list_runs(owners={owner})
+    own, shipped = list_runs(owners={owner}), example_infos()
     active = [j for j in manager().jobs_for(owner) if j.active]
     for n in names:
-        results_ui(runs, n, sum(n in j.tags.get("experiments", {}) for j in active))
+        results_ui(own, shipped, n, sum(n in j.tags.get("experiments", {}) for j in active))
     st.subheader("Pick any two saved runs: what differs?")
     diff_ui(owner)

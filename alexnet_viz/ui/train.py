@@ -2,19 +2,16 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
-import numpy as np
 import streamlit as st
 
 from alexnet_viz.config import PRESETS, TRAIN_LIMITS, ArchConfig, TrainConfig, default_training, get_preset
-from alexnet_viz.data import CLASSES, available_devices
-from alexnet_viz.training.experiments import D2L_REFERENCE, distinguishing_labels, is_d2l_recipe
-from alexnet_viz.inspect.embedding import project_run
-from alexnet_viz.ui.plots import compare_runs, confusion_matrix, embedding_scatter, internals_heatmap, internals_lines, training_curves
-from alexnet_viz.runs.store import Run, RunError, delete_run, list_runs, step_curve
-from alexnet_viz.training.engine import confusion
+from alexnet_viz.data import available_devices
+from alexnet_viz.runs.store import Run, RunError, list_runs
+from alexnet_viz.training.experiments import D2L_REFERENCE, is_d2l_recipe, preset_matching
 from alexnet_viz.ui.common import cost_ui, current_arch, manager, owner_id
+from alexnet_viz.ui.plots import training_curves
+from alexnet_viz.ui.train_runs import internals_ui, runs_ui
 
 
 OPTIMIZERS = {"sgd": "SGD (d2l)", "momentum": "SGD + momentum 0.9", "adam": "Adam"}
@@ -42,8 +39,7 @@ def _first_draft(owner: str) -> dict:
             arch, t, _ = Run(r.path).config()
         except RunError:
             continue
-        preset = next((n for n, p in PRESETS.items() if replace(p, name=arch.name) == arch), None)
-        if preset:
+        if preset := preset_matching(arch):
             draft |= {"tr_source": "A preset", "tr_preset": preset}
         return draft | _training_values(t)
     return draft
@@ -159,105 +155,6 @@ def live_ui(job_id: str) -> None:
             st.rerun()  # once, the whole page: stop polling, list the new run
 
 
-def _default_pick(runs) -> int:
-    """The newest finished run (it has a confusion matrix), else the newest."""
-    return next((i for i, r in enumerate(runs) if r.state == "finished"), 0)
-
-
-def delete_ui(run_path: str, name: str, disabled: bool, col) -> None:
-    """Delete in two clicks: the first asks, the second deletes."""
-    ss = st.session_state
-    if col.button("Delete this run", icon=":material/delete:", disabled=disabled):
-        ss["confirm_delete"] = run_path
-    if ss.get("confirm_delete") != run_path:
-        return
-    st.warning(f"Delete **{name}** with its weights and metrics? This cannot be undone.")
-    c = st.columns([1, 1, 4])
-    if c[0].button("Yes, delete it", type="primary"):
-        ss.pop("confirm_delete")
-        delete_run(run_path)
-        st.rerun()
-    if c[1].button("Keep it"):
-        ss.pop("confirm_delete")
-        st.rerun()
-
-
-def resume_ui(owner: str, info, col) -> None:
-    """Resume trains more epochs into the same run folder: its curves go on where they stopped."""
-    done = float(info.epochs_done)
-    target = int(done) + 1  # a run stopped inside an epoch trains that epoch again, from its start
-    label = "Resume (+1 epoch)" if done.is_integer() else f"Resume (finish epoch {target})"
-    if info.state in ("stopped", "finished") and col.button(label, icon=":material/play_arrow:"):
-        try:
-            arch, t, _ = Run(info.path).config()
-            Run(info.path).checkpoint()  # says so now if there are no weights to resume from
-            job = manager().submit(owner, arch, replace(t, epochs=target), resume_dir=info.path, tags=info.tags)
-            st.session_state["job"] = job.id
-            st.rerun()
-        except RunError as e:
-            st.error(str(e))
-
-
-def results_ui(owner: str) -> None:
-    cli = st.checkbox("Include runs made from the command line")
-    runs = list_runs(owners={owner, ""} if cli else {owner})
-    if not runs:
-        st.caption("No saved runs yet: start one above.")
-        return
-    settings = distinguishing_labels([r.config for r in runs])
-    st.dataframe([{"run": r.name, "network": r.preset, "settings that differ": s, "state": r.state,
-                   "epochs": r.epochs_done, "test acc": r.test_acc, "note": r.message}
-                  for r, s in zip(runs, settings)], hide_index=True, width="stretch")
-    names = [r.name for r in runs]
-    by_name = {r.name: r for r in runs}
-    label = {r.name: f"{r.name} · {s}" if s else r.name for r, s in zip(runs, settings)}
-    chosen = st.multiselect("Compare runs", names, default=names[:min(3, len(names))], format_func=label.get)
-    curves = {label[n]: list(by_name[n].epochs) for n in chosen}
-    if any(curves.values()):
-        st.plotly_chart(compare_runs({k: v for k, v in curves.items() if v}), width="stretch")
-    pick = st.selectbox("Look at one run", names, index=_default_pick(runs), format_func=label.get)
-    info = by_name[pick]
-    run = Run(info.path)
-    c = st.columns([1, 1, 4])
-    delete_ui(info.path, pick, info.state == "running", c[0])
-    resume_ui(owner, info, c[1])
-    if info.state == "damaged":
-        st.warning(f"This run folder is damaged: {info.message}. Delete it, or mend the file it names.")
-        return
-    if run_curves := step_curve(run.metrics()):
-        try:
-            arch, t, _ = run.config()
-            book = D2L_REFERENCE if is_d2l_recipe(arch, t) else None
-        except RunError:
-            book = None
-        st.plotly_chart(training_curves(run_curves, list(info.epochs), pick, book), width="stretch",
-                        key="picked-curves")
-    internals_ui(run.internals(), "picked")
-    embedding_ui(info.path)
-    preds = run.test_preds()
-    if preds is None:
-        st.caption("No test-set predictions saved for this run (they are written at each epoch end).")
-        return
-    ds = manager().data()
-    labels = ds.test_y.numpy()
-    if len(labels) != len(preds):
-        st.warning("This run was trained on a different test set than the one loaded now.")
-        return
-    inside = preds < len(CLASSES)  # a net with more outputs than Fashion-MNIST's 10 classes can say "class 537"
-    if not inside.all():
-        st.caption(f"{(~inside).sum():,} predictions fell on outputs beyond the 10 Fashion-MNIST classes; "
-                   f"the matrix leaves them out.")
-    cm = confusion(preds[inside].astype(np.int64), labels[inside])
-    st.plotly_chart(confusion_matrix(cm, CLASSES), width="stretch")
-    wrong = np.flatnonzero(preds != labels)
-    st.markdown(f"**Misclassified test images**: {len(wrong):,} of {len(labels):,}")
-    shown = wrong[:24]
-    cols = st.columns(8)
-    for k, i in enumerate(shown):
-        cols[k % 8].image(ds.test_x[i].numpy(), width=84,
-                          caption=f"true {CLASSES[labels[i]]} · said {_class_name(preds[i])}")
-
-
 def page() -> None:
     owner = owner_id()
     mgr = manager()
@@ -281,57 +178,4 @@ def page() -> None:
         if job is not None:
             st.fragment(run_every=1.0 if job.active else None)(live_ui)(job_id)
     st.subheader("Saved runs")
-    results_ui(owner)
-
-
-def _class_name(i) -> str:
-    """Fashion-MNIST's name for an output, or its number for a network with more outputs (1000-class)."""
-    return CLASSES[i] if 0 <= i < len(CLASSES) else f"output {int(i)}"
-
-
-def internals_ui(records: list[dict], key: str) -> None:
-    """Inside the network while it learns: gradient norms, update ratios, dead ReLUs, distributions."""
-    if not records:
-        return
-    records = records[::-(-len(records) // 400)]  # at most 400 samples drawn
-    with st.expander("Inside the network: gradients, updates, dead ReLUs, distributions", expanded=True):
-        st.caption(f"Sampled every {records[-1]['every']} step(s), which keeps the cost within 5% of the "
-                   f"training time. A first layer whose gradient is orders of magnitude below the last's is a "
-                   f"vanishing gradient (try lenet5's sigmoids); update ratios near 1e-3 are the usual rule of "
-                   f"thumb; a dead ReLU unit gave 0 for every image of the batch.")
-        c = st.columns(3 if records[-1]["relus"] else 2)
-        c[0].plotly_chart(internals_lines(records, "grad_norm", "Gradient norm per layer", log_y=True),
-                          width="stretch", key=f"gn-{key}")
-        c[1].plotly_chart(internals_lines(records, "update_ratio", "Update ratio ‖Δw‖/‖w‖", log_y=True),
-                          width="stretch", key=f"ur-{key}")
-        if records[-1]["relus"]:
-            c[2].plotly_chart(internals_lines(records, "dead", "Dead ReLU units"), width="stretch", key=f"dr-{key}")
-        layer = st.selectbox("Distributions of layer", records[-1]["layers"], key=f"hl-{key}")
-        c = st.columns(2)
-        c[0].plotly_chart(internals_heatmap(records, layer, "w"), width="stretch", key=f"hw-{key}")
-        c[1].plotly_chart(internals_heatmap(records, layer, "g"), width="stretch", key=f"hg-{key}")
-
-
-@st.cache_data(max_entries=8, show_spinner=False)
-def _projections(run_path: str, index_mtime: float, data_source: str):
-    return project_run(run_path, manager().data())
-
-
-def embedding_ui(run_path: str) -> None:
-    """The test images' penultimate features in 2-D at each snapshot; a click shows the image."""
-    index = Path(run_path, "snapshots", "index.json")
-    if not st.toggle("Embedding: watch the classes separate", key="embedding",
-                     help="The penultimate layer's features of 2,000 test images (500 for a 224×224 net), "
-                          "projected to 2-D with PCA at each snapshot and aligned to the last one."):
-        return
-    ds = manager().data()
-    with st.spinner("Projecting the test images at each snapshot…"):
-        frames, labels, idx = _projections(run_path, index.stat().st_mtime if index.exists() else 0.0, ds.source)
-    ev = st.plotly_chart(embedding_scatter(frames, labels, idx, CLASSES), width="stretch", key="embedding-chart",
-                         on_select="rerun", selection_mode="points")
-    st.caption(f"{len(idx):,} test images, one point each, coloured by their true class; the slider (or ▶) "
-               f"moves through the {len(frames)} snapshot(s). Click a point to see its image.")
-    picked = [int(p["customdata"]) for p in (ev.selection.points if ev else []) if "customdata" in p][:8]
-    cols = st.columns(8)
-    for k, i in enumerate(picked):
-        cols[k].image(ds.test_x[i].numpy(), width=84, caption=f"#{i} · {CLASSES[int(ds.test_y[i])]}")
+    runs_ui(owner)

@@ -1,0 +1,406 @@
+"""A class on one machine: one probe student's latency beside N classmates and a hostile session.
+
+`python -m alexnet_viz bench classroom [--classmates N] [--quick]` starts `streamlit run app.py`, drives
+real Chromium sessions (Playwright, Debian's /usr/bin/chromium) and prints, beside the probe alone in the
+same run: the probe's p50/p95 per interaction, the server's CPU seconds per watching session per minute,
+the watched run's examples/s against the CLI's, exceptions seen, and the server's peak memory.
+
+Phases, each timed by the probe's own cycles (an Architect preset switch, an Explore upload, three layer
+changes, all on d2l's network): alone; watching (two sessions watch a run, nobody else: the server's cost of
+watching); class (N classmates loop the same pages, two of them training and watching); hostile (the class
+plus one session uploading 48 MP photos, opening the largest network and asking for the largest batch).
+Where the machine has more than one core, the server and its training processes get one core and the
+browsers the others, so that rendering in the browser does not count as server time.
+"""
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from alexnet_viz.bench import print_table
+
+CHROMIUM = "/usr/bin/chromium"
+APP = Path(__file__).resolve().parents[2] / "app.py"
+PROBE_PRESETS = ("d2l", "mini28")      # the probe switches between these (ends each cycle on d2l)
+LAYERS = ("relu2", "relu3", "relu5")  # three layer changes on d2l's network
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+# ---- the server and what it costs -------------------------------------------------------------
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cpu_split() -> tuple[set[int], set[int]]:
+    cpus = sorted(os.sched_getaffinity(0))
+    return ({cpus[0]}, set(cpus[1:])) if len(cpus) > 1 else (set(cpus), set(cpus))
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of one process (not its children), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK
+
+
+def _tree_rss(pid: int) -> int:
+    """Resident bytes of a process and its descendants (the training workers count)."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+            for t in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (t / "children").read_text().split()]
+        except OSError:
+            continue
+    return total
+
+
+class Server:
+    """`streamlit run app.py` on a free port with its own runs and cache folders, pinned to `cpus`."""
+
+    def __init__(self, work: Path, cpus: set[int]):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.runs = work / "runs"
+        env = {**os.environ, "ALEXNET_VIZ_RUNS": str(self.runs), "ALEXNET_VIZ_CACHE": str(work / "cache"),
+               "ALEXNET_VIZ_OFFLINE": "1"}
+        self.log = open(work / "streamlit.log", "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(self.port),
+             "--server.address", "127.0.0.1", "--server.headless", "true"],
+            cwd=APP.parent, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+            preexec_fn=lambda: os.sched_setaffinity(0, cpus))
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                if urllib.request.urlopen(self.url + "/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.3)
+        else:
+            self.close()
+            raise RuntimeError("streamlit did not answer its health check in 90 s")
+        self.peak_rss = 0
+        self._stop = threading.Event()
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.25):
+            self.peak_rss = max(self.peak_rss, _tree_rss(self.proc.pid))
+
+    def cpu(self) -> float:
+        return _cpu_seconds(self.proc.pid)
+
+    def close(self) -> None:
+        self._stop.set()
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+def cli_examples_per_sec(work: Path, cpus: set[int], batches: int) -> float:
+    """The same training from the command line, on the server's cores: the watched run's baseline."""
+    out = subprocess.run(
+        [sys.executable, "-m", "alexnet_viz", "train", "--preset", "mini28", "--epochs", "1",
+         "--max-batches", str(batches), "--run-dir", str(work / "cli-runs"), "--json"],
+        capture_output=True, text=True, env={**os.environ, "ALEXNET_VIZ_CACHE": str(work / "cache")},
+        preexec_fn=lambda: os.sched_setaffinity(0, cpus), timeout=900)
+    return json.loads(out.stdout.strip().splitlines()[-1])["examples_per_sec"]
+
+
+class RunRates:
+    """examples/s of the app's training runs, from the step records each phase appended to metrics.jsonl."""
+
+    def __init__(self, runs: Path):
+        self.runs, self.seen = runs, {}
+
+    def mark(self) -> None:
+        self.seen = {m: len(m.read_text().splitlines()) for m in self.runs.rglob("metrics.jsonl")}
+
+    def since_mark(self) -> list[float]:
+        rates = []
+        for m in self.runs.rglob("metrics.jsonl"):
+            for line in m.read_text().splitlines()[self.seen.get(m, 0):]:
+                rec = json.loads(line)
+                if rec.get("kind") == "step" and rec.get("step", 0) > 20:  # past the first steps' warm-up
+                    rates.append(rec["examples_per_sec"])
+        return rates
+
+
+# ---- what a student does in the browser ---------------------------------------------------------
+
+def _photo(w: int, h: int, quality: int = 90) -> bytes:
+    rng = np.random.default_rng(w)
+    small = rng.integers(0, 255, (max(h // 64, 8), max(w // 64, 8), 3), dtype=np.uint8)
+    im = Image.fromarray(small).resize((w, h), Image.BILINEAR)  # smooth, so a 48 MP JPEG stays small
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+class Student:
+    """One browser session (its own context) and the interactions the bench times."""
+
+    def __init__(self, browser, url: str, name: str, errors: list):
+        self.browser, self.url, self.name, self.errors = browser, url, name, errors
+
+    async def open(self, path: str = "") -> None:
+        self.ctx = await self.browser.new_context(viewport={"width": 1400, "height": 1600})
+        self.page = await self.ctx.new_page()
+        self.page.set_default_timeout(180_000)
+        await self.page.goto(f"{self.url}/{path}")
+        await self.idle()
+
+    async def idle(self, timeout: float = 180) -> None:
+        """Until the script run the last action caused has finished (the status widget has gone)."""
+        p = self.page
+        await p.wait_for_selector("[data-testid='stApp']")
+        deadline = time.time() + timeout
+        await p.wait_for_timeout(150)
+        while time.time() < deadline:
+            if await p.locator("[data-testid='stStatusWidget']").count() == 0:
+                break
+            await p.wait_for_timeout(50)
+        await self.check()
+
+    async def check(self) -> None:
+        p = self.page
+        n = await p.locator("[data-testid='stException']").count() + await p.get_by_text("Something went wrong").count()
+        if n:
+            self.errors.append(f"{self.name}: {n} exception box(es) on {p.url}")
+
+    async def nav(self, title: str) -> None:
+        await self.page.locator("[data-testid='stSidebarNav'] a, [data-testid='stNavLink']").filter(
+            has_text=title).first.click()
+        await self.idle()
+
+    async def choose(self, label: str, option: str) -> None:
+        box = self.page.locator("[data-testid='stSelectbox']").filter(has_text=label).first
+        await box.click()
+        await self.page.get_by_role("option", name=option, exact=True).click()
+        await self.idle()
+
+    async def slide(self, label: str, option: str) -> None:
+        """A select_slider: walk to the option with the keys (Home, then right), as fast as keys go."""
+        s = self.page.locator("[data-testid='stSlider']").filter(has_text=label).first
+        thumb = s.get_by_role("slider")
+        await thumb.focus()
+        if (await thumb.get_attribute("aria-valuetext")) != option:
+            await thumb.press("Home")
+        for _ in range(60):
+            if (await thumb.get_attribute("aria-valuetext")) == option:
+                break
+            await thumb.press("ArrowRight")
+        await self.idle()
+
+    async def upload(self, data: bytes, name: str = "photo.jpg") -> None:
+        radio = self.page.locator("[data-testid='stRadio']").filter(has_text="Test set").first
+        await radio.get_by_text("Upload", exact=True).click()
+        await self.idle()
+        await self.page.locator("input[type='file']").first.set_input_files(
+            files=[{"name": name, "mimeType": "image/jpeg", "buffer": data}])
+        await self.idle()
+
+
+async def timed(times: dict, key: str, coro) -> None:
+    t = time.perf_counter()
+    await coro
+    times.setdefault(key, []).append(time.perf_counter() - t)
+
+
+async def probe_cycle(s: Student, times: dict, photo: bytes) -> None:
+    """Architect preset switch, Explore upload, three layer changes — on d2l's network."""
+    await s.nav("Architect")
+    await timed(times, "architect: preset switch", s.choose("Preset", "mini28"))
+    await timed(times, "architect: preset switch", s.choose("Preset", "d2l"))
+    await s.nav("Explore")
+    await timed(times, "explore: upload a photo", s.upload(photo))
+    for layer in LAYERS:
+        await timed(times, "explore: layer change", s.slide("Layer", layer))
+
+
+async def classmate(s: Student, stop: asyncio.Event, photo: bytes, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    while not stop.is_set():
+        try:
+            await s.nav("Architect")
+            await s.choose("Preset", str(rng.choice(("mini28", "lenet5", "d2l"))))
+            await s.nav("Explore")
+            await s.upload(photo)
+            await s.slide("Layer", str(rng.choice(LAYERS)))
+        except Exception as e:  # a slow page is the bench's finding, not its failure
+            s.errors.append(f"{s.name}: {type(e).__name__}: {str(e)[:120]}")
+        await asyncio.sleep(float(rng.uniform(2, 5)))
+
+
+async def trainer(s: Student, stop: asyncio.Event) -> None:
+    """Trains mini28 on the Train page and watches it; starts another run when one finishes."""
+    await s.nav("Train")
+    await s.choose("Preset", "mini28")
+    while not stop.is_set():
+        start = s.page.get_by_role("button", name="Start training")
+        if await start.count() and await start.is_enabled():
+            await start.click()
+            await s.idle()
+        await asyncio.sleep(3)
+        await s.check()
+
+
+async def hostile(s: Student, stop: asyncio.Event) -> None:
+    big = _photo(8000, 6000, quality=70)
+    while not stop.is_set():
+        try:
+            await s.nav("Explore")
+            await s.upload(big, "phone.jpg")
+            await s.nav("Architect")
+            await s.choose("Preset", "alexnet2012")
+            await s.nav("Train")
+            box = s.page.get_by_label("Batch size", exact=True).first
+            if await box.count():
+                await box.fill("8192")
+                await box.press("Enter")
+                await s.idle()
+        except Exception as e:
+            s.errors.append(f"{s.name}: {type(e).__name__}: {str(e)[:120]}")
+        await asyncio.sleep(1)
+
+
+async def _phases(url: str, server: Server, classmates: int, seconds: float, browser_cpus: set[int]) -> dict:
+    from playwright.async_api import async_playwright
+    errors: list[str] = []
+    photo = _photo(640, 480)
+    out = {"errors": errors}
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--no-first-run", "--disable-sync"])
+        _pin_browsers(browser_cpus)
+        probe = Student(browser, url, "probe", errors)
+        await probe.open()
+        await probe_cycle(probe, {}, photo)  # warm: models built, caches filled, as for a class in session
+
+        async def run_probe(label: str) -> None:
+            times: dict = {}
+            end = time.time() + seconds
+            while time.time() < end:
+                await probe_cycle(probe, times, photo)
+            out[label] = times
+
+        await run_probe("alone")
+
+        stop = asyncio.Event()
+        trainers = [Student(browser, url, f"trainer{i}", errors) for i in range(min(2, classmates))]
+        for t in trainers:
+            await t.open()
+        _pin_browsers(browser_cpus)
+        tasks = [asyncio.create_task(trainer(t, stop)) for t in trainers]
+        await asyncio.sleep(10)  # the first run started, its watchers polling
+        rates = RunRates(server.runs)
+        rates.mark()
+        c0, t0 = server.cpu(), time.time()
+        await asyncio.sleep(seconds)
+        out["watch_cpu_per_session_min"] = (server.cpu() - c0) / max(len(trainers), 1) / ((time.time() - t0) / 60)
+        out["watched_rates"] = rates.since_mark()
+
+        mates = [Student(browser, url, f"mate{i}", errors) for i in range(max(classmates - len(trainers), 0))]
+        for i, m in enumerate(mates):
+            await m.open()
+            tasks.append(asyncio.create_task(classmate(m, stop, photo, i)))
+        _pin_browsers(browser_cpus)
+        await run_probe("class")
+
+        bad = Student(browser, url, "hostile", errors)
+        await bad.open()
+        _pin_browsers(browser_cpus)
+        tasks.append(asyncio.create_task(hostile(bad, stop)))
+        await run_probe("hostile")
+        stop.set()
+        await asyncio.wait(tasks, timeout=120)
+        await browser.close()
+    return out
+
+
+def _pin_browsers(cpus: set[int]) -> None:
+    """Chromium's processes (all of them, renderers included) onto the browser cores."""
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if "chrom" in (p / "comm").read_text():
+                    os.sched_setaffinity(int(p.name), cpus)
+            except OSError:
+                pass
+
+
+def _p(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
+
+
+def main(quick: bool = False, classmates: int = 8) -> int:
+    if not Path(CHROMIUM).exists():
+        print(f"bench classroom needs Chromium at {CHROMIUM} (apt-get install -y chromium)")
+        return 1
+    if not APP.exists():
+        print(f"bench classroom runs the app from a checkout: {APP} not found")
+        return 1
+    from alexnet_viz.cost.budget import memory_budget
+    server_cpus, browser_cpus = _cpu_split()
+    seconds = 25 if quick else 75
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        cli = cli_examples_per_sec(work, server_cpus, 60 if quick else 200)
+        server = Server(work, server_cpus)
+        budget = memory_budget()
+        try:
+            out = asyncio.run(_phases(server.url, server, classmates, seconds, browser_cpus))
+        finally:
+            server.close()
+    pin = (f"server on core {sorted(server_cpus)}, browsers on {sorted(browser_cpus)}"
+           if server_cpus != browser_cpus else "one core: server and browsers share it")
+    rows = []
+    for key in sorted(out["alone"]):
+        alone = out["alone"][key]
+        row = [key, f"{_p(alone, .5):.2f} / {_p(alone, .95):.2f} s ({len(alone)})"]
+        for phase in ("class", "hostile"):
+            xs = out[phase].get(key, [])
+            row.append(f"{_p(xs, .5):.2f} / {_p(xs, .95):.2f} s ({len(xs)}), p95 {_p(xs, .95) / _p(alone, .95):.1f}×"
+                       if xs else "—")
+        rows.append(row)
+    print_table(f"classroom: the probe's p50 / p95 per interaction (count), {classmates} classmates; {pin}",
+                ["interaction", "probe alone", f"with {classmates} classmates", "and a hostile session"], rows)
+    watched = out["watched_rates"]
+    w = statistics.median(watched) if watched else float("nan")
+    print_table("classroom: the server", ["figure", "measured", "baseline in the same run"], [
+        ["server CPU s per watching session per minute", f"{out['watch_cpu_per_session_min']:.2f} s", "—"],
+        ["watched run, examples/s (median of its step records while watched)", f"{w:,.0f} ({len(watched)} records)",
+         f"the CLI on the same core: {cli:,.0f} ({w / cli:.0%})"],
+        ["exceptions seen", str(len(out["errors"])), "0"],
+        ["server peak memory (with its training processes)", f"{server.peak_rss / 2**30:.2f} GB",
+         f"budget {budget / 2**30:.2f} GB"],
+    ])
+    for e in out["errors"][:20]:
+        print("  ", e)
+    return 0
