@@ -12,6 +12,7 @@ import importlib
 import shutil
 import statistics
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
@@ -21,10 +22,10 @@ import numpy as np
 
 from alexnet_viz.config import PRESETS, ArchConfig, TrainConfig, default_training, get_preset
 from alexnet_viz.cost.estimate import estimate_training
-from alexnet_viz.units import duration
 from alexnet_viz.data import CLASSES
 from alexnet_viz.runs.store import Run, RunError, RunInfo, list_runs
 from alexnet_viz.training.engine import confusion
+from alexnet_viz.units import duration
 
 Change = Callable[[ArchConfig, TrainConfig], tuple[ArchConfig, TrainConfig]]
 
@@ -362,8 +363,8 @@ def is_example(info) -> bool:
     return bool(ex is not None and ex.is_example(Path(info.path)))
 
 
-def runs_with_examples(owners: set[str]) -> list[RunInfo]:
-    """The runs of `owners`, newest first, then the shipped examples not among them."""
+def runs_with_examples(owners: Collection[str] | None) -> list[RunInfo]:
+    """The runs of `owners` (None: everyone's), newest first, then the shipped examples not among them."""
     own = list_runs(owners=owners)
     seen = {_key(i.path) for i in own}
     return own + [i for i in example_infos() if _key(i.path) not in seen]

@@ -5,14 +5,16 @@ import pandas as pd
 import streamlit as st
 
 from alexnet_viz.units import duration
-from alexnet_viz.data import available_devices
 from alexnet_viz.training.experiments import (EXPERIMENTS, Budget, base_network, collect_results, describe_budget,
                                               describe_set_cost, diff_configs, distinguishing_labels, example_infos,
                                               planned_runs, queue_experiment, runs_with_examples, seconds_left,
                                               shown_experiment, summarize_experiment)
 from alexnet_viz.ui.plots import experiment_curves
 from alexnet_viz.runs.store import Run, list_runs, step_curve
+from alexnet_viz.ui import share
 from alexnet_viz.ui.common import manager, owner_id
+from alexnet_viz.ui.train_class import class_ui, start_ui
+from alexnet_viz.ui.train_links import EXPERIMENT_KEYS, experiments_schema, restore_experiments, sync_experiments
 
 KEEP = dict(persist_state="session")  # the choices come back after a visit to another page
 
@@ -22,16 +24,20 @@ def _title(name: str) -> str:
 
 
 def budget_ui() -> tuple[str, Budget, list[int]]:
-    names = ["all", *EXPERIMENTS]
-    name = st.selectbox("Experiment", names, index=1, format_func=_title, key="ex_name", **KEEP)
+    """The experiment and its budget; their ranges and defaults are the link's (train_links)."""
+    ss, link = st.session_state, experiments_schema()
+    for param, key in EXPERIMENT_KEYS.items():
+        ss.setdefault(key, link[param].default)
+    name = st.selectbox("Experiment", link["exp"].options, format_func=_title, key="ex_name", **KEEP)
     c = st.columns(4)
-    epochs = c[0].number_input("Epochs per run", 1, 50, 1, key="ex_epochs", **KEEP)
-    cap = c[1].number_input("Max batches per epoch (0 = all)", 0, 100_000, 0, key="ex_cap", **KEEP,
+    span = {p: (int(link[p].lo), int(link[p].hi)) for p in ("epochs", "cap", "seeds")}
+    epochs = c[0].number_input("Epochs per run", *span["epochs"], key="ex_epochs", **KEEP)
+    cap = c[1].number_input("Max batches per epoch (0 = all)", *span["cap"], key="ex_cap", **KEEP,
                             help="The same cap for every run: a quick demo still compares like with like.")
-    seeds = c[2].number_input("Seeds", 1, 5, 2, key="ex_seeds", **KEEP,
+    seeds = c[2].number_input("Seeds", *span["seeds"], key="ex_seeds", **KEEP,
                               help="Each variant is trained once per seed; with 2 or more the summary can "
                                    "tell a real difference from seed noise.")
-    device = c[3].selectbox("Device", ["auto", *available_devices()], key="ex_device", **KEEP)
+    device = c[3].selectbox("Device", link["device"].options, key="ex_device", **KEEP)
     return name, Budget(int(epochs), int(cap), device), list(range(int(seeds)))
 
 
@@ -112,12 +118,19 @@ def diff_ui(owner: str) -> None:
 
 def page() -> None:
     owner, ss = owner_id(), st.session_state
-    st.title("What did AlexNet change?")
+    restore_experiments()
+    c = st.columns([3, 1])
+    share_box = c[1].container()
+    c[0].title("What did AlexNet change?")
     st.caption("Each experiment trains the AlexNet-style mini28 network and variants that differ from it in "
                "one thing, with the same budget and the same seeds, then says what the numbers show.")
     ds = manager().data()
     if ds.is_sample:
         st.warning(f"Offline: the runs train on the {ds.source}.")
+    if ss.get("ex_class"):
+        class_ui(ss["ex_class"], owner)
+    else:
+        start_ui()
     name, budget, seeds = budget_ui()
     names = list(EXPERIMENTS) if name == "all" else [name]
     if name != "all":
@@ -140,3 +153,6 @@ def page() -> None:
         results_ui(own, shipped, n, sum(n in j.tags.get("experiments", {}) for j in active))
     st.subheader("Pick any two saved runs: what differs?")
     diff_ui(owner)
+    sync_experiments()
+    with share_box:
+        share.share_ui()

@@ -13,9 +13,11 @@ from alexnet_viz.runs.store import Run, RunError, delete_run, step_curve
 from alexnet_viz.training.experiments import (D2L_REFERENCE, class_name, copy_run, distinguishing_labels,
                                               is_d2l_recipe, is_example, runs_with_examples, test_mistakes,
                                               thin_records)
+from alexnet_viz.ui import share
 from alexnet_viz.ui.common import manager
 from alexnet_viz.ui.plots import (compare_runs, confusion_matrix, embedding_scatter, internals_heatmap,
                                   internals_lines, training_curves)
+from alexnet_viz.ui.train_links import RUN, train_schema
 
 
 def _default_pick(runs, shipped: list[bool]) -> int:
@@ -25,11 +27,13 @@ def _default_pick(runs, shipped: list[bool]) -> int:
                 next((i for i, s in enumerate(shipped) if s), 0))
 
 
-def delete_ui(info, example: bool, col) -> None:
-    """Delete in two clicks: the first asks, the second deletes. A shipped example has no Delete."""
+def delete_ui(info, kept: str | None, col) -> None:
+    """Delete in two clicks: the first asks, the second deletes. A shipped example ("example") and
+    another session's run ("foreign") have no Delete."""
     ss = st.session_state
-    if example:
-        col.caption("The shipped example cannot be deleted.")
+    if kept:
+        col.caption("The shipped example cannot be deleted." if kept == "example" else
+                    "Only the session that trained it can delete it.")
         return
     if col.button("Delete this run", icon=":material/delete:", disabled=info.state == "running"):
         ss["confirm_delete"] = info.path
@@ -46,17 +50,18 @@ def delete_ui(info, example: bool, col) -> None:
         st.rerun()
 
 
-def resume_ui(owner: str, info, col, example: bool = False) -> None:
+def resume_ui(owner: str, info, col, copy: bool = False) -> None:
     """Resume trains more epochs into the same run folder: its curves go on where they stopped. A shipped
-    example is copied into a new run folder of one's own first: the shipped files never change."""
+    example (or another session's run) is copied into a new run folder of one's own first (`copy`): the
+    shipped files never change."""
     done = float(info.epochs_done)
     target = int(done) + 1  # a run stopped inside an epoch trains that epoch again, from its start
     label = "Resume (+1 epoch)" if done.is_integer() else f"Resume (finish epoch {target})"
-    help = "Trains a copy in a new run folder of yours; the shipped example stays as it is." if example else None
+    help = "Trains a copy in a new run folder of yours; this one stays as it is." if copy else None
     if info.state in ("stopped", "finished") and col.button(label, icon=":material/play_arrow:", help=help):
         try:
             Run(info.path).checkpoint()  # says so now if there are no weights to resume from
-            run = copy_run(info.path, owner) if example else Run(info.path)
+            run = copy_run(info.path, owner) if copy else Run(info.path)
             arch, t, raw = run.config()
             job = manager().submit(owner, arch, replace(t, epochs=target), resume_dir=str(run.path),
                                    tags=raw.get("tags", {}))
@@ -66,12 +71,30 @@ def resume_ui(owner: str, info, col, example: bool = False) -> None:
             st.error(str(e))
 
 
+def _visible(owner: str, cli: bool, everyone: list, linked: str | None) -> list:
+    """This browser's runs (and the command line's, on request), the examples, and a run a link named."""
+    mine = {owner, ""} if cli else {owner}
+    return [r for r in everyone if r.owner in mine or r.path == linked or is_example(r)]
+
+
+def _pick_from_link(everyone: list) -> None:
+    """A link's run becomes the one looked at (once per visit), whoever's it is."""
+    ss = st.session_state
+    got = share.restore(train_schema([r.name for r in everyone]))
+    if RUN in got:
+        ss["tr_run"] = ss["tr_linked"] = next(r.path for r in everyone if r.name == got[RUN])
+
+
 def runs_ui(owner: str) -> None:
     """The saved runs of this browser (and the command line's, on request), compared; one looked at."""
+    ss = st.session_state
+    everyone = runs_with_examples(None)
+    _pick_from_link(everyone)
     cli = st.checkbox("Include runs made from the command line")
-    runs = runs_with_examples({owner, ""} if cli else {owner})
+    runs = _visible(owner, cli, everyone, ss.get("tr_linked"))
     if not runs:
         st.caption("No saved runs yet: start one above.")
+        share.sync_url({}, train_schema([]))
         return
     shipped = [is_example(r) for r in runs]
     settings = distinguishing_labels([r.config for r in runs])
@@ -86,14 +109,19 @@ def runs_ui(owner: str) -> None:
     curves = {label[p]: list(by_path[p].epochs) for p in chosen}
     if any(curves.values()):
         st.plotly_chart(compare_runs({k: v for k, v in curves.items() if v}), width="stretch")
-    pick = st.selectbox("Look at one run", paths, index=_default_pick(runs, shipped), format_func=label.get)
+    if ss.get("tr_run") not in by_path:  # a first visit, or its run was deleted: the default pick
+        ss["tr_run"] = ss.get("tr_run_draft") if ss.get("tr_run_draft") in by_path else \
+            paths[_default_pick(runs, shipped)]
+    pick = ss["tr_run_draft"] = st.selectbox("Look at one run", paths, format_func=label.get, key="tr_run")
     info, example = by_path[pick], shipped[paths.index(pick)]
-    if example:
-        st.caption("A shipped example, trained when the app was built: its curves, internals and embedding "
-                   "are real. Resume trains a copy of it in a new run folder of yours.")
+    share.sync_url({RUN: info.name}, train_schema([r.name for r in everyone]))
+    foreign = not example and info.owner not in (owner, "")
+    if example or foreign:
+        st.caption("A shipped example, trained when the app was built: its curves, internals and embedding are "
+                   "real." if example else "Another session's run, shared by a link.")
     c = st.columns([1, 1, 4])
-    delete_ui(info, example, c[0])
-    resume_ui(owner, info, c[1], example)
+    delete_ui(info, "example" if example else "foreign" if foreign else None, c[0])
+    resume_ui(owner, info, c[1], copy=example or foreign)
     run_view(info)
 
 
