@@ -1,20 +1,21 @@
-"""Experiments, "What did AlexNet change?": one click queues runs that differ in one thing."""
+"""Experiments, "What did AlexNet change?": one click queues runs that differ in one thing; a class runs one
+together (ui/train_class)."""
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from alexnet_viz.units import duration
+from alexnet_viz.runs.store import Run, list_runs, step_curve
 from alexnet_viz.training.experiments import (EXPERIMENTS, Budget, base_network, collect_results, describe_budget,
                                               describe_set_cost, diff_configs, distinguishing_labels, example_infos,
                                               planned_runs, queue_experiment, runs_with_examples, seconds_left,
                                               shown_experiment, summarize_experiment)
-from alexnet_viz.ui.plots import experiment_curves
-from alexnet_viz.runs.store import Run, list_runs, step_curve
 from alexnet_viz.ui import share
 from alexnet_viz.ui.common import manager, owner_id
+from alexnet_viz.ui.plots import experiment_curves
 from alexnet_viz.ui.train_class import class_ui, start_ui
 from alexnet_viz.ui.train_links import EXPERIMENT_KEYS, experiments_schema, restore_experiments, sync_experiments
+from alexnet_viz.units import duration
 
 KEEP = dict(persist_state="session")  # the choices come back after a visit to another page
 
