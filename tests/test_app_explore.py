@@ -2,6 +2,7 @@
 top images; the page's fixes (awkward images, refused files, one image source, the default run)."""
 import io
 import json
+import time
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from alexnet_viz.inspect.analysis import analyze, from_run, untrained
+from alexnet_viz.inspect.choice import Source
 from alexnet_viz.config import TrainConfig, get_preset
 from alexnet_viz.inspect.images import open_image
 from alexnet_viz.inspect.receptive import unit_box
@@ -42,6 +44,17 @@ def captions(at: AppTest) -> list[str]:
     return [c for im in at.image for c in im.captions]
 
 
+def background_done(at: AppTest, timeout: float = 120) -> AppTest:
+    """Rerun until the page waits on no background job (top-9 pass, feature visualization), as the
+    page's own polling would: AppTest does not run timed fragments."""
+    end = time.monotonic() + timeout
+    while any("in the background" in (getattr(p.proto, "text", "") or "") for p in at.get("progress")):
+        assert time.monotonic() < end, "the background work did not finish"
+        time.sleep(0.2)
+        at.run()
+    return at
+
+
 def upload(at: AppTest, name: str, data: bytes) -> AppTest:
     if at.radio(key="source").value != "Upload":
         at.radio(key="source").set_value("Upload").run()
@@ -55,6 +68,7 @@ def test_setting_a_unit_shows_its_box_arithmetic_and_top_images():
     ch = at.selectbox(key="ch-relu2").value
     at.number_input(key="unit_row").set_value(0).run()
     at.number_input(key="unit_col").set_value(5).run()
+    background_done(at)
     clean(at)
     # the box, as the package computes it, is what the page says
     m = untrained(MINI)
@@ -145,7 +159,7 @@ def test_default_model_is_the_best_finished_run_and_no_weights_is_said_plainly()
     _run(None, "running", False)   # newest, still training, nothing saved
     at = explore()
     clean(at)
-    assert at.radio(key="model_kind").value == "A run trained here"
+    assert at.radio(key="model_kind").value is Source.RUN
     assert at.selectbox(key="run").value.path == str(good.path)
     options = at.selectbox(key="run").options
     assert "no weights saved yet" in options[-1] and "test acc 0.810" in options[0]

@@ -124,9 +124,9 @@ def test_a_bf16_speed_up_measured_on_this_cpu_shortens_the_estimate(monkeypatch)
     from alexnet_viz.training import precision
     arch, t = get_preset("mini28"), TrainConfig(batch_size=128)
     fp32 = cost.estimate_training(arch, t, device="cpu").seconds_per_epoch
-    precision._write_cache(precision._cache_key(arch), {"speedup": 2.0, "date": "2026-11-24"})
+    precision._write_cache(precision._cache_key(arch, 128), {"speedup": 2.0, "date": "2026-11-24"})
     assert fp32 / 2 <= cost.estimate_training(arch, t, device="cpu").seconds_per_epoch < fp32 / 1.5
-    precision._write_cache(precision._cache_key(arch), {"speedup": 0.1, "date": "2026-11-24"})  # AVX2 only
+    precision._write_cache(precision._cache_key(arch, 128), {"speedup": 0.1, "date": "2026-11-24"})  # AVX2 only
     assert cost.estimate_training(arch, t, device="cpu").seconds_per_epoch == pytest.approx(fp32, rel=1e-6)
     slow = cost.estimate_training(arch, TrainConfig(batch_size=128, precision="bf16"), device="cpu")
     assert slow.seconds_per_epoch > 5 * fp32  # bf16 forced where it measured 10× slower

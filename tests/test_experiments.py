@@ -167,7 +167,7 @@ def test_an_experiment_runs_end_to_end_and_is_summarized(mgr):
                             seeds=[0], base=base)
     wait(jobs)
     assert [j.state for j in jobs] == ["finished"] * 2
-    runs = list_runs(owners={"me"})
+    runs = list_runs(owners={"me"}, examples=False)
     assert len(runs) == 2 and all(r.tags["experiment"] == "relu-vs-sigmoid" for r in runs)
     assert {r.tags["variant"]: r.config["arch"]["fc_activation"] for r in runs} == {"ReLU": "relu",
                                                                                     "sigmoid": "sigmoid"}
@@ -185,7 +185,7 @@ def test_resume_appends_to_the_same_run(mgr):
     again = mgr.submit("me", TINY, replace(t, epochs=2), resume_dir=first.run_dir)
     wait([again])
     assert again.state == "finished" and again.run_dir == first.run_dir
-    (info,) = list_runs(owners={"me"})
+    (info,) = list_runs(owners={"me"}, examples=False)
     assert [e["epoch"] for e in info.epochs] == [1, 2] and info.epochs_done == 2
     assert info.tags == {"note": "x"}
     assert json.loads((Path(info.path) / "config.json").read_text())["train"]["epochs"] == 2

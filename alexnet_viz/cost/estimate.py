@@ -277,7 +277,7 @@ def _precision(dev: torch.device, arch: ArchConfig, t: TrainConfig) -> tuple[boo
     """(bf16?, its measured speed-up over the profile's fp32 rates) where precision.py has already
     chosen and measured (an estimate never waits for a measurement)."""
     from alexnet_viz.training.precision import known_speed
-    c, speed = known_speed(dev, arch, t.precision if t.amp else "fp32")
+    c, speed = known_speed(dev, arch, t.precision if t.amp else "fp32", t.batch_size)
     return c is not None and c.dtype is not None, speed
 
 

@@ -198,3 +198,23 @@ def explain_unit(model: nn.Module, x: torch.Tensor, maps: "OrderedDict[str, torc
             steps.append(s)
             v = s.value
     return UnitMath(layer, channel, row, col, value, conv, tuple(steps), pool)
+
+
+def sum_rows(u: UnitMath) -> list[dict[str, str]]:
+    """The unit's arithmetic as a table that adds up, top to bottom: each input channel's Σ patch ×
+    kernel, the rest together, the bias, = the conv's output, then each later layer's formula."""
+    cm = u.conv
+    if cm is None:
+        return []
+    rows = [{"term": f"input channel {t.channel}" if cm.input_name != "input" or len(cm.terms) > 1 else "pixels",
+             "what": f"Σ patch × kernel ({t.patch.shape[0]}×{t.patch.shape[1]})", "value": f"{t.total:+.4f}"}
+            for t in cm.terms]
+    if cm.others:
+        rows.append({"term": f"the other {cm.others} input channels", "what": "Σ patch × kernel, together",
+                     "value": f"{cm.rest:+.4f}"})
+    rows.append({"term": "bias", "what": f"{cm.layer}.bias[{cm.channel}]", "value": f"{cm.bias:+.4f}"})
+    rows.append({"term": f"= {cm.layer}", "what": "sum (before the activation)", "value": f"{cm.pre:.4f}"})
+    rows += [{"term": f"→ {s.layer}", "what": s.formula, "value": f"{s.value:.4f}"} for s in u.steps]
+    if u.pool:
+        rows.append({"term": f"→ {u.pool.layer}", "what": f"{u.pool.kind} of the window", "value": f"{u.pool.value:.4f}"})
+    return rows

@@ -50,6 +50,14 @@ def grad_cam(model: nn.Module, x: torch.Tensor, layer: str, cls: int | None = No
     return (cam / hi if hi > 0 else cam).cpu().numpy(), cls
 
 
+def black_image(x: torch.Tensor, mean: tuple, std: tuple) -> torch.Tensor:
+    """An all-black image in the model's normalized space, shaped like x (1×C×H×W): Integrated
+    Gradients' baseline and Occlusion's fill."""
+    m = torch.tensor(mean, dtype=x.dtype).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype).view(1, -1, 1, 1)
+    return (torch.zeros_like(x) - m) / s
+
+
 def attributions(model: nn.Module, x: torch.Tensor, cls: int, layer: str, black: torch.Tensor,
                  occlusion_grid: int = 7) -> dict[str, np.ndarray]:
     """Every method of METHODS for class `cls`: H×W maps (summed over the input's channels), each

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from concurrent.futures import Future
 from typing import Callable, Hashable
 
 from torch import nn
@@ -32,11 +33,14 @@ def limit_from_env() -> int:
 
 class ModelCache:
     """Least recently used first out, by bytes. Thread-safe; loads happen outside the lock, so one
-    session's slow load never holds up another's cached model."""
+    session's slow load never holds up another's cached model. Sessions that ask for a model while
+    it is being loaded wait for that load: a model is built once, not once per waiting session
+    (sixteen students opening the ImageNet model at once would otherwise hold sixteen copies)."""
 
     def __init__(self, limit_bytes: int | None = None):
         self.limit = limit_from_env() if limit_bytes is None else limit_bytes
         self._items: OrderedDict[Hashable, tuple[object, int]] = OrderedDict()
+        self._loading: dict[Hashable, Future] = {}
         self._lock = threading.Lock()
 
     @property
@@ -49,18 +53,31 @@ class ModelCache:
             return list(self._items)
 
     def get(self, key: Hashable, load: Callable[[], object], model_of=lambda v: v.model):
-        """The cached value for key, else load() — kept if its model fits under the cap."""
+        """The cached value for key, else load() — kept if its model fits under the cap. A load's
+        exception reaches every session waiting for it; the next request loads again."""
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key][0]
-        value = load()
-        size = model_bytes(model_of(value))
-        if size > self.limit:
-            return value  # used for this request only
+            pending = self._loading.get(key)
+            if pending is None:
+                self._loading[key] = mine = Future()
+        if pending is not None:
+            return pending.result()  # another session is loading it: its value (or its exception)
+        try:
+            value = load()
+            size = model_bytes(model_of(value))
+        except BaseException as e:
+            with self._lock:
+                del self._loading[key]
+            mine.set_exception(e)
+            raise
         with self._lock:
-            self._items[key] = (value, size)
-            self._items.move_to_end(key)
-            while sum(n for _, n in self._items.values()) > self.limit:
-                self._items.popitem(last=False)
+            del self._loading[key]
+            if size <= self.limit:  # else used for the requests waiting now only, never kept
+                self._items[key] = (value, size)
+                self._items.move_to_end(key)
+                while sum(n for _, n in self._items.values()) > self.limit:
+                    self._items.popitem(last=False)
+        mine.set_result(value)
         return value

@@ -7,7 +7,6 @@ the box past the image's edge: `exact` keeps those rows and columns, `clipped` i
 """
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 
@@ -15,8 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from alexnet_viz.architect.summary import leaf_layers, summarize
-from alexnet_viz.inspect.walk import output_at
+from alexnet_viz.architect.summary import leaf_layers
+from alexnet_viz.inspect.walk import output_at, summarized
 
 
 @dataclass(frozen=True)
@@ -57,15 +56,10 @@ def _back(m: nn.Module, a: int, b: int, axis: int, side_in: int, side_out: int) 
     return a, b
 
 
-@functools.lru_cache(maxsize=32)
-def _rows(cfg):
-    return summarize(cfg).rows
-
-
 def unit_box(model: nn.Module, layer: str, row: int, col: int) -> Field:
     """The receptive field of unit (row, col) of `layer` (any channel: they all see the same box)."""
     cfg = model.cfg
-    rows = _rows(cfg)
+    rows = summarized(cfg).rows
     names = [r.name for r in rows]
     if layer not in names:
         raise ValueError(f"no layer named {layer!r}")

@@ -5,6 +5,9 @@ strongest value and where it is; a channel's top 9 are then a sort, and each is 
 receptive field around its strongest position. The passes are cached per model object (weakly:
 when the app drops a model, its indexes go too) and stop at the layer asked for.
 
+A pass takes seconds (mini28) to a minute (d2l): too long for a slider step, so the page runs it
+in the background (inspect/background.py) and shows the images when they are found.
+
 A big network at 224×224 would need minutes for all 10,000 test images on a CPU, so a pass is
 capped at MAX_MACS multiply-accumulates: it then looks at a class-balanced subset (the first
 images of each class) and says how many it saw.
@@ -22,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from alexnet_viz.architect.summary import summarize
-from alexnet_viz.inspect.receptive import unit_box
-from alexnet_viz.inspect.walk import output_at
+from alexnet_viz.inspect.display import draw_box
+from alexnet_viz.inspect.receptive import Box, unit_box
+from alexnet_viz.inspect.walk import output_at, summarized
 
 MAX_MACS = 2e12    # about 40 s of one pass on a 2-core laptop CPU at ~50 G multiply-accumulates/s
 BATCH_MACS = 4e10  # images per batch: about a second of work between progress reports
@@ -64,7 +67,27 @@ class TopImage:
     value: float           # the channel's strongest value on this image
     row: int
     col: int
-    crop: np.ndarray       # the receptive field around (row, col), uint8, what the network saw
+    seen: np.ndarray       # the whole image as the network saw it (size×size uint8)
+    box: Box               # the receptive field of (row, col) on it (the part that exists)
+
+    @property
+    def crop(self) -> np.ndarray:
+        """The receptive field around (row, col): the pixels the unit reads."""
+        b = self.box
+        return self.seen[b.top:b.bottom + 1, b.left:b.right + 1]
+
+
+def framed(t: TopImage, side: int = 128) -> np.ndarray:
+    """The image around a top unit's field, enlarged with sharp pixels to about `side`, the field's
+    box drawn in red: the whole image for a small input, else a window of twice the field's size."""
+    b, n = t.box, t.seen.shape[0]
+    if n <= 64:
+        return draw_box(t.seen, (b.top, b.left, b.bottom, b.right), side)
+    half = max(b.height, b.width)  # the field's own size of context on each side
+    top, left = max(0, b.top - half), max(0, b.left - half)
+    bottom, right = min(n - 1, b.bottom + half), min(n - 1, b.right + half)
+    window = t.seen[top:bottom + 1, left:right + 1]
+    return draw_box(window, (b.top - top, b.left - left, b.bottom - top, b.right - left), side)
 
 
 def prepare(x: torch.Tensor, channels: int, size: int, mean: tuple, std: tuple) -> torch.Tensor:
@@ -79,7 +102,7 @@ def prepare(x: torch.Tensor, channels: int, size: int, mean: tuple, std: tuple) 
 def _upto(cfg, layer: str) -> tuple[int, int]:
     """(multiply-accumulates, bytes of the largest output) of one image up to and including `layer`."""
     macs, largest = 0, 0
-    for r in summarize(cfg).rows:
+    for r in summarized(cfg).rows:
         macs += r.macs
         largest = max(largest, 4 * math.prod(r.output_shape))
         if r.name == layer:
@@ -141,7 +164,8 @@ def index_layer(model: nn.Module, test_x: torch.Tensor, test_y: torch.Tensor, la
 
 def top_images(model: nn.Module, index: ChannelIndex, test_x: torch.Tensor, test_y: torch.Tensor, channel: int,
                k: int = 9) -> list[TopImage]:
-    """The k images whose strongest value in `channel` is highest, each cropped to its receptive field."""
+    """The k images whose strongest value in `channel` is highest, each with its strongest unit's
+    receptive field."""
     cfg = model.cfg
     vals = index.best[:, channel]
     order = vals.argsort(descending=True, stable=True)[:k].tolist()
@@ -151,6 +175,7 @@ def top_images(model: nn.Module, index: ChannelIndex, test_x: torch.Tensor, test
         r, q = divmod(int(index.where[j, channel]), index.side[1])
         box = unit_box(model, index.layer, r, q).clipped
         seen = prepare(test_x[i:i + 1], 1, cfg.input_size, (0.0,), (1.0,))[0, 0]   # 0..1, as the net sees it
-        crop = (seen[box.top:box.bottom + 1, box.left:box.right + 1].clamp(0, 1) * 255).round().byte().numpy()
-        out.append(TopImage(i, int(test_y[i]), float(vals[j]), r, q, crop))
+        out.append(TopImage(i, int(test_y[i]), float(vals[j]), r, q, (seen.clamp(0, 1) * 255).round().byte().numpy(),
+                            box))
     return out
+

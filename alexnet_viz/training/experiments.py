@@ -181,7 +181,9 @@ def seconds_left(paces: list[float], left: list[TrainConfig], n_train: int) -> f
 
 
 def experiment_runs(runs: list, name: str) -> list:
-    """The runs of the newest set queued for experiment `name` (runs carry `.tags`)."""
+    """The runs of the newest set queued for experiment `name` (runs carry `.tags`). The user's own
+    sets come first: the set shipped with the app (runs marked `.example`) answers only until one
+    of them exists."""
     labels = {v.label for v in EXPERIMENTS[name].variants}
 
     def ours(r) -> bool:  # tags come from a file anyone may edit: odd ones leave the run out
@@ -189,6 +191,8 @@ def experiment_runs(runs: list, name: str) -> list:
         return (r.state != "damaged" and isinstance(ex, dict) and isinstance(set_id, str)
                 and isinstance(ex.get(name), str) and ex[name] in labels)
     mine = [r for r in runs if isinstance(r.tags, dict) and ours(r)]
+    own = [r for r in mine if not getattr(r, "example", False)]
+    mine = own or mine
     if not mine:
         return []
     newest = max(r.tags.get("set", "") for r in mine)
@@ -231,6 +235,13 @@ def _spread(xs: list[float]) -> float | None:
     return statistics.stdev(xs) if len(xs) >= 2 else None
 
 
+def seed_noise(stats: list[dict]) -> float | None:
+    """Twice the largest seed standard deviation of summarize_experiment's rows: a gap up to this is
+    seed noise. None while a variant has a single seed (its noise is unknown)."""
+    sds = [s["± (seed sd)"] for s in stats]
+    return None if not sds or any(sd is None for sd in sds) else 2 * max(sds)
+
+
 def summarize_experiment(results: dict[str, list[dict]]) -> tuple[list[dict], str]:
     """Table rows (one per variant, the first is the base) and one sentence that follows the numbers.
 
@@ -257,13 +268,12 @@ def summarize_experiment(results: dict[str, list[dict]]) -> tuple[list[dict], st
     gap = best["test acc"] - runner["test acc"]
     figures = f"{best['variant']} {best['test acc']:.3f} vs {runner['variant']} {runner['test acc']:.3f}"
     rest = "".join(f"; {s['variant']} {s['test acc']:.3f}" for s in ranked[2:])
-    sds = [s["± (seed sd)"] for s in stats]
-    if any(sd is None for sd in sds):
+    noise = seed_noise(stats)
+    if noise is None:
         seeds = min(s["seeds"] for s in stats)
         return stats, (f"{best['variant']} reached the highest test accuracy ({figures}{rest}), ahead by "
                        f"{gap:.3f} — but from {seeds} seed only, the seed noise is unknown: run 2 or more "
                        f"seeds before reading much into it.")
-    noise = 2 * max(sds)
     if gap <= noise:
         return stats, (f"{best['variant']} and {runner['variant']} are within seed noise ({figures}{rest}): "
                        f"the gap of {gap:.3f} is no more than twice the seed spread ({noise:.3f}), so this "
