@@ -7,9 +7,8 @@ import streamlit as st
 
 from alexnet_viz.runs.store import Run, list_runs, step_curve
 from alexnet_viz.training.experiments import (EXPERIMENTS, Budget, base_network, collect_results, describe_budget,
-                                              describe_set_cost, diff_configs, distinguishing_labels, example_infos,
-                                              planned_runs, queue_experiment, runs_with_examples, seconds_left,
-                                              shown_experiment, summarize_experiment)
+                                              describe_set_cost, diff_configs, distinguishing_labels, experiment_runs,
+                                              planned_runs, queue_experiment, seconds_left, summarize_experiment)
 from alexnet_viz.ui import share
 from alexnet_viz.ui.common import manager, owner_id
 from alexnet_viz.ui.plots import experiment_curves
@@ -66,16 +65,16 @@ def progress_ui(owner: str, set_id: str | None) -> None:
         st.rerun()  # once, the whole page: the results below take in the last runs
 
 
-def results_ui(own: list, shipped: list, name: str, pending: int = 0) -> None:
+def results_ui(runs: list, name: str, pending: int = 0) -> None:
     """Curves, table and sentence of the newest set of `name` of one's own, else of the shipped example's;
     `pending` = its runs not yet finished."""
     exp = EXPERIMENTS[name]
-    mine, example = shown_experiment(own, shipped, name)
+    mine = experiment_runs(runs, name)
     if not mine:
         return
     st.subheader(exp.title)
     st.caption(exp.question)
-    if example:
+    if all(r.example for r in mine):
         st.caption(f"The shipped example's runs ({describe_budget(mine)}), trained when the app was built: "
                    f"queue your own to see the answer on this machine.")
     order = [v.label for v in exp.variants]
@@ -95,7 +94,7 @@ def results_ui(own: list, shipped: list, name: str, pending: int = 0) -> None:
 
 
 def diff_ui(owner: str) -> None:
-    runs = runs_with_examples({owner, ""})
+    runs = list_runs(owners={owner, ""})
     if len(runs) < 2:
         st.caption("Two saved runs are needed to compare their settings.")
         return
@@ -148,10 +147,10 @@ def page() -> None:
     if set_id:
         active = any(j.active for j in manager().jobs_for(owner) if j.tags.get("set") == set_id)
         st.fragment(run_every=1.0 if active else None)(progress_ui)(owner, set_id)
-    own, shipped = list_runs(owners={owner}), example_infos()
+    runs = list_runs(owners={owner})  # with the shipped examples, which answer until one's own set exists
     active = [j for j in manager().jobs_for(owner) if j.active]
     for n in names:
-        results_ui(own, shipped, n, sum(n in j.tags.get("experiments", {}) for j in active))
+        results_ui(runs, n, sum(n in j.tags.get("experiments", {}) for j in active))
     st.subheader("Pick any two saved runs: what differs?")
     diff_ui(owner)
     sync_experiments()
