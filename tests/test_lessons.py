@@ -269,3 +269,9 @@ def test_the_relu_step_answers_from_the_runs_on_disk_and_says_when_there_are_non
     at.run()
     assert any("You said ReLU. Right." in s.value for s in at.success)
     assert any("ReLU beat sigmoid" in m.value for m in at.markdown)
+
+
+def test_without_a_dropout_experiment_the_shipped_runs_own_gap_is_given(tmp_path):
+    runs = fake_experiment(tmp_path, "relu-vs-sigmoid", {"ReLU": [(0.93, 0.91)]})
+    f = answers.dropout_gap([], Run(runs[0].path))
+    assert f.value is None and "0.930" in f.missing and "0.910" in f.missing and "+0.020" in f.missing

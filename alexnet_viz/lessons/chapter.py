@@ -126,7 +126,7 @@ STEPS: tuple[Step, ...] = (
          lambda ctx: answers.conv1_filters(ctx.example),
          lambda ctx: View("explore", links.write({"run": "mini28", "snapshot": "before training", "layer": "conv1"},
                                                  EXPLORE_VIEW)),
-         options=(("noise", "still much like random noise"), ("smooth", "smooth strokes, edges and blobs"))),
+         options=(("noise", "still much like random noise"), ("smooth", "smoother patterns: strokes, edges, blobs"))),
     Step("field", "How far a unit sees",
          "A conv1 unit sees an 11×11 patch of the image. A unit of the next conv sees a patch of conv1's "
          "outputs, each of which sees its own patch — so the window grows with depth (the table's receptive "
@@ -138,7 +138,7 @@ STEPS: tuple[Step, ...] = (
          "AlexNet added dropout to its fully connected layers against this. The experiment trains with and "
          "without it.",
          "Without dropout, is the gap between training and test accuracy larger or smaller?",
-         lambda ctx: answers.dropout_gap(ctx.runs),
+         lambda ctx: answers.dropout_gap(ctx.runs, ctx.example),
          lambda ctx: View("experiments", links.write({"exp": "dropout"}, EXPERIMENTS_VIEW)),
          options=(("larger", "larger"), ("smaller or the same", "smaller or the same"))),
 )
