@@ -144,7 +144,7 @@ STEPS: tuple[LessonStep, ...] = (
 )
 
 
-def _answer_param(step: Step) -> links.Param:
+def _answer_param(step: LessonStep) -> links.Param:
     if step.kind == "choice":
         return links.choice([v for v, _ in step.options])
     return links.number(0, NUMBER_MAX)
@@ -166,7 +166,7 @@ class Verdict:
     words: str     # "Right.", "Close: ...", "Not quite: ..."
 
 
-def judge(step: Step, finding: Finding, given) -> Verdict | None:
+def judge(step: LessonStep, finding: Finding, given) -> Verdict | None:
     """How the learner's answer compares with the computed one; None when the data is missing."""
     target = step.correct(finding)
     if finding.missing is not None or target is None or given is None:
@@ -184,5 +184,5 @@ def judge(step: Step, finding: Finding, given) -> Verdict | None:
     return Verdict(False, f"Not quite: it is {target:,.0f} — your answer is {times:,.1f}× too {side}.")
 
 
-__all__ = ["STEPS", "SCHEMA", "STRIDES", "Step", "View", "Context", "Verdict", "judge", "EXPERIMENTS_VIEW",
+__all__ = ["STEPS", "SCHEMA", "STRIDES", "LessonStep", "View", "Context", "Verdict", "judge", "EXPERIMENTS_VIEW",
            "EXPLORE_VIEW"]
