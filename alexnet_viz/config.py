@@ -41,6 +41,64 @@ class ConfigError(ValueError):
     """A config that cannot work; the message names the layer, the size and the fix."""
 
 
+JSON_MAX_DIGITS = 40  # digits in one number of a config: far beyond any limit, far below Python's 4,300
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > JSON_MAX_DIGITS:
+        raise ConfigError(f"a number with {len(text.lstrip('-')):,} digits — no setting is that large")
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    v = float(text)
+    if not math.isfinite(v):
+        raise ConfigError(f"the number {text[:20]}{'…' if len(text) > 20 else ''} is too large to be a setting")
+    return v
+
+
+def _parse_constant(name: str):
+    raise ConfigError(f"{name} is not a number a setting can have")
+
+
+def _not_text(v, where: str = "") -> str | None:
+    """Where v (parsed JSON) holds a string that is not text (a lone surrogate, from a \\ud800 escape):
+    no page could show it, no file name could hold it."""
+    if isinstance(v, str):
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError as e:
+            return f"{where or 'the file'} holds {v[e.start]!r}, half of a character (a lone surrogate)"
+        return None
+    items = v.items() if isinstance(v, dict) else enumerate(v) if isinstance(v, list) else ()
+    for k, x in items:
+        bad = _not_text(k, f"{where or 'config'}: a field name") if isinstance(k, str) else None
+        bad = bad or _not_text(x, f"{where or 'config'}.{k}" if isinstance(k, str) else f"{where}[{k}]")
+        if bad:
+            return bad
+    return None
+
+
+def read_json(text: str):
+    """JSON text -> its value, refusing what no config holds with a ConfigError that says which: nesting
+    too deep for the parser (a network JSON is 3 deep), a number of more than JSON_MAX_DIGITS digits
+    (Python's int() refuses 4,300), NaN or Infinity, and strings that are not text (lone surrogates)."""
+    try:
+        v = json.loads(text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant)
+    except ConfigError as e:
+        raise ConfigError(f"not a network JSON: {e}") from None
+    except RecursionError:
+        raise ConfigError("not a network JSON: it is nested too deeply to read (a network JSON is 3 levels deep)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"not valid JSON: {e}") from None
+    except ValueError as e:  # whatever else the parser refuses: one line, never a trace
+        raise ConfigError(f"not a network JSON: {str(e).splitlines()[0][:200]}") from None
+    bad = _not_text(v)
+    if bad:
+        raise ConfigError(f"not a network JSON: {bad} — export the network again from the Architect page")
+    return v
+
+
 @dataclass(frozen=True)
 class ConvSpec:
     """One conv block: conv -> activation -> [norm] -> [pool]."""
@@ -83,11 +141,7 @@ class ArchConfig:
 
     @staticmethod
     def from_json(text: str) -> "ArchConfig":
-        try:
-            d = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ConfigError(f"not valid JSON: {e}") from None
-        return arch_from_dict(d)
+        return arch_from_dict(read_json(text))
 
 
 def _fields_from(cls, d: dict, where: str) -> dict:
@@ -132,6 +186,8 @@ def arch_from_dict(d: dict) -> ArchConfig:
     kw = _fields_from(ArchConfig, d, "config")
     if len(kw.get("name", "")) > NAME_MAX:
         raise ConfigError(f"config.name: at most {NAME_MAX} characters (got {len(kw['name'])}) — shorten it")
+    if bad := _not_text(kw.get("name", ""), "config.name"):
+        raise ConfigError(f"{bad} — type the name again")
     convs = kw.get("convs", ())
     if not isinstance(convs, (list, tuple)):
         raise ConfigError("config.convs: expected a list of conv blocks")
@@ -206,6 +262,8 @@ def trace(cfg: ArchConfig) -> Trace:
     try:
         if not isinstance(cfg.name, str) or len(cfg.name) > NAME_MAX:
             raise ConfigError(f"name: at most {NAME_MAX} characters (got {len(str(cfg.name))}) — shorten it")
+        if bad := _not_text(cfg.name, "name"):
+            raise ConfigError(f"{bad} — type the name again")
         if cfg.in_channels not in IN_CHANNELS:
             raise ConfigError(f"input: in channels must be 1 (grayscale) or 3 (RGB), got {cfg.in_channels} — "
                               f"images have one or three channels")
