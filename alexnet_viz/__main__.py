@@ -118,6 +118,7 @@ def _train(a) -> int:
     from alexnet_viz.cost.budget import require_fits
     from alexnet_viz.cost.estimate import estimate_training
     from alexnet_viz.data import check_device, load_fashion_mnist
+    from alexnet_viz.runs.examples import copy_example
     from alexnet_viz.runs.store import Run, RunError
     from alexnet_viz.training.engine import train
     resume = Run(a.resume) if a.resume else None
@@ -151,6 +152,10 @@ def _train(a) -> int:
     if ds.is_sample:
         print(f"note: using the {ds.source}", file=sys.stderr)
     try:
+        if resume and resume.example:  # a shipped run never changes: a copy of it goes on
+            resume = copy_example(resume.path, Path(a.run_dir) if a.run_dir else None)
+            print(f"{a.resume} is an example shipped with the app: resuming a copy of it, {resume.path}",
+                  file=sys.stderr)
         if resume:  # the same folder goes on: its metrics, then the new epochs after them
             run = resume
             run.set_train(t)
@@ -197,11 +202,26 @@ def _train(a) -> int:
     return 0 if end and end.status == "finished" else 1
 
 
+def _shipped_model():
+    """The trained mini28 that ships with the app, named as such (see runs/examples.py)."""
+    from alexnet_viz.inspect.analysis import ModelUnavailable, from_run
+    from alexnet_viz.runs.examples import EXAMPLES, example_run
+    run = example_run()
+    if run is None:
+        raise ModelUnavailable(f"no model given, and this copy of the app has no shipped network "
+                               f"({EXAMPLES / 'mini28'}) — say which model: --run DIR, --pretrained or "
+                               f"--untrained --preset NAME")
+    m = from_run(run.path)
+    epochs = [r for r in run.metrics() if r.get("kind") == "epoch"]
+    acc = f", test accuracy {epochs[-1]['test_acc']:.3f}" if epochs else ""
+    return replace(m, label=f"the shipped mini28, trained on Fashion-MNIST ({run.path}{acc})")
+
+
 def _predict(a) -> int:
+    """Each image in the order given, one result (or one error line) each; exit 1 if any failed."""
     from alexnet_viz.inspect.analysis import ModelUnavailable, from_run, predict, pretrained, untrained
     from alexnet_viz.inspect.images import ImageError, load_image
     try:
-        im = load_image(a.image)
         if a.pretrained:
             m = pretrained()
         elif a.untrained:
@@ -209,19 +229,32 @@ def _predict(a) -> int:
         elif a.run:
             m = from_run(a.run, a.at)
         else:
-            print("error: say which model: --run DIR, --pretrained or --untrained --preset NAME", file=sys.stderr)
-            return 2
-        top = predict(m, im, invert=a.invert, k=a.topk)
-    except (ImageError, ModelUnavailable, ConfigError) as e:
+            m = _shipped_model()
+    except (ModelUnavailable, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    if a.json:
-        print(json.dumps({"model": m.label, "predictions": [{"class": c, "prob": p} for c, p in top]}))
-    else:
-        print(f"{m.label}:")
-        for c, p in top:
-            print(f"  {p:6.1%}  {c}")
-    return 0
+    if not a.json:
+        print(f"model: {m.label}")
+    failed = 0
+    for image in a.images:
+        try:
+            top = predict(m, load_image(image), invert=a.invert, k=a.topk)
+        except ImageError as e:  # this image's error in its place; the others still get their answer
+            failed += 1
+            if a.json:
+                print(json.dumps({"image": image, "error": str(e)}), flush=True)
+            else:
+                print(f"error: {image}: {e}", file=sys.stderr, flush=True)
+            continue
+        if a.json:
+            print(json.dumps({"image": image, "model": m.label,
+                              "predictions": [{"class": c, "prob": p} for c, p in top]}), flush=True)
+        else:
+            print(f"{image}:")
+            for c, p in top:
+                print(f"  {p:6.1%}  {c}")
+            sys.stdout.flush()
+    return 1 if failed else 0
 
 
 def _bench(a) -> int:
@@ -259,9 +292,9 @@ def main(argv=None) -> int:
     e.add_argument("--epochs", type=_whole(1))
     e.add_argument("--device", help="auto | cuda | mps | cpu")
     e.add_argument("--json", action="store_true")
-    r = sub.add_parser("predict", help="top-k predictions for an image")
-    r.add_argument("image")
-    r.add_argument("--run", help="a run folder")
+    r = sub.add_parser("predict", help="top-k predictions for images (by default from the shipped trained mini28)")
+    r.add_argument("images", nargs="+", metavar="IMAGE", help="one or more image files, answered in this order")
+    r.add_argument("--run", help="a run folder (default: the trained mini28 shipped with the app)")
     r.add_argument("--at", help="with --run: a snapshot, by epoch (0 = before training, 0.5, 3) or by label "
                                 "('step 16'); the nearest kept one is used. Default: the final weights")
     r.add_argument("--pretrained", action="store_true", help="torchvision's ImageNet AlexNet")
@@ -271,7 +304,7 @@ def main(argv=None) -> int:
     r.add_argument("--topk", type=_whole(1), default=5)
     r.add_argument("--invert", action=argparse.BooleanOptionalAction, default=None,
                    help="invert brightness (default: for Fashion-MNIST models, when the background is light)")
-    r.add_argument("--json", action="store_true")
+    r.add_argument("--json", action="store_true", help="one JSON line per image, in the order given")
     b = sub.add_parser("bench", help="benchmarks, each beside its baseline")
     b.add_argument("which", nargs="*", choices=["summary", "train", "explore", "estimate", "internals", "classroom",
                                                 "precision", "photos", []], default=[])

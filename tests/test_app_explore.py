@@ -2,6 +2,7 @@
 top images; the page's fixes (awkward images, refused files, one image source, the default run)."""
 import io
 import json
+import time
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from alexnet_viz.inspect.analysis import analyze, from_run, untrained
+from alexnet_viz.inspect.choice import Source
 from alexnet_viz.config import TrainConfig, get_preset
 from alexnet_viz.inspect.images import open_image
 from alexnet_viz.inspect.receptive import unit_box
@@ -42,6 +44,17 @@ def captions(at: AppTest) -> list[str]:
     return [c for im in at.image for c in im.captions]
 
 
+def background_done(at: AppTest, timeout: float = 300) -> AppTest:
+    """Rerun until the page waits on no background job (top-9 pass, feature visualization), as the
+    page's own polling would: AppTest does not run timed fragments."""
+    end = time.monotonic() + timeout
+    while any("in the background" in (getattr(p.proto, "text", "") or "") for p in at.get("progress")):
+        assert time.monotonic() < end, "the background work did not finish"
+        time.sleep(0.2)
+        at.run()
+    return at
+
+
 def upload(at: AppTest, name: str, data: bytes) -> AppTest:
     if at.radio(key="source").value != "Upload":
         at.radio(key="source").set_value("Upload").run()
@@ -55,6 +68,7 @@ def test_setting_a_unit_shows_its_box_arithmetic_and_top_images():
     ch = at.selectbox(key="ch-relu2").value
     at.number_input(key="unit_row").set_value(0).run()
     at.number_input(key="unit_col").set_value(5).run()
+    background_done(at)
     clean(at)
     # the box, as the package computes it, is what the page says
     m = untrained(MINI)
@@ -145,7 +159,7 @@ def test_default_model_is_the_best_finished_run_and_no_weights_is_said_plainly()
     _run(None, "running", False)   # newest, still training, nothing saved
     at = explore()
     clean(at)
-    assert at.radio(key="model_kind").value == "A run trained here"
+    assert at.radio(key="model_kind").value is Source.RUN
     assert at.selectbox(key="run").value.path == str(good.path)
     options = at.selectbox(key="run").options
     assert "no weights saved yet" in options[-1] and "test acc 0.810" in options[0]
@@ -191,3 +205,61 @@ def test_an_untrained_network_is_not_offered_beside_itself():
     clean(at)
     tops = [c.proto.id for c in at.get("plotly_chart") if "-top-0-" in c.proto.id or "-top-1-" in c.proto.id]
     assert len(tops) == 2 and tops[0].endswith("untrained mini28 (seed 0)") and "-top-1-run " in tops[1]
+
+
+def shown(w) -> str:
+    """What the browser shows in a selectbox or slider: the value the page set (when the options changed,
+    settle() sets it), else the option the browser keeps."""
+    if not w.proto.set_value:
+        return w.value
+    raw = w.proto.raw_value
+    return raw if isinstance(raw, str) else raw[0]   # a select slider sends a list
+
+
+def test_after_switching_models_the_grad_cam_box_and_caption_name_the_layer_used():
+    _run(0.5, "finished", True)                       # a mini28 run (its last conv: conv4)
+    at = explore(get_preset("d2l"))                   # the Architect's network: d2l (five convs)
+    clean(at)
+    assert at.radio(key="model_kind").value is Source.RUN
+    box = at.selectbox(key="cam_layer")
+    assert box.value == "conv4" and box.options == ["conv1", "conv2", "conv3", "conv4"]
+    at.select_slider(key="layer").set_value("relu3").run()
+    at.radio(key="model_kind").set_value(Source.UNTRAINED).run()
+    clean(at)
+    box = at.selectbox(key="cam_layer")
+    assert box.options[-1] == "conv5"
+    assert box.value == "conv5" and shown(box) == "conv5"            # the new model's own last conv ...
+    assert "where conv5 looked for" in " ".join(captions(at))          # ... and the one the map was made at
+    assert at.select_slider(key="layer").value == "relu3" and shown(at.select_slider(key="layer")) == "relu3"
+    box.set_value("conv2").run()                      # the user's choice holds, and is what is drawn
+    clean(at)
+    assert at.selectbox(key="cam_layer").value == "conv2" and "where conv2 looked for" in " ".join(captions(at))
+    at.radio(key="model_kind").set_value(Source.RUN).run()   # back: a layer that mini28 has
+    clean(at)
+    assert at.selectbox(key="cam_layer").value == "conv4" and "where conv4 looked for" in " ".join(captions(at))
+
+
+def test_with_no_run_of_ones_own_explore_opens_on_the_shipped_trained_network(monkeypatch, tmp_path):
+    import sys
+    import types
+    shipped = Run.create(MINI, TrainConfig(epochs=1), "synthetic", root=tmp_path / "shipped")
+    torch.manual_seed(0)
+    shipped.save_checkpoint(untrained(MINI, seed=7).model, None, 1.0, None)
+    shipped.append_metric({"kind": "epoch", "epoch": 1.0, "test_acc": 0.912, "train_loss": 0.3, "train_acc": 0.9})
+    shipped.set_status("finished")
+    fake = types.ModuleType("alexnet_viz.runs.examples")   # runs/examples.py's API, until it is installed
+    fake.example_run = lambda: shipped
+    monkeypatch.setitem(sys.modules, "alexnet_viz.runs.examples", fake)
+    at = explore(get_preset("d2l"))
+    clean(at)
+    assert at.radio(key="model_kind").value is Source.EXAMPLE
+    assert any("example network that ships trained" in c.value and "0.912" in c.value for c in at.caption)
+    assert any(c.startswith("what the example mini28, trained receives: 1×28×28") for c in captions(at))
+    want = analyze(from_run(shipped.path), open_image((ROOT / "alexnet_viz" / "assets" / "examples" /
+                                                         "photo-cat.jpg").read_bytes())).top
+    chart = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert chart["data"][0]["x"] == pytest.approx([p for _, p in want[::-1]], abs=1e-5)
+    _run(0.5, "finished", True)                             # a run of one's own comes first once it exists
+    at = explore(get_preset("d2l"))
+    assert at.radio(key="model_kind").value is Source.RUN
+    assert at.radio(key="model_kind").options[1] == Source.EXAMPLE.label

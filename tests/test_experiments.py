@@ -167,7 +167,7 @@ def test_an_experiment_runs_end_to_end_and_is_summarized(mgr):
                             seeds=[0], base=base)
     wait(jobs)
     assert [j.state for j in jobs] == ["finished"] * 2
-    runs = list_runs(owners={"me"})
+    runs = list_runs(owners={"me"}, examples=False)
     assert len(runs) == 2 and all(r.tags["experiment"] == "relu-vs-sigmoid" for r in runs)
     assert {r.tags["variant"]: r.config["arch"]["fc_activation"] for r in runs} == {"ReLU": "relu",
                                                                                     "sigmoid": "sigmoid"}
@@ -185,7 +185,7 @@ def test_resume_appends_to_the_same_run(mgr):
     again = mgr.submit("me", TINY, replace(t, epochs=2), resume_dir=first.run_dir)
     wait([again])
     assert again.state == "finished" and again.run_dir == first.run_dir
-    (info,) = list_runs(owners={"me"})
+    (info,) = list_runs(owners={"me"}, examples=False)
     assert [e["epoch"] for e in info.epochs] == [1, 2] and info.epochs_done == 2
     assert info.tags == {"note": "x"}
     assert json.loads((Path(info.path) / "config.json").read_text())["train"]["epochs"] == 2
@@ -213,12 +213,11 @@ def test_examples_per_sec_leaves_out_evaluation(monkeypatch):
 # --- what moved out of the pages (issue 16): costs, ETAs, mistakes, thinning, preset identity ----------
 
 def test_batches_per_epoch_counts_the_partial_last_batch_and_the_cap():
-    from alexnet_viz.training.experiments import batches_per_epoch
-    t = TrainConfig(batch_size=128)
-    assert batches_per_epoch(t, 1000) == 8  # 7 full batches of 128 = 896, then 104 left over
-    assert batches_per_epoch(replace(t, max_batches=3), 1000) == 3
-    assert batches_per_epoch(replace(t, max_batches=100), 1000) == 8
-    assert batches_per_epoch(replace(t, batch_size=100), 1000) == 10
+    from alexnet_viz.config import batches_per_epoch
+    assert batches_per_epoch(1000, 128) == 8  # 7 full batches of 128 = 896, then 104 left over
+    assert batches_per_epoch(1000, 128, max_batches=3) == 3
+    assert batches_per_epoch(1000, 128, max_batches=100) == 8
+    assert batches_per_epoch(1000, 100) == 10
 
 
 def test_a_sets_cost_counts_every_batch_and_adds_the_runs():

@@ -55,12 +55,12 @@ def test_a_job_trains_in_its_own_process_keeps_its_tags_and_resumes_in_place(mgr
     status = json.loads((Path(job.run_dir) / "status.json").read_text())
     assert status["pid"] != os.getpid()  # the engine wrote it from another process
     assert (Path(job.run_dir) / "heartbeat").exists()
-    (info,) = list_runs(owners={"ann"})
+    (info,) = list_runs(owners={"ann"}, examples=False)
     assert info.tags == tags and info.state == "finished" and info.epochs_done == 2
     again = mgr.submit("ann", TINY, TrainConfig(epochs=3, batch_size=64, device="cpu"), resume_dir=job.run_dir)
     wait(lambda: not again.active, what="the resumed job's end")
     assert again.state == "finished" and again.run_dir == job.run_dir  # the same folder goes on
-    (info,) = list_runs(owners={"ann"})
+    (info,) = list_runs(owners={"ann"}, examples=False)
     assert [e["epoch"] for e in info.epochs] == [1, 2, 3] and info.epochs_done == 3 and info.tags == tags
 
 
@@ -109,7 +109,7 @@ def test_a_killed_training_process_ends_that_run_only(mgr):
     assert "lower the batch size" in victim.message
     wait(lambda: not after.active, what="the next job's end")
     assert after.state == "finished", after.message
-    (info,) = list_runs(owners={"ann"})
+    (info,) = list_runs(owners={"ann"}, examples=False)
     assert info.state == "error" and "killed" in info.message
     run = Run(info.path)
     assert run.checkpoint()["epoch"] >= 2

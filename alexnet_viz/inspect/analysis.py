@@ -159,7 +159,12 @@ def mosaic(t: torch.Tensor, max_channels: int = 64, cols: int | None = None) -> 
 
 def conv1_filters(model: nn.Module) -> np.ndarray:
     """The first conv's filters as images: N×k×k (grayscale) or N×k×k×3, each scaled to 0..1."""
-    w = model.features.conv1.weight.detach().float().cpu()  # N×C×k×k
+    return filters_as_images(model.features.conv1.weight)
+
+
+def filters_as_images(w: torch.Tensor) -> np.ndarray:
+    """Conv weights N×C×k×k as images: N×k×k (C ≠ 3: the first channel) or N×k×k×3, each scaled to 0..1."""
+    w = w.detach().float().cpu()
     lo = w.flatten(1).min(1).values.view(-1, 1, 1, 1)
     hi = w.flatten(1).max(1).values.view(-1, 1, 1, 1)
     w = (w - lo) / (hi - lo).clamp_min(1e-12)

@@ -153,6 +153,13 @@ def _other_format(data: bytes) -> str | None:
     return "SVG" if b"<svg" in data[:2048].lower() else None
 
 
+def encode_png(a: np.ndarray) -> bytes:
+    """An H×W or H×W×3 uint8 array as PNG file bytes (a test image, handled like an upload)."""
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, "PNG")
+    return buf.getvalue()
+
+
 def display_copy(im: Image.Image, max_side: int = 640) -> Image.Image:
     """A copy at most max_side on its long side, for showing; never 0 pixels on the short side
     (a 20000×1 image scaled down naively would be 640×0)."""

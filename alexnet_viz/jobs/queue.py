@@ -24,6 +24,7 @@ import torch
 
 from alexnet_viz.config import ArchConfig, TrainConfig
 from alexnet_viz.data import Dataset, load_fashion_mnist, pick_device
+from alexnet_viz.runs.examples import copy_example, is_example
 from alexnet_viz.runs.store import Run, RunError, step_curve
 from alexnet_viz.jobs.worker import Worker
 from alexnet_viz.units import human
@@ -229,6 +230,8 @@ class JobManager:
     def _train(self, job: Job) -> None:
         ds = self.data()
         if job.resume_dir:  # the same run folder goes on: its metrics so far, then the new epochs after them
+            if is_example(job.resume_dir):  # a shipped run never changes: its copy goes on instead
+                job.resume_dir = str(copy_example(job.resume_dir, owner=job.owner).path)
             run = Run(job.resume_dir)
             run.set_train(job.train)
             kept = run.metrics()

@@ -21,7 +21,7 @@ import shutil
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from collections.abc import Collection
 from pathlib import Path
 
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from alexnet_viz.config import ArchConfig, ConfigError, TrainConfig
-from alexnet_viz.runs.files import BadFile, open_regular, read_capped, read_npy, read_text
+from alexnet_viz.runs.files import BadFile, open_regular, read_capped, read_npy, read_text, write_atomic
 from alexnet_viz.units import GB, KB, MB
 
 
@@ -57,20 +57,6 @@ class RunError(RuntimeError):
 
 def runs_dir() -> Path:
     return Path(os.environ.get("ALEXNET_VIZ_RUNS", "runs"))
-
-
-def _write_atomic(path: Path, write) -> None:
-    """Write through a temp file and rename; a failed write leaves no temp file behind."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        # torch.save reports a full disk as RuntimeError ("[enforce fail at inline_container.cc] ...")
-        if isinstance(e, RuntimeError) and shutil.disk_usage(path.parent).free < 64 * 2**20:
-            raise OSError(errno.ENOSPC, "disk full") from None
-        raise
 
 
 def _pid_alive(pid: int | None) -> bool:
@@ -110,6 +96,23 @@ def _dead_because(st: dict, heartbeat: Path) -> str | None:
     return None
 
 
+def new_run_folder(root: Path | None, name: str) -> Path:
+    """A new, empty folder under `root` (the runs folder by default) named after the time and `name`;
+    OSError when it cannot be made."""
+    root = Path(root or runs_dir())
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name)[:60].strip("-") or "net"
+    root.mkdir(parents=True, exist_ok=True)
+    for n in range(100):
+        path = root / (f"{stamp}-{slug}" if n == 0 else f"{stamp}-{slug}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise OSError(f"100 runs named {stamp}-{slug} already exist")
+
+
 @dataclass
 class Run:
     path: Path
@@ -123,23 +126,11 @@ class Run:
     def create(arch: ArchConfig, train: TrainConfig, data_source: str, root: Path | None = None,
                owner: str = "", tags: dict | None = None) -> "Run":
         root = Path(root or runs_dir())
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", arch.name)[:60].strip("-") or "net"
         made = None
         try:
-            root.mkdir(parents=True, exist_ok=True)
-            for n in range(100):
-                path = root / (f"{stamp}-{slug}" if n == 0 else f"{stamp}-{slug}-{n}")
-                try:
-                    path.mkdir()
-                    made = path
-                    break
-                except FileExistsError:
-                    continue
-            else:
-                raise OSError(f"100 runs named {stamp}-{slug} already exist")
-            run = Run(path)
-            (path / "config.json").write_text(json.dumps(
+            made = new_run_folder(root, arch.name)
+            run = Run(made)
+            (made / "config.json").write_text(json.dumps(
                 {"arch": arch.to_dict(), "train": train.to_dict(), "data": data_source,
                  "created": time.time(), "owner": owner, "tags": dict(tags or {})}, indent=2))
             run.set_status("running")
@@ -151,8 +142,20 @@ class Run:
                            f"free some disk space or set ALEXNET_VIZ_RUNS to a writable folder") from None
         return run
 
+    @property
+    def example(self) -> bool:
+        """A run shipped with the app (see examples.py): its files are never written."""
+        from alexnet_viz.runs.examples import is_example
+        return is_example(self.path)
+
+    def _check_writable(self) -> None:
+        if self.example:
+            raise RunError(f"{self.path.name} is an example shipped with the app: its files never change — "
+                           f"resuming it trains a copy in a new run folder")
+
     # --- writing -------------------------------------------------------------------------------
     def append_metric(self, record: dict) -> None:
+        self._check_writable()
         with open(self.path / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
 
@@ -163,13 +166,15 @@ class Run:
     def set_status(self, state: str, message: str = "", epochs_done: float = 0) -> None:
         data = {"state": state, "message": message, "pid": os.getpid(), "pid_start": _pid_start(os.getpid()),
                 "epochs_done": epochs_done, "updated": time.time()}
-        _write_atomic(self.path / "status.json", lambda p: p.write_text(json.dumps(data)))
+        self._check_writable()
+        write_atomic(self.path / "status.json", json.dumps(data))
 
     def set_train(self, train: TrainConfig) -> None:
         """New training settings for a resumed run (more epochs); the rest of config.json stays."""
+        self._check_writable()
         _, _, raw = self.config()
         raw["train"] = train.to_dict()
-        _write_atomic(self.path / "config.json", lambda p: p.write_text(json.dumps(raw, indent=2)))
+        write_atomic(self.path / "config.json", json.dumps(raw, indent=2))
 
     @contextmanager
     def heartbeat(self):
@@ -195,12 +200,13 @@ class Run:
             thread.join()
 
     def save_checkpoint(self, model: torch.nn.Module, optimizer, epoch: float, preds: np.ndarray | None) -> None:
+        self._check_writable()
         state = {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                  "optimizer": optimizer.state_dict() if optimizer is not None else {}, "epoch": float(epoch)}
-        _write_atomic(self.path / "weights.pt", lambda p: torch.save(state, p))
+        write_atomic(self.path / "weights.pt", lambda f: torch.save(state, f))
         preds_path = self.path / "test_preds.npy"
         if preds is not None:
-            _write_atomic(preds_path, lambda p: np.save(open(p, "wb"), preds))
+            write_atomic(preds_path, lambda f: np.save(f, preds))
         else:  # stopped mid-epoch: old predictions no longer match these weights
             preds_path.unlink(missing_ok=True)
 
@@ -219,7 +225,7 @@ class Run:
         try:
             raw = json.loads(read_text(self.path / "config.json", CONFIG_MAX))
         except PARSE_ERRORS as e:
-            raise RunError(f"config.json cannot be read ({_short(e)})") from None
+            raise RunError(f"config.json cannot be read ({_first_line(e)})") from None
         if not isinstance(raw, dict):
             raise RunError(f"config.json holds a {type(raw).__name__}, not an object")
         for key, kind in (("arch", dict), ("train", dict), ("owner", str), ("tags", dict)):
@@ -238,7 +244,7 @@ class Run:
         except FileNotFoundError:
             return []
         except OSError as e:
-            raise RunError(_short(e)) from None
+            raise RunError(_first_line(e)) from None
         out, skipped = [], []
         for n, line in enumerate(text.splitlines(), 1):
             try:
@@ -265,7 +271,7 @@ class Run:
         except FileNotFoundError:
             return {"state": "unknown", "message": "status.json missing"}
         except PARSE_ERRORS as e:
-            return {"state": "damaged", "message": f"status.json cannot be read ({_short(e)})"}
+            return {"state": "damaged", "message": f"status.json cannot be read ({_first_line(e)})"}
         problem = _status_problem(st)
         if problem:
             return {"state": "damaged", "message": f"status.json: {problem}"}
@@ -352,21 +358,27 @@ class RunInfo:
     epochs: tuple[dict, ...]  # the per-epoch metric records, for comparing runs
     tags: dict = field(default_factory=dict)     # e.g. {"experiment", "variant", "seed"}: see experiments.py
     config: dict = field(default_factory=dict)   # config.json's {"arch", "train"}, to show what differs
+    example: bool = False                        # shipped with the app (examples.py): never deleted or written
 
 
-def list_runs(root: Path | None = None, owners: Collection[str] | None = None) -> list[RunInfo]:
+def list_runs(root: Path | None = None, owners: Collection[str] | None = None,
+              examples: bool | None = None) -> list[RunInfo]:
     """Runs newest first (of `owners` only, if given; "" = made from the command line); unreadable
-    folders are listed with their problem, not skipped silently."""
+    folders are listed with their problem, not skipped silently. Then, marked `example`, the runs
+    shipped with the app (everyone's, so `owners` leaves them in): by default when listing the app's
+    runs folder (no `root`), not a folder named by the caller."""
+    root_given = root is not None
     root = Path(root or runs_dir())
-    if not root.is_dir():
-        return []
     out = []
-    for p in sorted(root.iterdir(), reverse=True):
+    for p in sorted(root.iterdir(), reverse=True) if root.is_dir() else ():
         if not (p / "config.json").exists() and not (p / "config.json").is_symlink():
             continue
         info = _info(Run(p))
         if owners is None or info.owner in owners:
             out.append(info)
+    if examples if examples is not None else not root_given:
+        from alexnet_viz.runs.examples import example_runs
+        out += [replace(_info(r), example=True) for r in example_runs()]
     return out
 
 
@@ -392,7 +404,7 @@ def _info(run: Run) -> RunInfo:
     except RunError as e:
         why = str(e)
     except Exception as e:  # noqa: BLE001 - one odd folder must not break the list for everyone
-        why = f"{type(e).__name__}: {_short(e)}"
+        why = f"{type(e).__name__}: {_first_line(e)}"
     return RunInfo(str(p), p.name, str(raw["arch"].get("name", "?")), "damaged", why, 0.0, None, who, (), tags)
 
 
@@ -415,7 +427,7 @@ def _status_problem(st) -> str | None:
     return None
 
 
-def _short(e: BaseException) -> str:
+def _first_line(e: BaseException) -> str:
     return str(e).splitlines()[0][:200] if str(e) else type(e).__name__
 
 
@@ -433,17 +445,22 @@ def step_curve(metrics: list[dict]) -> list[dict]:
 
 def delete_run(path: str | Path) -> None:
     p = Path(path)
+    from alexnet_viz.runs.examples import is_example
+    if is_example(p):
+        raise RunError(f"{p.name} is an example shipped with the app: it cannot be deleted "
+                       f"(resuming it trains a copy of your own, which you can delete)")
     if not ((p / "config.json").exists() or (p / "config.json").is_symlink()) or p.is_symlink():
         raise RunError(f"{p} is not a run folder")
     shutil.rmtree(p)
 
 
 def best_first(runs: list[RunInfo]) -> list[RunInfo]:
-    """Runs to look at: finished ones with weights first, highest test accuracy first; then the
-    others (still training, stopped, no weights yet), newest first as listed."""
+    """Runs to look at: one's own before the shipped examples; among each, finished ones with
+    weights first, highest test accuracy first; then the others (still training, stopped, no
+    weights yet), newest first as listed."""
     def done(r: RunInfo) -> bool:
         return r.state == "finished" and (Path(r.path) / "weights.pt").exists()
-    return sorted(runs, key=lambda r: (not done(r), -(r.test_acc or 0.0) if done(r) else 0.0))
+    return sorted(runs, key=lambda r: (r.example, not done(r), -(r.test_acc or 0.0) if done(r) else 0.0))
 
 
 def has_weights(r: RunInfo) -> bool:

@@ -57,7 +57,7 @@ class Internals:
         return asdict(self)
 
 
-def _short(name: str) -> str:
+def _leaf_name(name: str) -> str:
     return name.rsplit(".", 1)[-1]
 
 
@@ -78,8 +78,8 @@ class Probe:
 
     def __init__(self, model: nn.Module, every: int | None = None):
         mods = list(model.named_modules())
-        self.weighted = [(_short(n), m) for n, m in mods if isinstance(m, (nn.Conv2d, nn.Linear))]
-        self.relus = [(_short(n), m) for n, m in mods if isinstance(m, nn.ReLU)]
+        self.weighted = [(_leaf_name(n), m) for n, m in mods if isinstance(m, (nn.Conv2d, nn.Linear))]
+        self.relus = [(_leaf_name(n), m) for n, m in mods if isinstance(m, nn.ReLU)]
         self.fixed = EVERY or every
         self.next = 1
         self.ranges: list[tuple[float, float]] | None = None

@@ -20,7 +20,6 @@ twice the fp32 rate or more); Apple MPS stays in fp32.
 from __future__ import annotations
 
 import json
-import os
 import platform
 import time
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ import torch.nn.functional as F
 
 from alexnet_viz.config import ArchConfig
 from alexnet_viz.data import cache_dir
+from alexnet_viz.runs.files import write_atomic
 
 PAYS = 1.05             # bf16 must be this many times faster than fp32 to be chosen: kept, fp32 is
                         # within 5% of bf16's speed, leaving room for the measurement's error inside 10%
@@ -106,10 +106,7 @@ def _write_cache(key: str, entry: dict) -> None:
     try:
         path = _cache_file()
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = _read_cache() | {key: entry}
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(_read_cache() | {key: entry}, indent=1))
     except OSError:
         pass
 

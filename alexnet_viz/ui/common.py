@@ -112,6 +112,7 @@ PRESENTER_CSS = """<style>
 .stApp [data-testid="stTable"] th, .stApp [data-testid="stTable"] td { font-size: 1.35rem !important; }
 .stApp [data-testid="stWidgetLabel"] p, .stApp [data-testid="stExpander"] summary p,
 .stApp button p, .stApp [data-testid="stRadio"] label p { font-size: 1.35rem !important; }
+.stApp [data-baseweb="select"] div, .stApp [data-testid="stProgress"] p { font-size: 1.35rem !important; }
 .stApp h1 { font-size: 3.2rem; }
 .stApp h3 { font-size: 2.2rem; }
 .arch-drawing svg { max-width: 100%; height: auto; }  /* drawn at 1.5×, shrunk to fit: labels stay >= 19 px */

@@ -9,6 +9,7 @@ from alexnet_viz.config import PRESETS, TRAIN_LIMITS, ArchConfig, TrainConfig, d
 from alexnet_viz.data import available_devices
 from alexnet_viz.runs.store import Run, RunError, list_runs
 from alexnet_viz.training.experiments import D2L_REFERENCE, is_d2l_recipe, preset_matching
+from alexnet_viz.ui import share
 from alexnet_viz.ui.common import cost_ui, current_arch, manager, owner_id
 from alexnet_viz.ui.plots import training_curves
 from alexnet_viz.ui.train_runs import internals_ui, runs_ui
@@ -158,7 +159,9 @@ def live_ui(job_id: str) -> None:
 def page() -> None:
     owner = owner_id()
     mgr = manager()
-    st.title("Train")
+    c = st.columns([3, 1])
+    share_box = c[1].container()  # filled last, once the URL holds the run looked at
+    c[0].title("Train")
     ds = mgr.data()
     if ds.is_sample:
         st.warning(f"Offline: training on the {ds.source}. Set ALEXNET_VIZ_DATA to a folder holding "
@@ -179,3 +182,5 @@ def page() -> None:
             st.fragment(run_every=1.0 if job.active else None)(live_ui)(job_id)
     st.subheader("Saved runs")
     runs_ui(owner)
+    with share_box:
+        share.share_ui()
