@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from alexnet_viz.config import ArchConfig, ConfigError, TrainConfig
-from alexnet_viz.runs.files import BadFile, open_regular, read_capped, read_npy, read_text, write_atomic
+from alexnet_viz.runs.files import BadFile, open_regular, read_npy, read_text, write_atomic
 from alexnet_viz.units import GB, KB, MB
 
 
