@@ -17,7 +17,7 @@ from alexnet_viz.inspect.attribution import METHODS, attributions, black_image
 from alexnet_viz.inspect.choice import Source
 from alexnet_viz.inspect.display import scale_box
 from alexnet_viz.inspect.images import ImageError, denormalize, display_copy, open_image
-from alexnet_viz.ui.common import owner_id
+from alexnet_viz.ui.common import memory_notice, owner_id
 from alexnet_viz.ui.explore_channel import SMALL, featviz_ui, top_images_ui
 from alexnet_viz.ui.explore_image import image_ui, new_image
 from alexnet_viz.ui.explore_model import compare_ui, model_ui
@@ -87,7 +87,8 @@ def analysis_ui(m, im, digest: str):
     cam_choice = c[2].selectbox("Grad-CAM class", classes, key="cam_class")
     cam_class = None if cam_choice == "predicted class" else m.classes.index(cam_choice)
     a = remembered("analysis", (m.model,), (digest, invert, cam_layer, cam_class),
-                   lambda: analyze(m, im, invert=invert, cam_layer=cam_layer, cam_class=cam_class))
+                   lambda: analyze(m, im, invert=invert, cam_layer=cam_layer, cam_class=cam_class,
+                                   on_wait=memory_notice()))
     return a, invert
 
 

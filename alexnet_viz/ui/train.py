@@ -115,7 +115,7 @@ def live_ui(job_id: str) -> None:
         wait = mgr.estimated_start(job)
         when = f" — estimated start in about {wait / 60:.0f} min" if wait and wait >= 90 else (
             f" — estimated start in about {wait:.0f} s" if wait else "")
-        st.info(f"Queued: place {place}{when} (from the estimates of the jobs ahead). {mgr.admission_rule()}")
+        st.info(f"Queued: place {place}{when} (from the estimates of the jobs ahead). {mgr.admission_rule(job)}")
     elif last:
         eta = f" · ETA {last['eta']:.0f} s" if job.state == "running" else ""  # a stopped run has no ETA
         st.progress(min(last["progress"], 1.0),
