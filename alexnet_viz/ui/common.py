@@ -77,7 +77,7 @@ def cost_ui(arch, t=None, n_train: int = 60_000, n_test: int = 10_000) -> bool:
     from alexnet_viz.config import default_training
     from alexnet_viz.cost.estimate import estimate_analysis, estimate_training
     from alexnet_viz.data import check_device
-    architect, t = t is None, t or default_training(arch.name)
+    architect, t = t is None, t or default_training(arch)
     try:
         est = estimate_training(arch, t, n_train, device=check_device(t.device), n_test=n_test)
         look = estimate_analysis(arch) if architect else None
