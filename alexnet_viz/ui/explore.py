@@ -19,13 +19,9 @@ from alexnet_viz.inspect.attribution import METHODS, attributions, black_image
 from alexnet_viz.inspect.choice import Source
 from alexnet_viz.inspect.display import scale_box
 from alexnet_viz.inspect.images import ImageError, denormalize, display_copy, open_image
-<<<<<<< HEAD
-from alexnet_viz.ui.common import memory_notice, owner_id
-=======
 from alexnet_viz.inspect.view import image_values
-from alexnet_viz.ui.common import owner_id, presenter_style
+from alexnet_viz.ui.common import memory_notice, owner_id, presenter_style
 from alexnet_viz.ui.share import share_ui
->>>>>>> h-explore
 from alexnet_viz.ui.explore_channel import SMALL, featviz_ui, top_images_ui
 from alexnet_viz.ui.explore_image import image_ui, new_image
 from alexnet_viz.ui.explore_link import restore_ui, sync_ui, take
