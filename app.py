@@ -7,6 +7,8 @@ from alexnet_viz.ui import experiments
 
 from alexnet_viz.ui import explore
 
+from alexnet_viz.ui import lessons
+
 from alexnet_viz.ui import train
 from alexnet_viz.ui.common import guarded
 
@@ -16,4 +18,5 @@ st.navigation([
     st.Page(guarded(train.page), title="Train", icon=":material/monitoring:", url_path="train"),
     st.Page(guarded(explore.page), title="Explore", icon=":material/search:", url_path="explore"),
     st.Page(guarded(experiments.page), title="Experiments", icon=":material/science:", url_path="experiments"),
+    st.Page(guarded(lessons.page), title="Lessons", icon=":material/school:", url_path="lessons"),
 ]).run()

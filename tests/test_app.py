@@ -40,6 +40,11 @@ def edit_table(at: AppTest, which: str, edited: dict | None = None, added=(), de
     return at.run()
 
 
+def own_rows(table):
+    """The Train page's table of runs without the shipped examples, which every list ends with."""
+    return table[~table["example"]]
+
+
 def away_and_back(at: AppTest) -> AppTest:
     """A visit to another page (the nav apps draw only a line while session_state["away"]): two runs
     away, so that Streamlit has dropped the state of the page's widgets, then back."""
@@ -199,13 +204,6 @@ def test_explore_pretrained_offline_says_so():
     assert at.warning and "weights" in at.warning[0].value
 
 
-def own_rows(table):
-    """The Train page's table without the runs shipped with the app (listed after one's own; see
-    tests/test_examples.py)."""
-    from alexnet_viz.runs.examples import example_runs
-    return table[~table["run"].isin({r.path.name for r in example_runs()})].reset_index(drop=True)
-
-
 def test_train_page_lists_a_killed_run_as_stopped():
     import json
     import subprocess
@@ -222,7 +220,7 @@ def test_train_page_lists_a_killed_run_as_stopped():
     next(c for c in at.checkbox if c.label.startswith("Include runs")).check().run()
     no_exception(at)
     table = own_rows(at.dataframe[0].value)
-    assert table["state"].tolist() == ["stopped"] and "ended without finishing" in table["note"][0]
+    assert table["state"].tolist() == ["stopped"] and "ended without finishing" in table["note"].tolist()[0]
 
 
 def test_edits_survive_a_visit_to_another_page():
@@ -303,7 +301,7 @@ def test_train_page_picks_a_finished_run_resumes_it_in_place_and_asks_before_del
     assert table["state"].tolist() == ["stopped", "finished"]
     assert table["settings that differ"].tolist() == ["lr 0.2", "lr 0.1"]  # not just "<time>-tiny"
     pick = next(s for s in at.selectbox if s.label == "Look at one run")
-    assert pick.value == finished.path.name  # not the newer stopped run
+    assert pick.value == str(finished.path)  # not the newer stopped run
     assert any("Misclassified" in m.value for m in at.markdown)  # its confusion matrix and gallery
     next(b for b in at.button if b.label == "Resume (+1 epoch)").click().run()
     no_exception(at)

@@ -84,7 +84,7 @@ def test_predict_refuses_a_file_over_the_limit_by_its_size_before_reading(capsys
     monkeypatch.setattr("alexnet_viz.inspect.images.open", lambda *a, **k: pytest.fail("read before the size check"),
                         raising=False)
     rc, err = cli(capsys, "predict", str(big), "--untrained", "--preset", "lenet5")
-    assert rc == 1 and "3072 MB; the limit is 25 MB" in err
+    assert rc == 1 and "3072 MB; the limit is 50 MB" in err
 
 
 def test_predict_refuses_a_fifo(capsys, tmp_path):
@@ -141,9 +141,8 @@ def test_a_diverged_cli_run_exits_1(capsys, tmp_path, monkeypatch):
 def test_disk_full_says_so_and_leaves_no_temp_files(tmp_path, monkeypatch, how):
     import alexnet_viz.runs.store as runs
 
-    def full(obj, path, *a, **k):
-        with open(path, "wb") as f:
-            f.write(b"half a checkpoint")
+    def full(obj, f, *a, **k):
+        f.write(b"half a checkpoint")
         if how == "oserror":
             raise OSError(errno.ENOSPC, "No space left on device")
         raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 0")

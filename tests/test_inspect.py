@@ -12,7 +12,7 @@ from torch import nn
 from alexnet_viz.inspect.analysis import feature_maps, grad_cam, untrained
 from alexnet_viz.config import ArchConfig, ConvSpec, get_preset
 from alexnet_viz.inspect.arithmetic import explain_unit
-from alexnet_viz.inspect.featviz import visualize_channel
+from alexnet_viz.inspect.featviz import visualize_unit
 from alexnet_viz.inspect.receptive import effective_field, unit_box
 from alexnet_viz.inspect.top import balanced_subset, index_layer, top_images
 from alexnet_viz.inspect.walk import layer_outputs, private_copy
@@ -161,12 +161,13 @@ def test_a_capped_pass_looks_at_a_class_balanced_subset():
     assert len(ix.images) == 30 and torch.bincount(ys[ix.images]).tolist() == [3] * 10
 
 
-def test_feature_visualization_excites_its_channel_and_is_seeded():
+def test_feature_visualization_excites_its_unit_and_is_seeded():
     m = untrained(get_preset("mini28"))
-    a = visualize_channel(m.model, "relu2", 5, m.mean, m.std, steps=24, seed=3)
+    a = visualize_unit(m.model, "relu2", 5, m.mean, m.std, steps=24, seed=3)
     assert a.image.shape == (28, 28) and a.image.dtype == np.uint8
+    assert (a.row, a.col) == (7, 7)   # relu2 of mini28 is 14×14: its centre
     assert a.reached > a.start
-    b = visualize_channel(untrained(get_preset("mini28")).model, "relu2", 5, m.mean, m.std, steps=24, seed=3)
+    b = visualize_unit(untrained(get_preset("mini28")).model, "relu2", 5, m.mean, m.std, steps=24, seed=3)
     np.testing.assert_array_equal(a.image, b.image)  # another model object, same weights, same seed
 
 

@@ -1,4 +1,7 @@
-"""The runs folder as the server reads it: heartbeats, reused pids, and what a hostile folder cannot do."""
+"""The runs folder as the server reads and writes it: heartbeats, reused pids, what a hostile folder
+cannot do, and writes that are all or nothing."""
+import errno
+import io
 import json
 import os
 import subprocess
@@ -12,6 +15,7 @@ import numpy as np
 import pytest
 
 from alexnet_viz.config import TrainConfig
+from alexnet_viz.runs import files
 from alexnet_viz.runs.store import STALE_S, Run, RunError, list_runs
 
 from tests.conftest import ROOT
@@ -201,3 +205,36 @@ def test_a_1000_class_run_shows_on_the_train_page(monkeypatch):
     no_exception(at)
     assert any("beyond the 10 Fashion-MNIST classes" in c.value for c in at.caption)
     assert any("Misclassified" in m.value for m in at.markdown)
+
+
+# --- the one atomic write ----------------------------------------------------------------------------
+class _FlushFails(io.BufferedWriter):
+    """A file whose buffered bytes cannot reach the disk: what a full disk does on the last flush."""
+
+    def flush(self):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_an_atomic_write_whose_last_flush_fails_raises_and_leaves_the_old_file(tmp_path, monkeypatch):
+    target = tmp_path / "test_preds.npy"
+    target.write_bytes(b"the old predictions")
+    monkeypatch.setattr(files, "open", lambda p, mode: _FlushFails(io.FileIO(p, mode.replace("b", ""))),
+                        raising=False)
+    with pytest.raises(OSError) as e:  # np.save's bytes sit in the buffer until close: the error comes from there
+        files.write_atomic(target, lambda f: np.save(f, np.arange(10, dtype=np.int16)))
+    assert e.value.errno == errno.ENOSPC
+    assert target.read_bytes() == b"the old predictions"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["test_preds.npy"]  # no temp file
+
+
+def test_an_atomic_write_takes_bytes_text_or_a_writer(tmp_path):
+    files.write_atomic(tmp_path / "a.bin", b"\x00\x01")
+    files.write_atomic(tmp_path / "b.json", '{"état": 1}')
+    files.write_atomic(tmp_path / "c.npy", lambda f: np.save(f, np.arange(3)))
+    assert (tmp_path / "a.bin").read_bytes() == b"\x00\x01"
+    assert json.loads((tmp_path / "b.json").read_text(encoding="utf-8")) == {"état": 1}
+    assert np.load(tmp_path / "c.npy").tolist() == [0, 1, 2]
+    with pytest.raises(ZeroDivisionError):
+        files.write_atomic(tmp_path / "a.bin", lambda f: f.write(b"half") and 1 / 0)
+    assert (tmp_path / "a.bin").read_bytes() == b"\x00\x01"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin", "b.json", "c.npy"]

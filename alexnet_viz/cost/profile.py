@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from alexnet_viz.data import cache_dir, pick_device
+from alexnet_viz.runs.files import write_atomic
 
 # the layers that are neither conv nor linear, by how fast they go through memory (each measured)
 KINDS = ("stream", "smooth", "window", "lrn")
@@ -164,9 +165,7 @@ class DeviceProfiles:
             stored[key] = prof
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-                tmp.write_text(json.dumps(stored))
-                os.replace(tmp, self.path)
+                write_atomic(self.path, json.dumps(stored))
             except OSError:
                 pass  # a read-only cache folder: measure again next process
         self._known[key] = prof

@@ -4,11 +4,16 @@
 750 MB, four wide custom ones could pin the machine. This cache counts what each model's tensors
 hold and evicts the least recently used ones while the total is over the cap; a model larger than
 the whole cap is handed out without being kept, so it is freed once its page is drawn.
+
+What is computed from a model (top images, attributions, feature visualizations) is kept in a
+PerObjectCache beside it, and goes when the model goes.
 """
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import OrderedDict
+from concurrent.futures import Future
 from typing import Callable, Hashable
 
 from torch import nn
@@ -32,11 +37,14 @@ def limit_from_env() -> int:
 
 class ModelCache:
     """Least recently used first out, by bytes. Thread-safe; loads happen outside the lock, so one
-    session's slow load never holds up another's cached model."""
+    session's slow load never holds up another's cached model. Sessions that ask for a model while
+    it is being loaded wait for that load: a model is built once, not once per waiting session
+    (sixteen students opening the ImageNet model at once would otherwise hold sixteen copies)."""
 
     def __init__(self, limit_bytes: int | None = None):
         self.limit = limit_from_env() if limit_bytes is None else limit_bytes
         self._items: OrderedDict[Hashable, tuple[object, int]] = OrderedDict()
+        self._loading: dict[Hashable, Future] = {}
         self._lock = threading.Lock()
 
     @property
@@ -49,18 +57,74 @@ class ModelCache:
             return list(self._items)
 
     def get(self, key: Hashable, load: Callable[[], object], model_of=lambda v: v.model):
-        """The cached value for key, else load() — kept if its model fits under the cap."""
+        """The cached value for key, else load() — kept if its model fits under the cap. A load's
+        exception reaches every session waiting for it; the next request loads again."""
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key][0]
-        value = load()
-        size = model_bytes(model_of(value))
-        if size > self.limit:
-            return value  # used for this request only
+            pending = self._loading.get(key)
+            if pending is None:
+                self._loading[key] = mine = Future()
+        if pending is not None:
+            return pending.result()  # another session is loading it: its value (or its exception)
+        try:
+            value = load()
+            size = model_bytes(model_of(value))
+        except BaseException as e:
+            with self._lock:
+                del self._loading[key]
+            mine.set_exception(e)
+            raise
         with self._lock:
-            self._items[key] = (value, size)
-            self._items.move_to_end(key)
-            while sum(n for _, n in self._items.values()) > self.limit:
-                self._items.popitem(last=False)
+            del self._loading[key]
+            if size <= self.limit:  # else used for the requests waiting now only, never kept
+                self._items[key] = (value, size)
+                self._items.move_to_end(key)
+                while sum(n for _, n in self._items.values()) > self.limit:
+                    self._items.popitem(last=False)
+        mine.set_result(value)
         return value
+
+
+class PerObjectCache:
+    """Results computed from an object (a model, a test set), kept while that object lives and
+    dropped when it is collected; at most `most` results an object (the oldest go first).
+
+    Keyed by identity, with a weak reference to each object: a WeakKeyDictionary would compare two
+    tensors with `==`, which is elementwise. Thread-safe; the computation runs outside the lock."""
+
+    def __init__(self, most: int | None = None):
+        self.most = most
+        self._items: dict[int, tuple[weakref.ref, dict]] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        """How many live objects have results here."""
+        return len(self._items)
+
+    def get(self, owner: object, key: Hashable, default=None):
+        with self._lock:
+            entry = self._items.get(id(owner))
+            if entry is None or entry[0]() is not owner:
+                return default
+            return entry[1].get(key, default)
+
+    def put(self, owner: object, key: Hashable, value) -> None:
+        with self._lock:
+            entry = self._items.get(id(owner))
+            if entry is None or entry[0]() is not owner:
+                entry = self._items[id(owner)] = (weakref.ref(owner, self._forget(id(owner))), {})
+            results = entry[1]
+            results[key] = value
+            while self.most is not None and len(results) > self.most:
+                results.pop(next(iter(results)))
+
+    def _forget(self, i: int):
+        # runs inside the garbage collector, maybe while this thread holds the lock: no lock here,
+        # only atomic dict operations, and only this dead object's entry (not a newer one at its id)
+        def forget(ref: weakref.ref) -> None:
+            entry = self._items.get(i)
+            if entry is not None and entry[0] is ref:
+                self._items.pop(i, None)
+        return forget

@@ -8,12 +8,25 @@ the parameters (no memory) but has its own hooks and its own train/eval flag.
 from __future__ import annotations
 
 import copy
+import functools
 from collections import OrderedDict
 
 import torch
 from torch import nn
 
-from alexnet_viz.architect.summary import leaf_layers
+from alexnet_viz.architect.summary import Summary, leaf_layers, summarize
+from alexnet_viz.config import ArchConfig
+
+
+@functools.lru_cache(maxsize=32)
+def summarized(cfg: ArchConfig) -> Summary:
+    """summarize(cfg), computed once per network (30 ms for d2l, asked for at every click)."""
+    return summarize(cfg)
+
+
+def as_pair(v: int | tuple) -> tuple[int, int]:
+    """A layer's kernel_size, stride, padding or output_size as (height, width): 3 -> (3, 3)."""
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
 def private_copy(model: nn.Module) -> nn.Module:

@@ -19,6 +19,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from alexnet_viz.runs.files import read_text, write_atomic
+from alexnet_viz.units import MB
+
 MIN_BUDGET = 200 * 2**20   # bytes a run may always use for snapshots
 MIN_KEPT = 4               # a big net still keeps this many (before, two between, the last)
 BF16_ABOVE = 16 * 2**20    # fp32 snapshots larger than this are stored in bf16
@@ -103,15 +106,14 @@ class Snapshotter:
         name = f"step-{step:08d}.pt"
         state = {k: (v.detach().to("cpu", self.dtype) if v.is_floating_point() else v.detach().cpu())
                  for k, v in self.model.state_dict().items()}
-        from alexnet_viz.runs.store import _write_atomic  # no temp file left behind when the disk is full
-        _write_atomic(self.dir / name, lambda p: torch.save(state, p))
+        write_atomic(self.dir / name, lambda f: torch.save(state, f))
         snap = Snapshot(label, epoch, step, name, (self.dir / name).stat().st_size)
         kept = [s for s in read_index(self.dir.parent) if s.file != name] + [snap]
         kept = prune(sorted(kept, key=lambda s: s.step), self.limit)
         for s in set(p.name for p in self.dir.glob("step-*.pt")) - {s.file for s in kept}:
             (self.dir / s).unlink(missing_ok=True)
         data = json.dumps([s.to_dict() for s in kept], indent=1)
-        _write_atomic(self.dir / "index.json", lambda p: p.write_text(data))
+        write_atomic(self.dir / "index.json", data)
         return snap
 
 
@@ -133,8 +135,6 @@ def prune(snaps: list[Snapshot], limit: int) -> list[Snapshot]:
 
 def read_index(run_path: Path) -> list[Snapshot]:
     """The snapshots a run keeps, oldest first; [] when it has none or the index is unreadable."""
-    from alexnet_viz.runs.files import read_text
-    from alexnet_viz.units import MB
     try:  # size-capped, regular files only (files.py); the file field names a file in snapshots/ only
         raw = json.loads(read_text(Path(run_path) / "snapshots" / "index.json", 1 * MB))
         snaps = [Snapshot(**{k: d[k] for k in ("label", "epoch", "step", "file", "bytes")}) for d in raw]

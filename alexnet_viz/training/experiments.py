@@ -15,11 +15,11 @@ from typing import Callable
 
 import numpy as np
 
-from alexnet_viz.config import PRESETS, ArchConfig, TrainConfig, default_training, get_preset
+from alexnet_viz.config import ArchConfig, TrainConfig, batches_per_epoch, default_training, get_preset, preset_of
 from alexnet_viz.cost.estimate import estimate_training
-from alexnet_viz.units import duration
 from alexnet_viz.data import CLASSES
 from alexnet_viz.training.engine import confusion
+from alexnet_viz.units import duration
 
 Change = Callable[[ArchConfig, TrainConfig], tuple[ArchConfig, TrainConfig]]
 
@@ -147,11 +147,6 @@ def queue_experiment(manager, owner: str, name: str, budget: Budget, seeds: list
 
 # --- what a set costs, and how long it has left ----------------------------------------------------
 
-def batches_per_epoch(t: TrainConfig, n_train: int) -> int:
-    """Training batches in one epoch of `t` on `n_train` images (the last one partial), after its cap."""
-    return min(-(-n_train // t.batch_size), t.max_batches or n_train)
-
-
 def estimate_set_seconds(plan: list, n_train: int, n_test: int) -> float:
     """The cost model's seconds for every run of `plan` ((arch, training, tags) triples), one after another."""
     return sum(estimate_training(a, t, n_train=n_train, n_test=n_test).run_seconds for a, t, _ in plan)
@@ -159,7 +154,7 @@ def estimate_set_seconds(plan: list, n_train: int, n_test: int) -> float:
 
 def describe_set_cost(plan: list, n_train: int, n_test: int) -> str:
     """The whole set's size and time on this machine, in one line for the page."""
-    batches = sum(t.epochs * batches_per_epoch(t, n_train) for _, t, _ in plan)
+    batches = sum(t.epochs * batches_per_epoch(n_train, t.batch_size, t.max_batches) for _, t, _ in plan)
     seconds = estimate_set_seconds(plan, n_train, n_test)
     return (f"{len(plan)} runs, {batches:,} training batches in all: about {duration(seconds)} on this "
             f"machine, one run after another (estimated).")
@@ -170,7 +165,8 @@ def seconds_left(paces: list[float], left: list[TrainConfig], n_train: int) -> f
     of the finished ones; None before any has finished, or when none is left."""
     if not paces or not left:
         return None
-    todo = sum(t.epochs * min(n_train, batches_per_epoch(t, n_train) * t.batch_size) for t in left)
+    todo = sum(t.epochs * min(n_train, batches_per_epoch(n_train, t.batch_size, t.max_batches) * t.batch_size)
+               for t in left)
     return todo / statistics.fmean(paces)
 
 
@@ -193,6 +189,20 @@ def experiment_runs(runs: list, name: str) -> list:
     return [r for r in mine if r.tags.get("set", "") == newest]
 
 
+def describe_budget(runs: list) -> str:
+    """The budget a set of runs was trained with, in words: "2 seeds, 1 epoch of at most 40 batches"."""
+    trains = [r.config.get("train") or {} for r in runs]
+    seeds = len({r.tags.get("seed") for r in runs})
+    epochs = sorted({t.get("epochs") for t in trains if isinstance(t.get("epochs"), int)})
+    caps = sorted({t.get("max_batches") for t in trains if isinstance(t.get("max_batches"), int)})
+    words = f"{seeds} seed{'s' if seeds != 1 else ''}"
+    if len(epochs) == 1:
+        words += f", {epochs[0]} epoch{'s' if epochs[0] != 1 else ''}"
+        if len(caps) == 1:
+            words += f" of at most {caps[0]:,} batches" if caps[0] else " of the whole training set"
+    return words
+
+
 def collect_results(runs: list, name: str) -> dict[str, list[dict]]:
     """Variant label -> final epoch record of each finished seed, in the experiment's variant order."""
     order = [v.label for v in EXPERIMENTS[name].variants]
@@ -206,6 +216,13 @@ def collect_results(runs: list, name: str) -> dict[str, list[dict]]:
 
 def _spread(xs: list[float]) -> float | None:
     return statistics.stdev(xs) if len(xs) >= 2 else None
+
+
+def seed_noise(stats: list[dict]) -> float | None:
+    """Twice the largest seed standard deviation of summarize_experiment's rows: a gap up to this is
+    seed noise. None while a variant has a single seed (its noise is unknown)."""
+    sds = [s["± (seed sd)"] for s in stats]
+    return None if not sds or any(sd is None for sd in sds) else 2 * max(sds)
 
 
 def summarize_experiment(results: dict[str, list[dict]]) -> tuple[list[dict], str]:
@@ -234,13 +251,12 @@ def summarize_experiment(results: dict[str, list[dict]]) -> tuple[list[dict], st
     gap = best["test acc"] - runner["test acc"]
     figures = f"{best['variant']} {best['test acc']:.3f} vs {runner['variant']} {runner['test acc']:.3f}"
     rest = "".join(f"; {s['variant']} {s['test acc']:.3f}" for s in ranked[2:])
-    sds = [s["± (seed sd)"] for s in stats]
-    if any(sd is None for sd in sds):
+    noise = seed_noise(stats)
+    if noise is None:
         seeds = min(s["seeds"] for s in stats)
         return stats, (f"{best['variant']} reached the highest test accuracy ({figures}{rest}), ahead by "
                        f"{gap:.3f} — but from {seeds} seed only, the seed noise is unknown: run 2 or more "
                        f"seeds before reading much into it.")
-    noise = 2 * max(sds)
     if gap <= noise:
         return stats, (f"{best['variant']} and {runner['variant']} are within seed noise ({figures}{rest}): "
                        f"the gap of {gap:.3f} is no more than twice the seed spread ({noise:.3f}), so this "
@@ -291,14 +307,14 @@ def distinguishing_labels(configs: list[dict], most: int = 4) -> list[str]:
     varying.sort(key=lambda k: k.startswith("conv") and k != "conv blocks")  # whole-network settings first
     out = []
     for f in flats:
-        parts = [f"{k} {_short(f.get(k))}" for k in varying[:most]]
+        parts = [f"{k} {_as_text(f.get(k))}" for k in varying[:most]]
         if len(varying) > most:
             parts.append("…")
         out.append(" · ".join(parts))
     return out
 
 
-def _short(v) -> str:
+def _as_text(v) -> str:
     if isinstance(v, float):
         return f"{v:g}"
     if isinstance(v, tuple):
@@ -337,15 +353,9 @@ def thin_records(records: list, most: int = 400) -> list:
     return records[::-(-len(records) // most)] if records else []
 
 
-def preset_matching(arch: ArchConfig) -> str | None:
-    """The preset that `arch` is, whatever its name; None for a network of one's own."""
-    return next((n for n, p in PRESETS.items() if replace(p, name=arch.name) == arch), None)
-
-
 # --- the book beside you --------------------------------------------------------------------------
 
 def is_d2l_recipe(arch: ArchConfig, t: TrainConfig) -> bool:
     """d2l's network and training settings (any device, precision and seed), full 10-epoch run."""
-    d2l = get_preset("d2l")
     recipe = replace(TrainConfig(), device=t.device, amp=t.amp, seed=t.seed)
-    return replace(arch, name=d2l.name) == d2l and t == recipe and t.epochs == D2L_REFERENCE["epoch"]
+    return preset_of(arch) == "d2l" and t == recipe and t.epochs == D2L_REFERENCE["epoch"]

@@ -248,7 +248,8 @@ def attribution_panels(image: np.ndarray, maps: dict[str, np.ndarray], cover: tu
     colour scale with its legend. cover: the (left, top, right, bottom) of the image the maps cover."""
     base = np.repeat(image[..., None], 3, -1) if image.ndim == 2 else image
     fig = make_subplots(rows=1, cols=len(maps), subplot_titles=list(maps), horizontal_spacing=0.02)
-    x0, y0, x1, y1 = cover
+    # cover is in pixel edges (0..w); Plotly centres image pixel i on i, so its edges are at −0.5 .. w − 0.5
+    x0, y0, x1, y1 = (v - 0.5 for v in cover)
     for i, a in enumerate(maps.values(), 1):
         n = a.shape[0]
         sx, sy = (x1 - x0) / a.shape[1], (y1 - y0) / n

@@ -62,7 +62,7 @@ def base_url() -> str:
     url = st.context.url
     if url:
         parts = urlsplit(url)
-        return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+        return urlunsplit((parts.scheme, parts.netloc, parts.path or "/", "", ""))
     host = st.get_option("browser.serverAddress") or "localhost"
     return f"http://{host}:{st.get_option('server.port')}/"
 
