@@ -231,7 +231,7 @@ def test_the_experiments_page_shows_the_shipped_answer_before_anyone_trains():
     at = AppTest.from_file(str(ROOT / "tests" / "apps" / "experiments.py"), default_timeout=120).run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.info and at.info[0].value.startswith("ReLU beat sigmoid")
-    assert any("ship with the app" in c.value for c in at.caption)
+    assert any("shipped example" in c.value for c in at.caption)  # said where the answer comes from
     assert at.dataframe[0].value["seeds"].tolist() == [2, 2]
 
 
@@ -264,3 +264,14 @@ def test_predict_without_json_names_the_model_once_and_puts_errors_in_place(caps
     assert err.count("\n") == 1 and err.startswith(f"error: {broken}: ")
     rc = main(["predict", str(IMAGES[7])])
     assert rc == 0 and "Sneaker" in capsys.readouterr().out
+
+
+def test_a_new_train_page_session_takes_the_presets_settings_not_the_shipped_runs():
+    """The shipped mini28 is listed first on a fresh start, but a new session's draft is the newest
+    run of one's own, else the preset's defaults (1 epoch): not the example's 10 epochs in fp32."""
+    from streamlit.testing.v1 import AppTest
+    from alexnet_viz.config import default_training
+    assert Run(MINI28).config()[1].epochs != default_training("mini28").epochs  # else this test tells nothing
+    at = AppTest.from_file(str(ROOT / "tests" / "apps" / "train.py"), default_timeout=120).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.number_input(key="tr_epochs").value == default_training("mini28").epochs
