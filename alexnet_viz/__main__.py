@@ -68,7 +68,7 @@ def _changes(a) -> dict:
 
 def _training(a, arch: ArchConfig) -> TrainConfig:
     """The preset's training settings with the command line's changes (validated by TrainConfig)."""
-    return replace(default_training(arch.name), **_changes(a))
+    return replace(default_training(arch), **_changes(a))
 
 
 def _estimate(a) -> int:

@@ -38,7 +38,13 @@ INITS = ("xavier", "default")
 
 
 class ConfigError(ValueError):
-    """A config that cannot work; the message names the layer, the size and the fix."""
+    """A config that cannot work; the message names the layer, the size and the fix. `where` is the part
+    at fault as data (name, input, network, conv3, pool3, avgpool, classifier, fc2); None when the
+    problem is not one part's. The message starts with it."""
+
+    def __init__(self, message: str, where: str | None = None):
+        super().__init__(f"{where}: {message}" if where else message)
+        self.where = where
 
 
 JSON_MAX_DIGITS = 40  # digits in one number of a config: far beyond any limit, far below Python's 4,300
@@ -204,16 +210,15 @@ def arch_from_dict(d: dict) -> ArchConfig:
 def _check_range(where: str, what: str, v: int) -> None:
     lo, hi = LIMITS[what]
     if not lo <= v <= hi:
-        raise ConfigError(f"{where}: {what.replace('_', ' ')} must be between {lo} and {hi} (got {v})")
+        raise ConfigError(f"{what.replace('_', ' ')} must be between {lo} and {hi} (got {v})", where)
 
 
 def _shrink(where: str, kind: str, c: int, h: int, k: int, s: int, p: int) -> int:
     """Output side of a conv/pool; raises when the window does not fit."""
     if h + 2 * p < k:
         padded = f" (padded to {h + 2 * p}×{h + 2 * p})" if p else ""
-        raise ConfigError(
-            f"{where}: input {c}×{h}×{h}{padded} is smaller than {kind} kernel {k} — "
-            f"lower a stride or a kernel before it, add padding, or raise the input size")
+        raise ConfigError(f"input {c}×{h}×{h}{padded} is smaller than {kind} kernel {k} — lower a stride or "
+                          f"a kernel before it, add padding, or raise the input size", where)
     return (h + 2 * p - k) // s + 1
 
 
@@ -223,19 +228,18 @@ def _check_block(i: int, b: ConvSpec, c: int, h: int) -> tuple[int, int]:
     for name in ("out_channels", "kernel", "stride", "padding", "groups"):
         _check_range(where, name, getattr(b, name))
     if b.activation not in ACTIVATIONS:
-        raise ConfigError(f"{where}: activation {b.activation!r} is not one of {', '.join(ACTIVATIONS)}")
+        raise ConfigError(f"activation {b.activation!r} is not one of {', '.join(ACTIVATIONS)}", where)
     if b.norm not in NORMS:
-        raise ConfigError(f"{where}: norm {b.norm!r} is not one of {', '.join(NORMS)}")
+        raise ConfigError(f"norm {b.norm!r} is not one of {', '.join(NORMS)}", where)
     if b.pool not in POOLS:
-        raise ConfigError(f"pool{i}: pool {b.pool!r} is not one of {', '.join(POOLS)}")
+        raise ConfigError(f"pool {b.pool!r} is not one of {', '.join(POOLS)}", f"pool{i}")
     if b.pool != "none":
         _check_range(f"pool{i}", "pool_kernel", b.pool_kernel)
         _check_range(f"pool{i}", "pool_stride", b.pool_stride)
     if c % b.groups or b.out_channels % b.groups:
-        raise ConfigError(
-            f"{where}: groups={b.groups} must divide both its in channels ({c}) and out channels "
-            f"({b.out_channels}) — pick groups from {_common_divisors(c, b.out_channels)} "
-            f"or change the channel counts")
+        raise ConfigError(f"groups={b.groups} must divide both its in channels ({c}) and out channels "
+                          f"({b.out_channels}) — pick groups from {_common_divisors(c, b.out_channels)} "
+                          f"or change the channel counts", where)
     h_conv = _shrink(where, "conv", c, h, b.kernel, b.stride, b.padding)
     h_pool = h_conv if b.pool == "none" else _shrink(f"pool{i}", "pool", b.out_channels, h_conv,
                                                      b.pool_kernel, b.pool_stride, 0)
@@ -248,11 +252,7 @@ class Trace:
     blocks: tuple[tuple[int, int, int], ...]  # per working conv block: (channels, side after conv, after pool)
     flat: int | None                          # flatten size, None if the features failed
     error: ConfigError | None                 # the first problem in forward order, None if it all works
-
-    @property
-    def where(self) -> str | None:
-        """The failing layer's name as the message gives it (input, conv3, pool3, classifier, fc2 ...)."""
-        return str(self.error).split(":")[0] if self.error else None
+    where: str | None = None                  # the failing part (input, conv3, pool3, classifier, fc2 ...)
 
 
 def trace(cfg: ArchConfig) -> Trace:
@@ -261,12 +261,12 @@ def trace(cfg: ArchConfig) -> Trace:
     flat = None
     try:
         if not isinstance(cfg.name, str) or len(cfg.name) > NAME_MAX:
-            raise ConfigError(f"name: at most {NAME_MAX} characters (got {len(str(cfg.name))}) — shorten it")
-        if bad := _not_text(cfg.name, "name"):
-            raise ConfigError(f"{bad} — type the name again")
+            raise ConfigError(f"at most {NAME_MAX} characters (got {len(str(cfg.name))}) — shorten it", "name")
+        if bad := _not_text(cfg.name, "it"):
+            raise ConfigError(f"{bad} — type the name again", "name")
         if cfg.in_channels not in IN_CHANNELS:
-            raise ConfigError(f"input: in channels must be 1 (grayscale) or 3 (RGB), got {cfg.in_channels} — "
-                              f"images have one or three channels")
+            raise ConfigError(f"in channels must be 1 (grayscale) or 3 (RGB), got {cfg.in_channels} — "
+                              f"images have one or three channels", "input")
         _check_range("input", "input_size", cfg.input_size)
         _check_range("network", "convs", len(cfg.convs))
         c, h = cfg.in_channels, cfg.input_size
@@ -281,18 +281,18 @@ def trace(cfg: ArchConfig) -> Trace:
             _check_range(f"fc{i}", "hidden", w)
         _check_range("classifier", "num_classes", cfg.num_classes)
         if cfg.fc_activation not in ACTIVATIONS:
-            raise ConfigError(f"classifier: activation {cfg.fc_activation!r} is not one of {', '.join(ACTIVATIONS)}")
+            raise ConfigError(f"activation {cfg.fc_activation!r} is not one of {', '.join(ACTIVATIONS)}",
+                              "classifier")
         lo, hi = LIMITS["dropout"]
         if isinstance(cfg.dropout, bool) or not isinstance(cfg.dropout, (int, float)) or not lo <= cfg.dropout <= hi:
-            raise ConfigError(f"classifier: dropout p must be between {lo:g} and {hi:g} (got {cfg.dropout})")
+            raise ConfigError(f"dropout p must be between {lo:g} and {hi:g} (got {cfg.dropout})", "classifier")
         widths = (flat, *cfg.hidden)
         weights = sum(a * b for a, b in zip(widths, (*cfg.hidden, cfg.num_classes)))
         if weights > 400_000_000:
-            raise ConfigError(
-                f"classifier: {weights:,} weights in the Linear layers (flatten size {flat:,}) is too big "
-                f"for this app — add pooling, lower the channels or the hidden widths")
-    except ConfigError as e:
-        return Trace(tuple(blocks), flat, e)
+            raise ConfigError(f"{weights:,} weights in the Linear layers (flatten size {flat:,}) is too big "
+                              f"for this app — add pooling, lower the channels or the hidden widths", "classifier")
+    except ConfigError as e:  # each check names its part: the drawing reads it here, not from the text
+        return Trace(tuple(blocks), flat, e, e.where)
     return Trace(tuple(blocks), flat, None)
 
 
@@ -455,14 +455,22 @@ PRESET_TRAINING: dict[str, TrainConfig] = {
 }
 
 
-def default_training(name: str) -> TrainConfig:
-    """The training settings for a network named after a preset ("mini28 (edited)" counts as mini28)."""
-    return PRESET_TRAINING.get(name.split(" ")[0], TrainConfig())
+def preset_of(arch: ArchConfig) -> str | None:
+    """The preset that `arch` is, by its layers and sizes (its name is ignored: a renamed mini28 is
+    mini28, an edited one is a network of one's own); None for a network of one's own."""
+    return next((name for name, p in PRESETS.items() if replace(arch, name=p.name) == p), None)
+
+
+def default_training(arch: ArchConfig | str) -> TrainConfig:
+    """The training settings that suit `arch` (a network, or a preset's name): its preset's (see
+    preset_of), else d2l's recipe."""
+    preset = get_preset(arch).name if isinstance(arch, str) else preset_of(arch)
+    return PRESET_TRAINING.get(preset, TrainConfig())
 
 
 __all__ = [
     "ACTIVATIONS", "NORMS", "POOLS", "TRAIN_LIMITS", "NAME_MAX", "ConfigError", "ConvSpec", "ArchConfig", "TrainConfig",
     "PRESETS", "PRESET_NOTES", "get_preset", "validate", "feature_shapes", "with_conv", "trace", "Trace",
     "LIMITS", "IN_CHANNELS",
-    "default_training", "batches_per_epoch",
+    "default_training", "batches_per_epoch", "preset_of",
 ]

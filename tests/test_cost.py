@@ -302,6 +302,7 @@ def test_explore_refuses_the_issues_network_before_allocating_it(tmp_path):
     """In a fresh process (its own RSS): the page says why, and the 4 GB of maps were never made."""
     code = ("import resource, sys\nsys.path.insert(0, sys.argv[1])\n"
             "from tests.test_cost import HUGE, _page\nat = _page('explore', HUGE)\n"
+            "at.radio(key='model_kind').set_value('untrained').run()\n"  # the default is the shipped mini28
             "assert not at.exception, at.exception\n"
             "print('ERRORS', [e.value for e in [*at.error, *at.warning]])\n"
             "print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)")

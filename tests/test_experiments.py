@@ -267,8 +267,8 @@ def test_thinning_keeps_at_most_a_charts_worth_evenly():
 
 
 def test_a_preset_is_recognised_by_its_structure_not_its_name():
-    from alexnet_viz.training.experiments import preset_matching
+    from alexnet_viz.config import preset_of
     mini = PRESETS["mini28"]
-    assert preset_matching(mini) == "mini28" and preset_matching(replace(mini, name="my net")) == "mini28"
-    assert preset_matching(replace(mini, name="mini28 wide", hidden=(512,))) is None
-    assert preset_matching(PRESETS["lenet5"]) == "lenet5"
+    assert preset_of(mini) == "mini28" and preset_of(replace(mini, name="my net")) == "mini28"
+    assert preset_of(replace(mini, name="mini28 wide", hidden=(512,))) is None
+    assert preset_of(PRESETS["lenet5"]) == "lenet5"

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from alexnet_viz.config import ArchConfig, TrainConfig, batches_per_epoch, get_preset
+from alexnet_viz.config import ArchConfig, TrainConfig, batches_per_epoch, get_preset, preset_of
 from alexnet_viz.architect.summary import leaf_layers
 from alexnet_viz.cost.budget import memory_budget
 from alexnet_viz.cost.profile import KINDS, RATE_OF_KIND, DeviceProfiles, conv_rate, device_profile
@@ -260,7 +260,7 @@ def speed_advice(arch: ArchConfig, t: TrainConfig, step_s: float, eval_s: float,
     the whole run, test passes included, within 80% of it."""
     total = (steps * step_s + eval_s) * t.epochs
     tips = []
-    if arch.name.split(" ")[0] != "mini28":
+    if preset_of(arch) != "mini28":
         m = estimate_training(get_preset("mini28"), TrainConfig(epochs=1, batch_size=128, amp=t.amp), n_train, dev,
                               n_test, profiles)
         tips.append(f"the mini28 network trains an epoch in about {duration(m.seconds_per_epoch)}")

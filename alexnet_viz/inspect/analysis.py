@@ -5,6 +5,7 @@ import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -12,7 +13,7 @@ from torch import nn
 
 from alexnet_viz.config import ArchConfig, get_preset
 from alexnet_viz.inspect.attribution import grad_cam  # noqa: F401 - captum's LayerGradCam, part of this module's API
-from alexnet_viz.cost.budget import require_fits
+from alexnet_viz.cost.budget import require_fits, server_budget
 from alexnet_viz.cost.estimate import estimate_analysis
 from alexnet_viz.inspect.walk import layer_outputs, private_copy
 from alexnet_viz.data import CLASSES, MEAN, STD
@@ -239,12 +240,19 @@ def _ordinal(n: int) -> str:
 
 
 def analyze(loaded: Loaded, im, invert: bool | None = None, cam_layer: str | None = None,
-            cam_class: int | None = None, k: int = 5) -> Analysis:
-    """Upload-to-results: preprocess, all feature maps, top-k and Grad-CAM for one PIL image."""
-    require_fits(estimate_analysis(loaded.cfg))  # raises OverBudget, a ConfigError the page shows
-    x = preprocess(loaded, im, invert).to(next(loaded.model.parameters()).device)  # the model may be on a GPU
-    maps, logits = feature_maps(loaded.model, x)
-    layer = cam_layer or conv_layers(loaded.model)[-1]
-    cam, cls = grad_cam(loaded.model, x, layer, int(logits.argmax()) if cam_class is None else cam_class)
-    maps = OrderedDict((n, t.cpu()) for n, t in maps.items())  # the page draws them with numpy
-    return Analysis(x.cpu(), maps, topk(logits.cpu(), loaded.classes, k), cam, layer, cls)
+            cam_class: int | None = None, k: int = 5, on_wait: Callable[[int | None], None] | None = None) -> Analysis:
+    """Upload-to-results: preprocess, all feature maps, top-k and Grad-CAM for one PIL image.
+
+    Its memory (all but the weights, which the model already holds) is reserved from the server's
+    budget first: beside other work it may wait its turn (on_wait(ahead) meanwhile, on_wait(None)
+    once it runs); OverBudget (a ConfigError the page shows) when it could never fit or runs out."""
+    est = estimate_analysis(loaded.cfg)
+    device = next(loaded.model.parameters()).device  # the model may be on a GPU
+    need = est.peak_memory_bytes - est.breakdown["weights"]
+    with server_budget(device).reserve(need, "this analysis", est.advice, on_wait):
+        x = preprocess(loaded, im, invert).to(device)
+        maps, logits = feature_maps(loaded.model, x)
+        layer = cam_layer or conv_layers(loaded.model)[-1]
+        cam, cls = grad_cam(loaded.model, x, layer, int(logits.argmax()) if cam_class is None else cam_class)
+        maps = OrderedDict((n, t.cpu()) for n, t in maps.items())  # the page draws them with numpy
+        return Analysis(x.cpu(), maps, topk(logits.cpu(), loaded.classes, k), cam, layer, cls)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from alexnet_viz.cost.budget import server_budget
 from alexnet_viz.data import prepare_images
 from alexnet_viz.inspect.display import draw_box
 from alexnet_viz.inspect.modelcache import PerObjectCache
@@ -97,6 +98,15 @@ def _upto(cfg, layer: str) -> tuple[int, int]:
     raise ValueError(f"no layer named {layer!r}")
 
 
+def pass_bytes(cfg, layer: str, images: int, batch: int) -> int:
+    """Memory a pass holds at its peak: a batch's input and two layer outputs at once (output_at frees
+    each earlier one), and every image's strongest value and position per channel (float32 + int64)."""
+    _, largest = _upto(cfg, layer)
+    channels = next(r.output_shape[-3] for r in summarized(cfg).rows if r.name == layer)
+    pixels = cfg.in_channels * cfg.input_size ** 2 + 28 * 28
+    return batch * (4 * pixels + 2 * largest) + images * channels * 12
+
+
 def pass_size(model: nn.Module, n_test: int, layer: str, max_macs: float = MAX_MACS) -> tuple[int, float]:
     """(images a pass looks at, its multiply-accumulates): to warn before a long one."""
     per_image, _ = _upto(model.cfg, layer)
@@ -119,9 +129,10 @@ def balanced_subset(labels: torch.Tensor, n: int) -> torch.Tensor:
 @torch.no_grad()
 def index_layer(model: nn.Module, test_x: torch.Tensor, test_y: torch.Tensor, layer: str, mean: tuple, std: tuple,
                 progress: Callable[[float], None] | None = None, max_macs: float = MAX_MACS,
-                only_cached: bool = False) -> ChannelIndex | None:
+                only_cached: bool = False, on_wait: Callable[[int | None], None] | None = None) -> ChannelIndex | None:
     """One batched pass over the test images up to `layer` (cached per model, layer and test set);
-    with only_cached, None instead of a pass."""
+    with only_cached, None instead of a pass. Its memory is reserved from the server's budget first
+    (on_wait(ahead) while it waits its turn)."""
     key = (layer, _fingerprint(test_x), mean, std, max_macs)
     hit = _PASSES.get(model, key)
     if hit is not None or only_cached:
@@ -131,16 +142,19 @@ def index_layer(model: nn.Module, test_x: torch.Tensor, test_y: torch.Tensor, la
     idx = balanced_subset(test_y, int(max_macs // per_image))
     batch = int(max(1, min(512, BATCH_MACS // per_image, max(16, BATCH_BYTES // largest))))
     bests, wheres = [], []
-    for k in range(0, len(idx), batch):
-        x = prepare_images(test_x[idx[k:k + batch]], cfg.in_channels, cfg.input_size, mean, std)
-        y = output_at(model, x.contiguous(memory_format=torch.channels_last), layer)  # B×C×H×W
-        # channels last, each image's H·W positions × C is a view: the strongest position per channel
-        # (the first of equals, row * W + col) without copying the maps
-        v, w = y.permute(0, 2, 3, 1).reshape(len(y), -1, y.shape[1]).max(1)
-        bests.append(v)
-        wheres.append(w)
-        if progress:
-            progress(min(1.0, (k + batch) / len(idx)))
+    device = next(model.parameters()).device
+    with server_budget(device).reserve(pass_bytes(cfg, layer, len(idx), min(batch, len(idx))), f"the top-9 pass over {layer}",
+                                       "pick an earlier layer, or try again when others have finished", on_wait):
+        for k in range(0, len(idx), batch):
+            x = prepare_images(test_x[idx[k:k + batch]], cfg.in_channels, cfg.input_size, mean, std)
+            y = output_at(model, x.contiguous(memory_format=torch.channels_last), layer)  # B×C×H×W
+            # channels last, each image's H·W positions × C is a view: the strongest position per channel
+            # (the first of equals, row * W + col) without copying the maps
+            v, w = y.permute(0, 2, 3, 1).reshape(len(y), -1, y.shape[1]).max(1)
+            bests.append(v)
+            wheres.append(w)
+            if progress:
+                progress(min(1.0, (k + batch) / len(idx)))
     H, W = y.shape[-2:]
     out = ChannelIndex(layer, idx, torch.cat(bests), torch.cat(wheres), (H, W), len(test_x))
     _PASSES.put(model, key, out)

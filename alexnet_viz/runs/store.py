@@ -31,7 +31,7 @@ import torch
 from alexnet_viz.config import ArchConfig, ConfigError, TrainConfig
 from alexnet_viz.model import build_model
 from alexnet_viz.runs.snapshots import find, read_index
-from alexnet_viz.runs.files import BadFile, open_regular, read_capped, read_npy, read_text, write_atomic
+from alexnet_viz.runs.files import BadFile, open_regular, read_npy, read_text, write_atomic
 from alexnet_viz.units import GB, KB, MB
 
 

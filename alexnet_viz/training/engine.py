@@ -19,6 +19,7 @@ from torch import nn
 
 from alexnet_viz.config import ArchConfig, TrainConfig
 from alexnet_viz.training import distributed
+from alexnet_viz.cost.budget import is_allocation_failure, out_of_memory_message
 from alexnet_viz.cost.estimate import eval_batch_size
 from alexnet_viz.data import Dataset, DeviceData, load_fashion_mnist, pick_device
 from alexnet_viz.model import build_model
@@ -294,6 +295,8 @@ def failure_message(e: Exception) -> str:
     """What a run that ended on `e` says about it."""
     if isinstance(e, torch.cuda.OutOfMemoryError):
         return "the GPU ran out of memory — lower the batch size, the input size or the hidden widths"
+    if is_allocation_failure(e):  # the CPU allocator ("can't allocate memory"), MemoryError, a capped RLIMIT_AS
+        return out_of_memory_message("the run", "lower the batch size, the input size or the hidden widths")
     if isinstance(e, Diverged):  # the weights are garbage now: the last saved epoch is kept, not these
         return str(e)
     if isinstance(e, OSError):  # disk full, folder removed or unwritable while running

@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from alexnet_viz.config import PRESETS, ArchConfig, TrainConfig, batches_per_epoch, default_training, get_preset
+from alexnet_viz.config import ArchConfig, TrainConfig, batches_per_epoch, default_training, get_preset, preset_of
 from alexnet_viz.cost.estimate import estimate_training
 from alexnet_viz.data import CLASSES
 from alexnet_viz.training.engine import confusion
@@ -353,15 +353,9 @@ def thin_records(records: list, most: int = 400) -> list:
     return records[::-(-len(records) // most)] if records else []
 
 
-def preset_matching(arch: ArchConfig) -> str | None:
-    """The preset that `arch` is, whatever its name; None for a network of one's own."""
-    return next((n for n, p in PRESETS.items() if replace(p, name=arch.name) == arch), None)
-
-
 # --- the book beside you --------------------------------------------------------------------------
 
 def is_d2l_recipe(arch: ArchConfig, t: TrainConfig) -> bool:
     """d2l's network and training settings (any device, precision and seed), full 10-epoch run."""
-    d2l = get_preset("d2l")
     recipe = replace(TrainConfig(), device=t.device, amp=t.amp, seed=t.seed)
-    return replace(arch, name=d2l.name) == d2l and t == recipe and t.epochs == D2L_REFERENCE["epoch"]
+    return preset_of(arch) == "d2l" and t == recipe and t.epochs == D2L_REFERENCE["epoch"]
