@@ -36,6 +36,8 @@ def _first_draft(owner: str) -> dict:
     source = 0 if available_devices()[0] == "cuda" else 1
     draft = {"tr_source": SOURCES[source], "tr_preset": "mini28", **_training_values(default_training("mini28"))}
     for r in list_runs(owners={owner}):
+        if r.example:  # shipped with the app (10 epochs, fp32): not this browser's choice
+            continue
         try:
             arch, t, _ = Run(r.path).config()
         except RunError:
