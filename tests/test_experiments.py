@@ -213,12 +213,11 @@ def test_examples_per_sec_leaves_out_evaluation(monkeypatch):
 # --- what moved out of the pages (issue 16): costs, ETAs, mistakes, thinning, preset identity ----------
 
 def test_batches_per_epoch_counts_the_partial_last_batch_and_the_cap():
-    from alexnet_viz.training.experiments import batches_per_epoch
-    t = TrainConfig(batch_size=128)
-    assert batches_per_epoch(t, 1000) == 8  # 7 full batches of 128 = 896, then 104 left over
-    assert batches_per_epoch(replace(t, max_batches=3), 1000) == 3
-    assert batches_per_epoch(replace(t, max_batches=100), 1000) == 8
-    assert batches_per_epoch(replace(t, batch_size=100), 1000) == 10
+    from alexnet_viz.config import batches_per_epoch
+    assert batches_per_epoch(1000, 128) == 8  # 7 full batches of 128 = 896, then 104 left over
+    assert batches_per_epoch(1000, 128, max_batches=3) == 3
+    assert batches_per_epoch(1000, 128, max_batches=100) == 8
+    assert batches_per_epoch(1000, 100) == 10
 
 
 def test_a_sets_cost_counts_every_batch_and_adds_the_runs():
@@ -268,73 +267,8 @@ def test_thinning_keeps_at_most_a_charts_worth_evenly():
 
 
 def test_a_preset_is_recognised_by_its_structure_not_its_name():
-    from alexnet_viz.training.experiments import preset_matching
+    from alexnet_viz.config import preset_of
     mini = PRESETS["mini28"]
-    assert preset_matching(mini) == "mini28" and preset_matching(replace(mini, name="my net")) == "mini28"
-    assert preset_matching(replace(mini, name="mini28 wide", hidden=(512,))) is None
-    assert preset_matching(PRESETS["lenet5"]) == "lenet5"
-
-
-# --- the shipped examples (a fake folder and module stand in for alexnet_viz/runs/examples.py) ------------
-
-def test_examples_are_listed_after_ones_own_and_never_twice(tmp_path, monkeypatch):
-    from alexnet_viz.training.experiments import example_infos, is_example, runs_with_examples
-    from tests import examples_fake
-    mod = examples_fake.install(tmp_path / "shipped", monkeypatch, trained=False)
-    assert [i.path for i in example_infos()] == [str(r.path) for r in mod.example_runs()]
-    mine = Run.create(TINY, TrainConfig(), "synthetic", owner="me")
-    listed = runs_with_examples({"me"})
-    assert [i.path for i in listed] == [str(mine.path)] + [str(r.path) for r in mod.example_runs()]
-    assert [is_example(i) for i in listed] == [False, True, True, True, True]
-    # a store that lists the examples itself (helper ship's): still once each
-    monkeypatch.setattr("alexnet_viz.training.experiments.list_runs",
-                        lambda root=None, owners=None: list_runs(root, None if root else owners) +
-                        (example_infos() if root is None else []))
-    assert len(runs_with_examples({"me"})) == 5
-
-
-def test_without_the_examples_module_there_are_no_examples(monkeypatch):
-    import sys
-
-    from alexnet_viz.training.experiments import example_infos, is_example, runs_with_examples
-    monkeypatch.setitem(sys.modules, "alexnet_viz.runs.examples", None)  # import fails: a checkout without it
-    mine = Run.create(TINY, TrainConfig(), "synthetic", owner="me")
-    assert example_infos() == [] and [i.path for i in runs_with_examples({"me"})] == [str(mine.path)]
-    assert not is_example(list_runs()[0])
-
-
-def test_the_shipped_answer_shows_until_ones_own_set_exists(tmp_path, monkeypatch):
-    from alexnet_viz.training.experiments import describe_budget, example_infos, shown_experiment
-    from tests import examples_fake
-    examples_fake.install(tmp_path / "shipped", monkeypatch, trained=False)
-    shipped = example_infos()
-    runs, example = shown_experiment([], shipped, "relu-vs-sigmoid")
-    assert example and len(runs) == 4
-    rows, sentence = summarize_experiment(collect_results(runs, "relu-vs-sigmoid"))
-    assert [r["test acc"] for r in rows] == [pytest.approx(0.82), pytest.approx(0.43)]
-    assert sentence.startswith("ReLU beat sigmoid")
-    assert describe_budget(runs) == "2 seeds, 1 epoch of at most 40 batches"
-    assert shown_experiment([], shipped, "dropout") == ([], True)  # nothing shipped for it
-    own = examples_fake.finished_experiment(tmp_path / "own", acc={("ReLU", 5): 0.7, ("sigmoid", 5): 0.6})
-    own_infos = list_runs(tmp_path / "own")
-    runs, example = shown_experiment(own_infos, shipped, "relu-vs-sigmoid")
-    assert not example and sorted(r.path for r in runs) == sorted(str(r.path) for r in own)
-
-
-def test_resuming_a_copy_leaves_the_shipped_run_as_it_was(tmp_path, monkeypatch):
-    from alexnet_viz.training.experiments import copy_run, is_example
-    from tests import examples_fake
-    mod = examples_fake.install(tmp_path / "shipped", monkeypatch, experiment=False)
-    src = mod.example_run()
-    before = {p.relative_to(src.path): p.read_bytes() for p in src.path.rglob("*") if p.is_file()}
-    copy = copy_run(src.path, "me")
-    assert copy.path.parent == Path(list_runs()[0].path).parent and copy.path != src.path
-    (info,) = list_runs(owners={"me"})
-    assert not is_example(info) and info.state == "finished" and info.epochs_done == 1
-    assert info.tags == {"copied_from": "mini28"}
-    for rel in ("weights.pt", "test_preds.npy", "metrics.jsonl", "internals.jsonl", "snapshots/index.json"):
-        assert (copy.path / rel).read_bytes() == before[Path(rel)], rel
-    ck = copy.checkpoint()
-    assert ck["epoch"] == 1
-    after = {p.relative_to(src.path): p.read_bytes() for p in src.path.rglob("*") if p.is_file()}
-    assert after == before
+    assert preset_of(mini) == "mini28" and preset_of(replace(mini, name="my net")) == "mini28"
+    assert preset_of(replace(mini, name="mini28 wide", hidden=(512,))) is None
+    assert preset_of(PRESETS["lenet5"]) == "lenet5"

@@ -267,7 +267,7 @@ def _trained_mini28(request):
     from alexnet_viz.data import load_fashion_mnist
     from alexnet_viz.model import build_model
     from alexnet_viz.training.engine import init_weights
-    from alexnet_viz.inspect.top import prepare
+    from alexnet_viz.data import prepare_images as prepare
     ds = load_fashion_mnist()
     torch.manual_seed(0)
     model = build_model(MINI)

@@ -9,10 +9,10 @@ import torch
 from PIL import Image
 
 from alexnet_viz.inspect.analysis import analyze, feature_maps, preprocess, untrained
-from alexnet_viz.data import ASSETS, load_fashion_mnist
+from alexnet_viz.data import ASSETS, load_fashion_mnist, prepare_images
 from alexnet_viz.inspect.arithmetic import explain_unit
 from alexnet_viz.inspect.receptive import effective_field, unit_box
-from alexnet_viz.inspect.top import index_layer, prepare, top_images
+from alexnet_viz.inspect.top import index_layer, top_images
 from alexnet_viz.config import get_preset
 from alexnet_viz.inspect.images import open_image
 
@@ -67,7 +67,7 @@ def plain_pass(m, ds, idx, layer):
     head = m.model.features[:names.index(layer) + 1]
     with torch.no_grad():
         for k in range(0, len(idx), 256):
-            head(prepare(ds.test_x[idx[k:k + 256]], m.cfg.in_channels, m.cfg.input_size, m.mean, m.std))
+            head(prepare_images(ds.test_x[idx[k:k + 256]], m.cfg.in_channels, m.cfg.input_size, m.mean, m.std))
 
 
 def unit_main(quick: bool = False) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from alexnet_viz.config import ArchConfig
 from alexnet_viz.inspect.analysis import Loaded, ModelUnavailable, from_run, pretrained, untrained
 from alexnet_viz.inspect.modelcache import ModelCache
+from alexnet_viz.runs.examples import example_run
 from alexnet_viz.runs.store import RunInfo, best_first, has_weights, list_runs
 
 
@@ -44,10 +45,6 @@ class ModelChoice:
 
 def example():
     """The shipped trained mini28 (runs.examples.example_run), or None where it is not installed."""
-    try:
-        from alexnet_viz.runs.examples import example_run
-    except ImportError:  # the shipped network is not part of this checkout
-        return None
     try:
         return example_run()
     except Exception:  # noqa: BLE001 - a damaged shipped folder leaves the other models usable

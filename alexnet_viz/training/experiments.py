@@ -8,23 +8,18 @@ network is, and d2l's published figures for a run of d2l's own recipe. No stream
 """
 from __future__ import annotations
 
-import importlib
-import shutil
 import statistics
 import time
 from dataclasses import dataclass, replace
-from pathlib import Path
-from types import ModuleType
 from typing import Callable
 
 import numpy as np
 
-from alexnet_viz.config import PRESETS, ArchConfig, TrainConfig, default_training, get_preset
+from alexnet_viz.config import ArchConfig, TrainConfig, batches_per_epoch, default_training, get_preset, preset_of
 from alexnet_viz.cost.estimate import estimate_training
-from alexnet_viz.units import duration
 from alexnet_viz.data import CLASSES
-from alexnet_viz.runs.store import Run, RunError, RunInfo, list_runs
 from alexnet_viz.training.engine import confusion
+from alexnet_viz.units import duration
 
 Change = Callable[[ArchConfig, TrainConfig], tuple[ArchConfig, TrainConfig]]
 
@@ -152,11 +147,6 @@ def queue_experiment(manager, owner: str, name: str, budget: Budget, seeds: list
 
 # --- what a set costs, and how long it has left ----------------------------------------------------
 
-def batches_per_epoch(t: TrainConfig, n_train: int) -> int:
-    """Training batches in one epoch of `t` on `n_train` images (the last one partial), after its cap."""
-    return min(-(-n_train // t.batch_size), t.max_batches or n_train)
-
-
 def estimate_set_seconds(plan: list, n_train: int, n_test: int) -> float:
     """The cost model's seconds for every run of `plan` ((arch, training, tags) triples), one after another."""
     return sum(estimate_training(a, t, n_train=n_train, n_test=n_test).run_seconds for a, t, _ in plan)
@@ -164,7 +154,7 @@ def estimate_set_seconds(plan: list, n_train: int, n_test: int) -> float:
 
 def describe_set_cost(plan: list, n_train: int, n_test: int) -> str:
     """The whole set's size and time on this machine, in one line for the page."""
-    batches = sum(t.epochs * batches_per_epoch(t, n_train) for _, t, _ in plan)
+    batches = sum(t.epochs * batches_per_epoch(n_train, t.batch_size, t.max_batches) for _, t, _ in plan)
     seconds = estimate_set_seconds(plan, n_train, n_test)
     return (f"{len(plan)} runs, {batches:,} training batches in all: about {duration(seconds)} on this "
             f"machine, one run after another (estimated).")
@@ -175,7 +165,8 @@ def seconds_left(paces: list[float], left: list[TrainConfig], n_train: int) -> f
     of the finished ones; None before any has finished, or when none is left."""
     if not paces or not left:
         return None
-    todo = sum(t.epochs * min(n_train, batches_per_epoch(t, n_train) * t.batch_size) for t in left)
+    todo = sum(t.epochs * min(n_train, batches_per_epoch(n_train, t.batch_size, t.max_batches) * t.batch_size)
+               for t in left)
     return todo / statistics.fmean(paces)
 
 
@@ -196,13 +187,6 @@ def experiment_runs(runs: list, name: str) -> list:
         return []
     newest = max(r.tags.get("set", "") for r in mine)
     return [r for r in mine if r.tags.get("set", "") == newest]
-
-
-def shown_experiment(own: list, shipped: list, name: str) -> tuple[list, bool]:
-    """The runs to show for experiment `name`: the newest set of one's own (`own`), else the shipped
-    example's (`shipped`); and whether they are the example's."""
-    mine = experiment_runs(own, name)
-    return (mine, False) if mine else (experiment_runs(shipped, name), True)
 
 
 def describe_budget(runs: list) -> str:
@@ -323,86 +307,19 @@ def distinguishing_labels(configs: list[dict], most: int = 4) -> list[str]:
     varying.sort(key=lambda k: k.startswith("conv") and k != "conv blocks")  # whole-network settings first
     out = []
     for f in flats:
-        parts = [f"{k} {_short(f.get(k))}" for k in varying[:most]]
+        parts = [f"{k} {_as_text(f.get(k))}" for k in varying[:most]]
         if len(varying) > most:
             parts.append("…")
         out.append(" · ".join(parts))
     return out
 
 
-def _short(v) -> str:
+def _as_text(v) -> str:
     if isinstance(v, float):
         return f"{v:g}"
     if isinstance(v, tuple):
         return "×".join(str(x) for x in v)
     return "—" if v is None else str(v)
-
-
-# --- the shipped examples (alexnet_viz/runs/examples.py) -----------------------------------------
-
-def shipped_examples() -> ModuleType | None:
-    """The module that knows the shipped example runs, or None in a checkout without it. Looked up
-    on each call (a test may stand a module of its own in for it)."""
-    try:
-        return importlib.import_module("alexnet_viz.runs.examples")
-    except ImportError:
-        return None
-
-
-def _key(path) -> str:
-    return str(Path(path).resolve())
-
-
-def example_infos() -> list[RunInfo]:
-    """The shipped example runs, listed as `list_runs` lists runs (the trained mini28 first)."""
-    ex = shipped_examples()
-    if ex is None:
-        return []
-    runs = ex.example_runs()
-    paths = [_key(r.path) for r in runs]
-    found = {_key(i.path): i for parent in {Path(p).parent for p in paths} for i in list_runs(parent)}
-    return [found[p] for p in paths if p in found]
-
-
-def is_example(info) -> bool:
-    """Whether a listed run is one of the shipped examples (they cannot be deleted or changed)."""
-    if getattr(info, "example", False):
-        return True
-    ex = shipped_examples()
-    return bool(ex is not None and ex.is_example(Path(info.path)))
-
-
-def runs_with_examples(owners: set[str]) -> list[RunInfo]:
-    """The runs of `owners`, newest first, then the shipped examples not among them."""
-    own = list_runs(owners=owners)
-    seen = {_key(i.path) for i in own}
-    return own + [i for i in example_infos() if _key(i.path) not in seen]
-
-
-def copy_run(path, owner: str, root: Path | None = None) -> Run:
-    """A new run folder of `owner` holding a copy of the run at `path` (weights, metrics, snapshots,
-    internals, predictions), so that resuming a shipped example leaves the shipped files as they are.
-    The copy serves no experiment: training it further changes its budget."""
-    src = Run(path)
-    arch, t, raw = src.config()
-    status = src.status()
-    dst = Run.create(arch, t, str(raw.get("data", "")), root=root, owner=owner,
-                     tags={"copied_from": src.path.name})
-    try:
-        for item in src.path.iterdir():
-            if item.is_symlink() or item.name in ("config.json", "status.json", "heartbeat"):
-                continue  # a link is never followed out of a run folder
-            if item.is_dir():
-                shutil.copytree(item, dst.path / item.name, ignore=lambda d, names: [
-                    n for n in names if (Path(d) / n).is_symlink()])
-            else:
-                shutil.copy2(item, dst.path / item.name)
-        state = status.get("state") if status.get("state") in ("finished", "stopped") else "stopped"
-        dst.set_status(state, f"a copy of {src.path.name}", float(status.get("epochs_done") or 0))
-    except OSError as e:  # a half-made copy is no run: leave nothing behind
-        shutil.rmtree(dst.path, ignore_errors=True)
-        raise RunError(f"cannot copy {src.path.name} into a new run folder: {e.strerror or e}") from None
-    return dst
 
 
 # --- what a finished run got wrong ---------------------------------------------------------------
@@ -436,15 +353,9 @@ def thin_records(records: list, most: int = 400) -> list:
     return records[::-(-len(records) // most)] if records else []
 
 
-def preset_matching(arch: ArchConfig) -> str | None:
-    """The preset that `arch` is, whatever its name; None for a network of one's own."""
-    return next((n for n, p in PRESETS.items() if replace(p, name=arch.name) == arch), None)
-
-
 # --- the book beside you --------------------------------------------------------------------------
 
 def is_d2l_recipe(arch: ArchConfig, t: TrainConfig) -> bool:
     """d2l's network and training settings (any device, precision and seed), full 10-epoch run."""
-    d2l = get_preset("d2l")
     recipe = replace(TrainConfig(), device=t.device, amp=t.amp, seed=t.seed)
-    return replace(arch, name=d2l.name) == d2l and t == recipe and t.epochs == D2L_REFERENCE["epoch"]
+    return preset_of(arch) == "d2l" and t == recipe and t.epochs == D2L_REFERENCE["epoch"]

@@ -1,18 +1,20 @@
-"""Experiments, "What did AlexNet change?": one click queues runs that differ in one thing."""
+"""Experiments, "What did AlexNet change?": one click queues runs that differ in one thing; a class runs one
+together (ui/train_class)."""
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from alexnet_viz.units import duration
-from alexnet_viz.data import available_devices
-from alexnet_viz.training.experiments import (EXPERIMENTS, Budget, base_network, collect_results, describe_budget,
-                                              describe_set_cost, diff_configs, distinguishing_labels, example_infos,
-                                              planned_runs, queue_experiment, runs_with_examples, seconds_left,
-                                              shown_experiment, summarize_experiment)
-from alexnet_viz.ui.plots import experiment_curves
 from alexnet_viz.runs.store import Run, list_runs, step_curve
+from alexnet_viz.training.experiments import (EXPERIMENTS, Budget, base_network, collect_results, describe_budget,
+                                              describe_set_cost, diff_configs, distinguishing_labels, experiment_runs,
+                                              planned_runs, queue_experiment, seconds_left, summarize_experiment)
+from alexnet_viz.ui import share
 from alexnet_viz.ui.common import manager, owner_id
+from alexnet_viz.ui.plots import experiment_curves
+from alexnet_viz.ui.train_class import class_ui, start_ui
+from alexnet_viz.ui.train_links import EXPERIMENT_KEYS, experiments_schema, restore_experiments, sync_experiments
+from alexnet_viz.units import duration
 
 KEEP = dict(persist_state="session")  # the choices come back after a visit to another page
 
@@ -22,16 +24,20 @@ def _title(name: str) -> str:
 
 
 def budget_ui() -> tuple[str, Budget, list[int]]:
-    names = ["all", *EXPERIMENTS]
-    name = st.selectbox("Experiment", names, index=1, format_func=_title, key="ex_name", **KEEP)
+    """The experiment and its budget; their ranges and defaults are the link's (train_links)."""
+    ss, link = st.session_state, experiments_schema()
+    for param, key in EXPERIMENT_KEYS.items():
+        ss.setdefault(key, link[param].default)
+    name = st.selectbox("Experiment", link["exp"].options, format_func=_title, key="ex_name", **KEEP)
     c = st.columns(4)
-    epochs = c[0].number_input("Epochs per run", 1, 50, 1, key="ex_epochs", **KEEP)
-    cap = c[1].number_input("Max batches per epoch (0 = all)", 0, 100_000, 0, key="ex_cap", **KEEP,
+    span = {p: (int(link[p].lo), int(link[p].hi)) for p in ("epochs", "cap", "seeds")}
+    epochs = c[0].number_input("Epochs per run", *span["epochs"], key="ex_epochs", **KEEP)
+    cap = c[1].number_input("Max batches per epoch (0 = all)", *span["cap"], key="ex_cap", **KEEP,
                             help="The same cap for every run: a quick demo still compares like with like.")
-    seeds = c[2].number_input("Seeds", 1, 5, 2, key="ex_seeds", **KEEP,
+    seeds = c[2].number_input("Seeds", *span["seeds"], key="ex_seeds", **KEEP,
                               help="Each variant is trained once per seed; with 2 or more the summary can "
                                    "tell a real difference from seed noise.")
-    device = c[3].selectbox("Device", ["auto", *available_devices()], key="ex_device", **KEEP)
+    device = c[3].selectbox("Device", link["device"].options, key="ex_device", **KEEP)
     return name, Budget(int(epochs), int(cap), device), list(range(int(seeds)))
 
 
@@ -59,16 +65,16 @@ def progress_ui(owner: str, set_id: str | None) -> None:
         st.rerun()  # once, the whole page: the results below take in the last runs
 
 
-def results_ui(own: list, shipped: list, name: str, pending: int = 0) -> None:
+def results_ui(runs: list, name: str, pending: int = 0) -> None:
     """Curves, table and sentence of the newest set of `name` of one's own, else of the shipped example's;
     `pending` = its runs not yet finished."""
     exp = EXPERIMENTS[name]
-    mine, example = shown_experiment(own, shipped, name)
+    mine = experiment_runs(runs, name)
     if not mine:
         return
     st.subheader(exp.title)
     st.caption(exp.question)
-    if example:
+    if all(r.example for r in mine):
         st.caption(f"The shipped example's runs ({describe_budget(mine)}), trained when the app was built: "
                    f"queue your own to see the answer on this machine.")
     order = [v.label for v in exp.variants]
@@ -88,7 +94,7 @@ def results_ui(own: list, shipped: list, name: str, pending: int = 0) -> None:
 
 
 def diff_ui(owner: str) -> None:
-    runs = runs_with_examples({owner, ""})
+    runs = list_runs(owners={owner, ""})
     if len(runs) < 2:
         st.caption("Two saved runs are needed to compare their settings.")
         return
@@ -112,12 +118,19 @@ def diff_ui(owner: str) -> None:
 
 def page() -> None:
     owner, ss = owner_id(), st.session_state
-    st.title("What did AlexNet change?")
+    restore_experiments()
+    c = st.columns([3, 1])
+    share_box = c[1].container()
+    c[0].title("What did AlexNet change?")
     st.caption("Each experiment trains the AlexNet-style mini28 network and variants that differ from it in "
                "one thing, with the same budget and the same seeds, then says what the numbers show.")
     ds = manager().data()
     if ds.is_sample:
         st.warning(f"Offline: the runs train on the {ds.source}.")
+    if ss.get("ex_class"):
+        class_ui(ss["ex_class"], owner)
+    else:
+        start_ui()
     name, budget, seeds = budget_ui()
     names = list(EXPERIMENTS) if name == "all" else [name]
     if name != "all":
@@ -134,9 +147,12 @@ def page() -> None:
     if set_id:
         active = any(j.active for j in manager().jobs_for(owner) if j.tags.get("set") == set_id)
         st.fragment(run_every=1.0 if active else None)(progress_ui)(owner, set_id)
-    own, shipped = list_runs(owners={owner}), example_infos()
+    runs = list_runs(owners={owner})  # with the shipped examples, which answer until one's own set exists
     active = [j for j in manager().jobs_for(owner) if j.active]
     for n in names:
-        results_ui(own, shipped, n, sum(n in j.tags.get("experiments", {}) for j in active))
+        results_ui(runs, n, sum(n in j.tags.get("experiments", {}) for j in active))
     st.subheader("Pick any two saved runs: what differs?")
     diff_ui(owner)
+    sync_experiments()
+    with share_box:
+        share.share_ui()

@@ -20,7 +20,7 @@ from alexnet_viz.inspect.choice import Source
 from alexnet_viz.inspect.display import scale_box
 from alexnet_viz.inspect.images import ImageError, denormalize, display_copy, open_image
 from alexnet_viz.inspect.view import image_values
-from alexnet_viz.ui.common import owner_id, presenter_style
+from alexnet_viz.ui.common import memory_notice, owner_id, presenter_style
 from alexnet_viz.ui.share import share_ui
 from alexnet_viz.ui.explore_channel import SMALL, featviz_ui, top_images_ui
 from alexnet_viz.ui.explore_image import image_ui, new_image
@@ -104,7 +104,8 @@ def analysis_ui(m, im, digest: str):
     cam_choice = c[2].selectbox("Grad-CAM class", classes, key="cam_class")
     cam_class = None if cam_choice == "predicted class" else m.classes.index(cam_choice)
     a = remembered("analysis", (m.model,), (digest, invert, cam_layer, cam_class),
-                   lambda: analyze(m, im, invert=invert, cam_layer=cam_layer, cam_class=cam_class))
+                   lambda: analyze(m, im, invert=invert, cam_layer=cam_layer, cam_class=cam_class,
+                                   on_wait=memory_notice()))
     return a, invert
 
 

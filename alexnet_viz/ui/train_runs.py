@@ -9,27 +9,40 @@ import streamlit as st
 
 from alexnet_viz.data import CLASSES
 from alexnet_viz.inspect.embedding import project_run
-from alexnet_viz.runs.store import Run, RunError, delete_run, step_curve
-from alexnet_viz.training.experiments import (D2L_REFERENCE, class_name, copy_run, distinguishing_labels,
-                                              is_d2l_recipe, is_example, runs_with_examples, test_mistakes,
-                                              thin_records)
+from alexnet_viz.runs.examples import copy_example
+from alexnet_viz.runs.store import Run, RunError, delete_run, list_runs, step_curve
+from alexnet_viz.training.experiments import (D2L_REFERENCE, class_name, distinguishing_labels, is_d2l_recipe,
+                                              test_mistakes, thin_records)
+from alexnet_viz.ui import share
 from alexnet_viz.ui.common import manager
 from alexnet_viz.ui.plots import (compare_runs, confusion_matrix, embedding_scatter, internals_heatmap,
                                   internals_lines, training_curves)
+from alexnet_viz.ui.train_links import RUN, train_schema
 
 
-def _default_pick(runs, shipped: list[bool]) -> int:
+def _default_pick(runs) -> int:
     """One's own newest finished run (it has a confusion matrix), else the shipped trained network
     (listed first of the examples), else the newest."""
-    return next((i for i, r in enumerate(runs) if r.state == "finished" and not shipped[i]),
-                next((i for i, s in enumerate(shipped) if s), 0))
+    return next((i for i, r in enumerate(runs) if r.state == "finished" and not r.example),
+                next((i for i, r in enumerate(runs) if r.example), 0))
 
 
-def delete_ui(info, example: bool, col) -> None:
-    """Delete in two clicks: the first asks, the second deletes. A shipped example has no Delete."""
+def _labels(runs) -> list[str]:
+    """What differs between one's own runs, and between the shipped examples: each group apart, so that
+    an example's settings do not crowd the labels of one's own runs."""
+    out = {}
+    for group in ([r for r in runs if not r.example], [r for r in runs if r.example]):
+        out |= dict(zip((r.path for r in group), distinguishing_labels([r.config for r in group])))
+    return [out[r.path] for r in runs]
+
+
+def delete_ui(info, kept: str | None, col) -> None:
+    """Delete in two clicks: the first asks, the second deletes. A shipped example ("example") and
+    another session's run ("foreign") have no Delete."""
     ss = st.session_state
-    if example:
-        col.caption("The shipped example cannot be deleted.")
+    if kept:
+        col.caption("The shipped example cannot be deleted." if kept == "example" else
+                    "Only the session that trained it can delete it.")
         return
     if col.button("Delete this run", icon=":material/delete:", disabled=info.state == "running"):
         ss["confirm_delete"] = info.path
@@ -46,17 +59,17 @@ def delete_ui(info, example: bool, col) -> None:
         st.rerun()
 
 
-def resume_ui(owner: str, info, col, example: bool = False) -> None:
+def resume_ui(owner: str, info, col) -> None:
     """Resume trains more epochs into the same run folder: its curves go on where they stopped. A shipped
     example is copied into a new run folder of one's own first: the shipped files never change."""
     done = float(info.epochs_done)
     target = int(done) + 1  # a run stopped inside an epoch trains that epoch again, from its start
     label = "Resume (+1 epoch)" if done.is_integer() else f"Resume (finish epoch {target})"
-    help = "Trains a copy in a new run folder of yours; the shipped example stays as it is." if example else None
+    help = "Trains a copy in a new run folder of yours; the shipped run stays as it is." if info.example else None
     if info.state in ("stopped", "finished") and col.button(label, icon=":material/play_arrow:", help=help):
         try:
             Run(info.path).checkpoint()  # says so now if there are no weights to resume from
-            run = copy_run(info.path, owner) if example else Run(info.path)
+            run = copy_example(info.path, owner=owner) if info.example else Run(info.path)
             arch, t, raw = run.config()
             job = manager().submit(owner, arch, replace(t, epochs=target), resume_dir=str(run.path),
                                    tags=raw.get("tags", {}))
@@ -66,18 +79,35 @@ def resume_ui(owner: str, info, col, example: bool = False) -> None:
             st.error(str(e))
 
 
+def _visible(owner: str, cli: bool, everyone: list, linked: str | None) -> list:
+    """This browser's runs (and the command line's, on request), the examples, and a run a link named."""
+    mine = {owner, ""} if cli else {owner}
+    return [r for r in everyone if r.owner in mine or r.path == linked or r.example]
+
+
+def _pick_from_link(everyone: list) -> None:
+    """A link's run becomes the one looked at (once per visit), whoever's it is."""
+    ss = st.session_state
+    got = share.restore(train_schema([r.name for r in everyone]))
+    if RUN in got:
+        ss["tr_run"] = ss["tr_linked"] = next(r.path for r in everyone if r.name == got[RUN])
+
+
 def runs_ui(owner: str) -> None:
     """The saved runs of this browser (and the command line's, on request), compared; one looked at."""
+    ss = st.session_state
+    everyone = list_runs()  # everyone's, and the shipped examples: a link may name any of them
+    _pick_from_link(everyone)
     cli = st.checkbox("Include runs made from the command line")
-    runs = runs_with_examples({owner, ""} if cli else {owner})
+    runs = _visible(owner, cli, everyone, ss.get("tr_linked"))
     if not runs:
         st.caption("No saved runs yet: start one above.")
+        share.sync_url({}, train_schema([]))
         return
-    shipped = [is_example(r) for r in runs]
-    settings = distinguishing_labels([r.config for r in runs])
+    settings = _labels(runs)
     st.dataframe([{"run": r.name, "network": r.preset, "settings that differ": s, "state": r.state,
-                   "epochs": r.epochs_done, "test acc": r.test_acc, "example": x, "note": r.message}
-                  for r, s, x in zip(runs, settings, shipped)], hide_index=True, width="stretch",
+                   "epochs": r.epochs_done, "test acc": r.test_acc, "example": r.example, "note": r.message}
+                  for r, s in zip(runs, settings)], hide_index=True, width="stretch",
                  column_config={"example": st.column_config.CheckboxColumn(help="Shipped with the app")})
     paths = [r.path for r in runs]  # a name could be both a run of one's own and an example's: paths are not
     by_path = {r.path: r for r in runs}
@@ -86,14 +116,21 @@ def runs_ui(owner: str) -> None:
     curves = {label[p]: list(by_path[p].epochs) for p in chosen}
     if any(curves.values()):
         st.plotly_chart(compare_runs({k: v for k, v in curves.items() if v}), width="stretch")
-    pick = st.selectbox("Look at one run", paths, index=_default_pick(runs, shipped), format_func=label.get)
-    info, example = by_path[pick], shipped[paths.index(pick)]
-    if example:
-        st.caption("A shipped example, trained when the app was built: its curves, internals and embedding "
-                   "are real. Resume trains a copy of it in a new run folder of yours.")
+    if ss.get("tr_run") not in by_path:  # a first visit, or its run was deleted: the default pick
+        ss["tr_run"] = ss.get("tr_run_draft") if ss.get("tr_run_draft") in by_path else \
+            paths[_default_pick(runs)]
+    pick = ss["tr_run_draft"] = st.selectbox("Look at one run", paths, format_func=label.get, key="tr_run")
+    info = by_path[pick]
+    share.sync_url({RUN: info.name}, train_schema([r.name for r in everyone]))
+    foreign = not info.example and info.owner not in (owner, "")
+    if info.example or foreign:
+        st.caption("A shipped example, trained when the app was built: its curves, internals and embedding are "
+                   "real." if info.example else "Another session's run, shared by a link: only that session "
+                   "can resume or delete it.")
     c = st.columns([1, 1, 4])
-    delete_ui(info, example, c[0])
-    resume_ui(owner, info, c[1], example)
+    delete_ui(info, "example" if info.example else "foreign" if foreign else None, c[0])
+    if not foreign:
+        resume_ui(owner, info, c[1])
     run_view(info)
 
 
