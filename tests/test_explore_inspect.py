@@ -193,6 +193,15 @@ def test_background_work_is_shared_reports_progress_and_errors():
     assert isinstance(bad.error, ValueError) and bg.find(owner, "bad") is None   # asked again: starts again
 
 
+def test_the_background_worker_yields_the_cores_to_the_page():
+    import os
+    bg = Background()
+    job = bg.start(torch.nn.Linear(1, 1), "nice", "asking",
+                   lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+    assert job.future.result(10) >= 10                       # the worker thread: nice 10 or lower priority
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) < 10   # this thread untouched
+
+
 def test_a_queued_job_nobody_waits_for_is_dropped():
     bg = Background(stale_s=0.05)
     owner = torch.nn.Linear(1, 1)
