@@ -145,12 +145,11 @@ def test_train_page_runs_a_capped_cpu_job_and_draws_charts():
     at = app("train")
     no_exception(at)
     assert any("bundled sample" in w.value for w in at.warning)  # offline in tests: said so
-    at.radio[0].set_value("A preset").run()
-    at.selectbox[0].set_value("mini28").run()
-    cap = next(n for n in at.number_input if n.label.startswith("Max batches"))
-    cap.set_value(15).run()
-    dev = next(s for s in at.selectbox if s.label == "Device")
-    dev.set_value("cpu").run()
+    at.radio(key="tr_source").set_value("A preset").run()
+    at.selectbox(key="tr_preset").set_value("mini28").run()
+    at.number_input(key="tr_epochs").set_value(1).run()  # one epoch, whatever the page starts from
+    at.number_input(key="tr_cap").set_value(15).run()
+    at.selectbox(key="tr_device").set_value("cpu").run()
     next(b for b in at.button if b.label == "Start training").click().run()
     no_exception(at)
     deadline = time.time() + 120
@@ -161,10 +160,47 @@ def test_train_page_runs_a_capped_cpu_job_and_draws_charts():
         time.sleep(0.5)
     no_exception(at)
     assert at.success and "finished" in at.success[0].value
-    assert len(at.get("plotly_chart")) >= 2  # live curves + confusion matrix
     assert at.dataframe and at.dataframe[0].value["state"].tolist()[0] == "finished"
-    assert any("Misclassified" in m.value for m in at.markdown)
     assert any(c.value.startswith("Precision on cpu: ") for c in at.caption)  # bf16 or fp32, and why
+    # what the charts show is the run on disk, counted here
+    from alexnet_viz.data import load_fashion_mnist
+    from alexnet_viz.runs.store import Run, list_runs
+    (info,) = list_runs(examples=False)  # the run just trained, not the shipped examples
+    run = Run(info.path)
+    steps = [m for m in run.metrics() if m["kind"] == "step"]
+    (epoch,) = [m for m in run.metrics() if m["kind"] == "epoch"]
+    curves = [f for f in charts(at) if [t.get("name") for t in f["data"]][:3] == ["train loss", "train acc", "test acc"]]
+    assert curves, "no training curves"
+    for f in curves:  # the live chart and the picked run's: the losses of its 15 batches, its test accuracy
+        assert f["data"][0]["y"] == pytest.approx([m["loss"] for m in steps]) and len(steps) == 15
+        assert f["data"][2]["y"] == pytest.approx([epoch["test_acc"]])
+    (cm,) = [f for f in charts(at) if f["layout"]["title"]["text"] == "Confusion matrix (test set)"]
+    preds, labels = run.test_preds(), load_fashion_mnist().test_y.numpy()
+    want = np.zeros((10, 10), int)
+    np.add.at(want, (labels, preds), 1)                     # rows: true class; columns: predicted
+    assert np.array_equal(array(cm["data"][0]["text"]), want)
+    assert np.trace(want) / len(labels) == pytest.approx(epoch["test_acc"], abs=1e-9)  # the engine's own figure
+    wrong = int((preds != labels).sum())
+    assert any(m.value == f"**Misclassified test images**: {wrong:,} of {len(labels):,}" for m in at.markdown)
+    gallery = [c for im in at.image for c in im.captions if c.startswith("true ")]
+    from alexnet_viz.data import CLASSES
+    first = np.flatnonzero(preds != labels)[:24]
+    assert gallery == [f"true {CLASSES[labels[i]]} · said {CLASSES[preds[i]]}" for i in first]
+
+
+def charts(at: AppTest) -> list[dict]:
+    """Every Plotly figure on the page, as the JSON the browser receives."""
+    import json
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def array(v) -> np.ndarray:
+    """A Plotly JSON array: a plain list, or numpy's bytes in base64 ({"dtype", "bdata", "shape"})."""
+    if isinstance(v, dict) and "bdata" in v:
+        import base64
+        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"])
+        return a.reshape([int(n) for n in str(v.get("shape", len(a))).split(",")])
+    return np.asarray(v)
 
 
 def png(a: np.ndarray) -> bytes:
@@ -174,6 +210,10 @@ def png(a: np.ndarray) -> bytes:
 
 
 def test_explore_upload_renders_maps_and_predictions():
+    from alexnet_viz.inspect.analysis import analyze, from_run
+    from alexnet_viz.inspect.choice import Source
+    from alexnet_viz.inspect.images import open_image
+    from alexnet_viz.runs.examples import example_run
     at = app("explore")
     no_exception(at)
     img = (np.random.default_rng(0).random((64, 80, 3)) * 255).astype(np.uint8)
@@ -181,9 +221,25 @@ def test_explore_upload_renders_maps_and_predictions():
     at.file_uploader(key="upload").set_value(("photo.png", png(img), "image/png")).run()
     no_exception(at)
     assert not at.error
-    assert len(at.get("plotly_chart")) >= 2 and len(at.image) >= 4
-    at.select_slider(key="layer").set_value("conv2").run()
-    no_exception(at)
+    # independently: the page's default model (the network that ships trained) on the same file
+    assert at.radio(key="model_kind").value is Source.EXAMPLE
+    a = analyze(from_run(example_run().path), open_image(png(img)))
+    (top,) = [f for f in charts(at) if f["layout"]["title"]["text"] == "Top predictions"]
+    assert top["data"][0]["x"] == pytest.approx([p for _, p in a.top[::-1]], abs=1e-5)
+    assert [y.removesuffix(" ✓ true label") for y in top["data"][0]["y"]] == [c for c, _ in a.top[::-1]]
+    captions = [c for im in at.image for c in im.captions]
+    assert "your image (80×64)" in captions and "what the example mini28, trained receives: 1×28×28" in captions
+    for layer in ("relu1", "conv2"):
+        if layer != "relu1":
+            at.select_slider(key="layer").set_value(layer).run()
+            no_exception(at)
+        C, H, W = a.maps[layer].shape
+        assert f"{layer}: {C}×{H}×{W} — {C} of {C} channels, strongest (highest mean) first" in \
+            [c for im in at.image for c in im.captions]
+        ch = at.selectbox(key=f"ch-{layer}").value
+        t = a.maps[layer][ch]
+        assert any(c.value.startswith(f"channel {ch}: mean {t.mean():.3f}, max {t.max():.3f}, "
+                                      f"zeros {(t == 0).float().mean():.0%}.") for c in at.caption)
 
 
 def test_explore_bad_upload_shows_a_message_and_stays_usable():
@@ -363,7 +419,16 @@ def test_experiments_page_queues_a_capped_set_and_says_what_it_shows():
     sentence = at.info[0].value
     best = table.sort_values("test acc", ascending=False).iloc[0]
     assert sentence.startswith(best["variant"]) and f"{best['test acc']:.3f}" in sentence
-    assert len(at.get("plotly_chart")) == 1
+    # the table and the one chart show the four runs on disk: each variant's mean, each run's curve
+    from alexnet_viz.runs.store import list_runs
+    finals: dict[str, list[list[float]]] = {"ReLU": [], "sigmoid": []}
+    for r in list_runs(examples=False):
+        finals[r.tags["experiments"]["relu-vs-sigmoid"]].append([e["test_acc"] for e in r.epochs])
+    assert table["test acc"].tolist() == pytest.approx([np.mean([c[-1] for c in finals[v]]) for v in ("ReLU", "sigmoid")])
+    (fig,) = charts(at)
+    for variant, runs in finals.items():
+        shown = [t["y"] for t in fig["data"] if t["name"] == variant and t.get("xaxis", "x") == "x"]  # test acc panel
+        assert sorted(shown) == [pytest.approx(r) for r in sorted(runs)] and len(shown) == 2
     # the two-run diff: two runs of the set differ in their activations (and seed, if it was picked)
     assert at.selectbox(key="diff_a").value != at.selectbox(key="diff_b").value
 

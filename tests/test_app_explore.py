@@ -114,7 +114,7 @@ def test_wide_tall_and_one_pixel_images_render(size):
 @pytest.mark.parametrize("kind", ["PDF", "TIFF", "ICO"])
 def test_a_refused_file_clears_the_previous_results(kind):
     at = upload(explore(), "good.png", png(Image.new("RGB", (40, 30), (200, 10, 10))))
-    assert len(page_images(at)) >= 3
+    assert "your image (40×30)" in captions(at) and at.dataframe   # the results of the good file first
     buf = io.BytesIO()
     Image.new("RGB", (32, 32)).save(buf, kind)
     at = upload(at, f"file.{kind.lower()}", buf.getvalue())
@@ -135,7 +135,17 @@ def test_the_image_source_is_one_choice_and_the_cam_class_resets():
     assert any(c.startswith("your image (28×28)") for c in captions(at))
     assert at.selectbox(key="cam_class").value == "predicted class"   # a new image: the class starts over
     said = [s.value for s in at.success] + [e.value for e in at.error]
-    assert len(said) == 1 and said[0].startswith(("Right:", "Wrong:")) and "true label" in said[0]
+    # independently: test image #0 of the bundled sample through the page's model, ranked here
+    from alexnet_viz.data import CLASSES, load_fashion_mnist
+    ds = load_fashion_mnist()
+    truth = CLASSES[int(ds.test_y[0])]
+    assert at.radio(key="model_kind").value is Source.EXAMPLE    # the network that ships trained
+    from alexnet_viz.runs.examples import example_run
+    p = analyze(from_run(example_run().path), Image.fromarray(ds.test_x[0].numpy())).logits.softmax(0)
+    rank = int((p > p[CLASSES.index(truth)]).sum()) + 1
+    assert len(said) == 1 and said[0].startswith("Right:" if rank == 1 else "Wrong:") and truth in said[0]
+    if rank > 1:
+        assert f"the first guess is {CLASSES[int(p.argmax())]}" in said[0]
     at.radio(key="source").set_value("Upload").run()
     assert any(c.startswith("your image (40×30)") for c in captions(at))
 
@@ -216,6 +226,45 @@ def test_an_untrained_network_is_not_offered_beside_itself():
     clean(at)
     tops = [c.proto.id for c in at.get("plotly_chart") if "-top-0-" in c.proto.id or "-top-1-" in c.proto.id]
     assert len(tops) == 2 and tops[0].endswith("untrained mini28 (seed 0)") and "-top-1-run " in tops[1]
+
+
+@pytest.mark.parametrize("size", [(476, 336), (336, 476), (960, 672)])
+def test_the_units_box_and_the_attributions_land_where_they_belong_on_the_users_photo(size, monkeypatch):
+    """The page end to end, on a non-square upload squashed into mini28's 28×28 input. 476×336 is
+    shown as it is (under 480 px): 17×12 photo pixels per input pixel, one right box; 960×672 is shown
+    at 480×336. pool2's unit (1, 3) reads input rows 0..12, columns 8..20 (by hand, test_image_mapping)."""
+    from alexnet_viz.ui import explore as page, explore_unit
+    from tests.test_image_mapping import _extent, photo_span, red_bbox
+    drawn, panels = [], []  # what the page draws, caught on its way to the screen
+    overlay, attributions = explore_unit.field_overlay, page.attribution_panels
+    monkeypatch.setattr(explore_unit, "field_overlay", lambda *a: drawn.append(overlay(*a)) or drawn[-1])
+    monkeypatch.setattr(page, "attribution_panels", lambda *a: panels.append(attributions(*a)) or panels[-1])
+    w, h = size
+    at = upload(explore(), "photo.png", png(Image.new("RGB", size, (128, 128, 128))))
+    at.select_slider(key="layer").set_value("pool2").run()
+    at.number_input(key="unit_row").set_value(1).run()
+    at.number_input(key="unit_col").set_value(3).run()
+    clean(at)
+    assert any("pool2 unit (row 1, column 3): input rows 0–12, columns 8–20" in md.value for md in at.markdown)
+    on_photo, on_input = drawn[-2:]                           # this run's two pictures
+    k = min(1, 480 / max(w, h))                               # the page shows the photo at most 480 px wide
+    W, H = round(w * k), round(h * k)
+    assert on_photo.shape == (H, W, 3)
+    x0, y0, x1, y1 = red_bbox(on_photo)
+    sx, sy = W / 28, H / 28
+    (xin, xout), (yin, yout) = photo_span(8 * sx, 21 * sx), photo_span(0, 13 * sy)
+    assert xout[0] <= x0 <= xin[0] and xin[1] <= x1 <= xout[1], (x0, x1, xin, xout)
+    assert yout[0] <= y0 <= yin[0] and yin[1] <= y1 <= yout[1], (y0, y1, yin, yout)
+    if size != (960, 672):  # a whole number of photo pixels per input pixel: one right answer
+        assert (x0, y0, x1, y1) == (8 * sx, 0, 21 * sx - 1, 13 * sy - 1)
+    assert on_input.shape[:2] == (28, 28) and red_bbox(on_input) == (8, 0, 20, 12)
+    # the attribution maps cover the photo (shown at most 320 px on its long side) edge to edge
+    fig = panels[-1]
+    k = 320 / max(w, h)
+    for img, heat in zip(*([t for t in fig.data if t.type == kind] for kind in ("image", "heatmap"))):
+        assert np.asarray(img.z).shape[:2] == (round(h * k), round(w * k))
+        assert _extent(heat, 28, "x") == pytest.approx(_extent(img, round(w * k), "x"))
+        assert _extent(heat, 28, "y") == pytest.approx(_extent(img, round(h * k), "y"))
 
 
 def shown(w) -> str:

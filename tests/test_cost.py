@@ -264,7 +264,10 @@ def test_cli_estimate_prints_json_and_exits_2_when_it_does_not_fit(capsys, monke
     b = json.loads(capsys.readouterr().out)
     assert ok == 0 and big == 2
     assert a["fits"] and not b["fits"] and a["peak_memory_bytes"] < b["peak_memory_bytes"]
-    assert a["seconds_per_epoch"] > 0 and "lower the batch size" in b["message"]
+    assert "at batch 64" in a["message"] and "lower the batch size" in b["message"]
+    n = sum(p.numel() for p in build_model(get_preset("mini28")).parameters())  # the JSON's parts, counted here
+    assert a["breakdown"]["weights"] == a["breakdown"]["gradients"] == 4 * n
+    assert a["peak_memory_bytes"] == sum(a["breakdown"].values()) and a["batch_size"] == 64
 
 
 # --- the pages: the same refusal before any allocation (AppTest, no browser) ------------------------

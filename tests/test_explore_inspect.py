@@ -2,7 +2,6 @@
 it draws (enlarged, framed, contrast stretched), the model choice as a value, background work,
 the session's memo, and an input made to excite a unit that is not a flat square."""
 import dataclasses
-import sys
 import threading
 import time
 
@@ -147,8 +146,9 @@ def test_loading_a_choice_uses_the_shared_cache_and_says_why_it_cannot():
     assert torch.equal(m.model.features.conv1.weight, untrained(MINI, seed=4).model.features.conv1.weight)
 
 
-def test_the_shipped_example_is_offered_but_not_listed_as_ones_own(monkeypatch):
+def test_the_shipped_example_is_offered_but_not_listed_as_ones_own(monkeypatch, tmp_path):
     from alexnet_viz.inspect import choice
+    from alexnet_viz.runs import examples
     from alexnet_viz.runs.store import list_runs
     ex = choice.example()
     if ex is None:
@@ -160,7 +160,7 @@ def test_the_shipped_example_is_offered_but_not_listed_as_ones_own(monkeypatch):
     before = load_model(ModelChoice(Source.EXAMPLE, str(ex.path), "before training"), cache, get_preset("d2l"))
     assert before.label == "the example mini28, trained (before training)"
     assert not torch.equal(before.model.features.conv1.weight, final.model.features.conv1.weight)
-    monkeypatch.setitem(sys.modules, "alexnet_viz.runs.examples", None)   # a checkout without it
+    monkeypatch.setattr(examples, "EXAMPLES", tmp_path)   # a copy of the app without the shipped runs
     assert choice.example() is None
 
 
@@ -191,6 +191,15 @@ def test_background_work_is_shared_reports_progress_and_errors():
     with pytest.raises(ValueError):
         bad.future.result(10)
     assert isinstance(bad.error, ValueError) and bg.find(owner, "bad") is None   # asked again: starts again
+
+
+def test_the_background_worker_yields_the_cores_to_the_page():
+    import os
+    bg = Background()
+    job = bg.start(torch.nn.Linear(1, 1), "nice", "asking",
+                   lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+    assert job.future.result(10) >= 10                       # the worker thread: nice 10 or lower priority
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) < 10   # this thread untouched
 
 
 def test_a_queued_job_nobody_waits_for_is_dropped():

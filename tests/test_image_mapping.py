@@ -154,28 +154,31 @@ def _heat_centre(out: np.ndarray, base: np.ndarray, box: tuple[int, int, int, in
 
 
 @pytest.mark.parametrize("w,h", [(280, 196), (196, 280)])
-def test_field_overlay_puts_the_heat_on_the_pixel_it_belongs_to(w, h):
-    """|∂unit/∂input| non-zero at one input pixel (row 5, column 17): the heat on the photo is
+@pytest.mark.parametrize("i,j", [(5, 17), (1, 2), (26, 25)])
+def test_field_overlay_puts_the_heat_on_the_pixel_it_belongs_to(w, h, i, j):
+    """|∂unit/∂input| non-zero at one input pixel (row i, column j): the heat on the photo is
     centred on that pixel's block, 10 (or 7) photo pixels per input pixel."""
     sx, sy = w // 28, h // 28
     erf = np.zeros((28, 28))
-    erf[5, 17] = 1.0
+    erf[i, j] = 1.0
     base = grey(w, h)
     out = plots.field_overlay(base, erf, POOL2_1_3, (0, 0, w, h), 28)
     cx, cy = _heat_centre(out, base, red_bbox(out))
-    # the block of input pixel (5, 17) spans photo columns 17·sx .. 18·sx − 1: its centre
-    assert (cx, cy) == pytest.approx((17.5 * sx - 0.5, 5.5 * sy - 0.5), abs=0.5)
+    # the block of input pixel (i, j) spans photo columns j·sx .. (j + 1)·sx − 1: its centre
+    assert (cx, cy) == pytest.approx(((j + 0.5) * sx - 0.5, (i + 0.5) * sy - 0.5), abs=0.05)
 
 
-def test_field_overlay_heat_inside_the_centre_crop():
+@pytest.mark.parametrize("size", [(300, 200), (200, 300)])
+def test_field_overlay_heat_inside_the_centre_crop(size):
+    """The crop starts mid-pixel (62.5, 12.5): the heat is laid on whole photo pixels, so within one."""
     erf = np.zeros((224, 224))
     erf[40, 150] = 1.0
-    base = grey(300, 200)
-    cover = input_box(imagenet_loaded(), (300, 200))   # (62.5, 12.5, 237.5, 187.5)
+    base = grey(*size)
+    cover = input_box(imagenet_loaded(), size)   # (62.5, 12.5, 237.5, 187.5) on 300×200
     s = 175 / 224
     out = plots.field_overlay(base, erf, (38, 78, 48, 88), cover, 224)
     cx, cy = _heat_centre(out, base, red_bbox(out))
-    assert (cx, cy) == pytest.approx((62.5 + 150.5 * s - 0.5, 12.5 + 40.5 * s - 0.5), abs=1.0)
+    assert (cx, cy) == pytest.approx((cover[0] + 150.5 * s - 0.5, cover[1] + 40.5 * s - 0.5), abs=1.0)
 
 
 @pytest.mark.parametrize("size", [(1, 1), (5000, 1), (1, 5000)])
@@ -264,3 +267,39 @@ def test_kernel_products_show_each_terms_numbers_in_place():
             assert (t.zmin, t.zmax) == (-lim, lim)        # 0 is white: the sign is the colour
     for k in range(1, 7):  # every panel with row 0 on top
         assert fig.layout[f"yaxis{'' if k == 1 else k}"].autorange == "reversed"
+
+
+# --- the boxes drawn on small images (top images) and boxes moved onto a shown copy ----------------------
+def test_draw_box_frames_exactly_the_boxs_pixels_of_a_non_square_image():
+    from alexnet_viz.inspect.display import draw_box
+    a = np.arange(60, dtype=np.uint8).reshape(6, 10) + 100          # 6 rows, 10 columns, no pure red
+    out = draw_box(a, (1, 2, 3, 7), side=60)                        # rows 1..3, columns 2..7; ×6 sharp pixels
+    assert out.shape == (36, 60, 3)
+    assert red_bbox(out) == (2 * 6, 1 * 6, 8 * 6 - 1, 4 * 6 - 1)
+    big = np.repeat(np.repeat(a, 6, 0), 6, 1)
+    outside = np.ones((36, 60), bool)
+    outside[6:24, 12:48] = False
+    assert (out[outside] == big[outside][:, None]).all()          # nothing outside the box is covered
+    assert (out[12:18, 18:42] == big[12:18, 18:42, None]).all()    # nor its inside: an outline
+
+
+def test_a_top_images_window_keeps_its_box_on_the_units_pixels():
+    """A 100×100 input (over 64: a window of the field's size on each side): the field at rows 0..9,
+    columns 95..99 gets the window rows 0..19, columns 85..99, and the box lies on its own pixels."""
+    from alexnet_viz.inspect.receptive import Box
+    from alexnet_viz.inspect.top import TopImage, framed
+    seen = (np.add.outer(np.arange(100), np.arange(100)) % 200).astype(np.uint8)   # every pixel told by its value
+    t = TopImage(0, 0, 1.0, 0, 0, seen, Box(0, 95, 9, 99))
+    out = framed(t, side=128)
+    k = 128 // 20                                                   # the window is 20 rows × 15 columns
+    assert out.shape == (20 * k, 15 * k, 3)
+    assert red_bbox(out) == (10 * k, 0, 15 * k - 1, 10 * k - 1)
+    np.testing.assert_array_equal(out[-1, ::k, 0], seen[19, 85:100])  # the window's last row, from the input
+
+
+def test_scale_box_moves_a_box_onto_a_copy_resized_unevenly():
+    from alexnet_viz.inspect.display import scale_box
+    # the ImageNet crop of a 300×200 photo, on a copy shown at 320×213 (213/200 ≠ 320/300)
+    got = scale_box((62.5, 12.5, 237.5, 187.5), (300, 200), (320, 213))
+    assert got == pytest.approx((62.5 * 320 / 300, 12.5 * 213 / 200, 237.5 * 320 / 300, 187.5 * 213 / 200))
+    assert scale_box((0, 0, 200, 300), (200, 300), (120, 180)) == pytest.approx((0, 0, 120, 180))

@@ -27,7 +27,9 @@ def test_training_curves_and_compare():
     # loss and accuracy on two labelled panels, accuracy on 0..1; zoom kept across updates
     assert fig.data[0].yaxis != fig.data[1].yaxis == fig.data[2].yaxis
     assert fig.layout.yaxis.title.text == "cross-entropy" and tuple(fig.layout.yaxis2.range) == (0, 1.02)
-    assert fig.layout.uirevision is not None
+    # the same uirevision for a figure with more data: Plotly keeps the user's zoom across the update
+    more = plots.training_curves(steps + [{"epoch": 1.5, "loss": 0.4, "acc": 0.85}], [{"epoch": 1, "test_acc": 0.79}])
+    assert fig.layout.uirevision and more.layout.uirevision == fig.layout.uirevision
     book = {"epoch": 10, "train_loss": 0.331, "train_acc": 0.878, "test_acc": 0.883}
     fig = plots.training_curves(steps, [], reference=book)
     marks = {t.name: (t.x[0], t.y[0], t.yaxis) for t in fig.data[3:]}

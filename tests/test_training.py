@@ -68,7 +68,10 @@ def test_stop_flag_stops_within_one_batch(monkeypatch, tmp_path):
     assert recs[-1].kind == "end" and recs[-1].status == "stopped"
     assert [r.step for r in recs if r.kind == "step"][-1] == 5  # no batch after the flag
     assert run.status()["state"] == "stopped"
-    assert run.load_model() is not None  # the weights as they were are on disk
+    # the weights as they were at the stop are on disk: those of step 5, the epoch its record says
+    step5 = [r for r in recs if r.kind == "step"][-1]
+    assert run.checkpoint()["epoch"] == pytest.approx(step5.epoch) == pytest.approx(recs[-1].epochs_done)
+    assert run.load_model()(torch.zeros(1, 1, TINY.input_size, TINY.input_size)).shape == (1, TINY.num_classes)
 
 
 def test_max_batches_caps_each_epoch():
@@ -253,4 +256,5 @@ def test_ctrl_c_stops_the_cli_run_and_saves_it(tmp_path):
     assert json.loads(out.strip().splitlines()[-1])["status"] == "stopped"
     (info,) = list_runs(tmp_path)
     assert info.state == "stopped" and "stopped by the user" in info.message
-    assert Run(info.path).load_model() is not None
+    # its weights.pt holds the epoch its status.json says it stopped at (two files, written apart)
+    assert Run(info.path).checkpoint()["epoch"] == pytest.approx(info.epochs_done)

@@ -152,7 +152,7 @@ def page_main(quick: bool = False) -> None:
             worst = max(ts)
             verdict = "" if name.startswith("first") else "yes" if worst <= 1.0 else "NO"
             rows.append([preset, name, len(ts), f"{sorted(ts)[len(ts) // 2]:.2f}", f"{worst:.2f}", verdict,
-                         f"{bare * 1e3:.0f}", f"{top9:.1f}"])
+                         f"{bare * 1e3:.1f}", f"{top9:.1f}"])
     print_table(f"explore page: seconds per interaction (one script run, AppTest); baselines: the image's bare "
                 f"forward pass, and the top-9 pass over the test set{' (capped at 2e11 MACs: --quick)' if quick else ''} "
                 f"that a layer change no longer waits for (target: each d2l interaction ≤ 1 s)",

@@ -92,14 +92,19 @@ def _read_int(path: str) -> int | None:
         return None
 
 
-def _meminfo_available() -> int | None:
+def _proc_bytes(path: str, name: str) -> int | None:
+    """The "name:  N kB" line of a /proc file (meminfo, status) in bytes; None where there is none."""
     try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(name + ":"):
                 return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+def _meminfo_available() -> int | None:
+    return _proc_bytes("/proc/meminfo", "MemAvailable")
 
 
 def _cgroup_free() -> int | None:
@@ -121,13 +126,7 @@ def _cpu_free() -> int:
 
 def _vm_size() -> int | None:
     """This process's address space in use (VmSize), bytes."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmSize:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+    return _proc_bytes("/proc/self/status", "VmSize")
 
 
 def address_space_free() -> int | None:

@@ -1,7 +1,9 @@
 """Work too slow for a slider step (a top-9 pass over the test set, a feature visualization), run
 in a background thread while the page stays responsive, and shared by every session.
 
-One worker by default: each job uses every core, so two at once only slow both. A second ask for
+One worker by default: each job uses every core, so two at once only slow both. The worker runs at
+a low priority (nice NICE, and off a real-time policy), so that while it works the sessions' own
+script runs — a slider step, a click — still get the cores first. A second ask for
 the same (model, key) gets the same job. A queued job that nobody has asked about for `stale_s`
 seconds is dropped before it starts (the student has moved on to another layer): pages that wait
 for a job touch it as they poll.
@@ -9,6 +11,7 @@ for a job touch it as they poll.
 from __future__ import annotations
 
 import inspect
+import os
 import threading
 import time
 import weakref
@@ -16,8 +19,23 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Hashable
 
+from alexnet_viz.cost.budget import waiting_words
+
 STALE_S = 10.0
+NICE = 10  # the worker's niceness: CFS gives a nice-0 thread about 10× its share of a busy core
 KEEP = 64  # finished jobs remembered per model (their results are small or shared with a cache)
+
+
+def yield_cores() -> None:
+    """Lower the calling thread's priority (Linux: niceness and scheduling policy are per thread, and
+    the threads it starts for torch's parallel work inherit them). Where that is not allowed, nothing."""
+    tid = threading.get_native_id()
+    try:
+        if os.sched_getscheduler(tid) != os.SCHED_OTHER:  # a server started under chrt: leave real time
+            os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+        os.setpriority(os.PRIO_PROCESS, tid, max(NICE, os.getpriority(os.PRIO_PROCESS, tid)))
+    except (AttributeError, OSError):
+        pass
 
 
 @dataclass(eq=False)
@@ -32,7 +50,6 @@ class Job:
     @property
     def status(self) -> str:
         """What it is doing, in words: waiting for memory, or the work itself."""
-        from alexnet_viz.cost.budget import waiting_words
         return f"{self.what} ({waiting_words(self.waiting)})" if self.waiting is not None else self.what
 
     def touch(self) -> None:
@@ -53,7 +70,7 @@ class Job:
 class Background:
     def __init__(self, workers: int = 1, stale_s: float = STALE_S):
         self.stale_s = stale_s
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="explore-background")
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="explore-background", initializer=yield_cores)
         self._lock = threading.Lock()
         self._jobs: "weakref.WeakKeyDictionary[object, dict[Hashable, Job]]" = weakref.WeakKeyDictionary()
 

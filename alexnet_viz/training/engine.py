@@ -45,8 +45,15 @@ def check_loss(loss: float, first: float, classes: int, epoch: float) -> None:
                        f"from {first:.3g} at the start)")
 
 
+class Record:
+    """What the engine yields (a frozen dataclass): to_dict is its line in metrics.jsonl."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
 @dataclass(frozen=True)
-class Step:
+class Step(Record):
     epoch: float             # fractional epoch, for the x axis
     step: int                # batches done in this run
     loss: float              # mean train loss since the last Step
@@ -57,12 +64,9 @@ class Step:
     progress: float          # 0..1 of the whole run
     kind: str = "step"
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class Epoch:
+class Epoch(Record):
     epoch: int
     train_loss: float
     train_acc: float
@@ -71,32 +75,23 @@ class Epoch:
     elapsed: float
     kind: str = "epoch"
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class Precision:
+class Precision(Record):
     """The autocast choice of a run, yielded once before its first Step."""
     dtype: str               # bf16 | fp32
     reason: str              # e.g. "bf16: 1.2× faster than fp32 on this CPU (measured 2026-11-24)"
     device: str
     kind: str = "precision"
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class End:
+class End(Record):
     status: str              # finished | stopped | error
     message: str
     epochs_done: float
     run_dir: str | None
     kind: str = "end"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def init_weights(model: nn.Module) -> None:
