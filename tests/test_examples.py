@@ -123,6 +123,26 @@ def test_the_shipped_weights_score_what_their_metrics_say_on_the_real_test_set(r
     assert (saved == ds.test_y).float().mean().item() == pytest.approx(recorded, abs=1e-6)
 
 
+def build_script():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("build_examples", ROOT / "tools" / "build_examples.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_build_samples_internals_at_its_fixed_interval(tmp_path):
+    """What made the shipped internals (steps 1, 21, 41, …): the build's own training, on a tiny net."""
+    from tests.test_training import synthetic
+    build = build_script()
+    t = TrainConfig(epochs=1, batch_size=32, max_batches=3 * build.INTERNALS_EVERY, device="cpu", precision="fp32")
+    run = build.train_one(TINY, t, synthetic(32 * t.max_batches, 32), tmp_path, {}, lambda text: None)
+    every = build.INTERNALS_EVERY
+    assert [r["step"] for r in run.internals()] == [1, 1 + every, 1 + 2 * every]
+    shipped = [r["step"] for r in example_run().internals()]
+    assert shipped == list(range(1, shipped[-1] + 1, every))
+
+
 def test_the_build_refuses_the_bundled_sample(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "ALEXNET_VIZ_DATA"}
     env |= {"ALEXNET_VIZ_OFFLINE": "1", "ALEXNET_VIZ_CACHE": str(tmp_path / "cache")}

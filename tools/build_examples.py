@@ -36,7 +36,7 @@ import torch  # noqa: E402
 from alexnet_viz.config import get_preset, default_training  # noqa: E402
 from alexnet_viz.data import load_fashion_mnist  # noqa: E402
 from alexnet_viz.runs.store import Run  # noqa: E402
-from alexnet_viz.training import engine, internals  # noqa: E402
+from alexnet_viz.training import engine  # noqa: E402
 from alexnet_viz.training.experiments import EXPERIMENTS, Budget, base_network, planned_runs  # noqa: E402
 
 EPOCHS = 10            # mini28's epochs: its test accuracy passes 0.90 on the way (see the README)
@@ -68,13 +68,12 @@ def deterministic(threads: int) -> None:
     torch.manual_seed(SEED)
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(threads)
-    internals.EVERY = INTERNALS_EVERY
 
 
 def train_one(arch, t, ds, root: Path, tags: dict, say) -> Run:
     """One run through the normal engine into a new folder under `root`; exits if it does not finish."""
     run = Run.create(arch, t, DATA_LABEL, root, owner="", tags=tags)
-    for r in engine.train(arch, t, ds, run=run):
+    for r in engine.train(arch, t, ds, run=run, internals_every=INTERNALS_EVERY):
         if r.kind == "epoch":
             say(f"  epoch {r.epoch}: test acc {r.test_acc:.4f}, train loss {r.train_loss:.3f}, "
                 f"{r.examples_per_sec:,.0f} examples/s")
