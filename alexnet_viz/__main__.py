@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from alexnet_viz.config import PRESETS, ArchConfig, ConfigError, TrainConfig, default_training, get_preset
-from alexnet_viz.units import MB, megabytes
+from alexnet_viz.units import MB, human, megabytes
 
 CONFIG_MAX_BYTES = 1 * MB  # a network JSON is a few kB
 
@@ -68,7 +68,7 @@ def _changes(a) -> dict:
 
 def _training(a, arch: ArchConfig) -> TrainConfig:
     """The preset's training settings with the command line's changes (validated by TrainConfig)."""
-    return replace(default_training(arch.name), **_changes(a))
+    return replace(default_training(arch), **_changes(a))
 
 
 def _estimate(a) -> int:
@@ -88,7 +88,6 @@ def _estimate(a) -> int:
 
 def _summary(a) -> int:
     from alexnet_viz.architect.summary import describe_layers, summarize, table
-    from alexnet_viz.units import human
     s = summarize(_network(a))
     if a.json:
         print(json.dumps(s.to_dict()))

@@ -38,7 +38,71 @@ INITS = ("xavier", "default")
 
 
 class ConfigError(ValueError):
-    """A config that cannot work; the message names the layer, the size and the fix."""
+    """A config that cannot work; the message names the layer, the size and the fix. `where` is the part
+    at fault as data (name, input, network, conv3, pool3, avgpool, classifier, fc2); None when the
+    problem is not one part's. The message starts with it."""
+
+    def __init__(self, message: str, where: str | None = None):
+        super().__init__(f"{where}: {message}" if where else message)
+        self.where = where
+
+
+JSON_MAX_DIGITS = 40  # digits in one number of a config: far beyond any limit, far below Python's 4,300
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > JSON_MAX_DIGITS:
+        raise ConfigError(f"a number with {len(text.lstrip('-')):,} digits — no setting is that large")
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    v = float(text)
+    if not math.isfinite(v):
+        raise ConfigError(f"the number {text[:20]}{'…' if len(text) > 20 else ''} is too large to be a setting")
+    return v
+
+
+def _parse_constant(name: str):
+    raise ConfigError(f"{name} is not a number a setting can have")
+
+
+def _not_text(v, where: str = "") -> str | None:
+    """Where v (parsed JSON) holds a string that is not text (a lone surrogate, from a \\ud800 escape):
+    no page could show it, no file name could hold it."""
+    if isinstance(v, str):
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError as e:
+            return f"{where or 'the file'} holds {v[e.start]!r}, half of a character (a lone surrogate)"
+        return None
+    items = v.items() if isinstance(v, dict) else enumerate(v) if isinstance(v, list) else ()
+    for k, x in items:
+        bad = _not_text(k, f"{where or 'config'}: a field name") if isinstance(k, str) else None
+        bad = bad or _not_text(x, f"{where or 'config'}.{k}" if isinstance(k, str) else f"{where}[{k}]")
+        if bad:
+            return bad
+    return None
+
+
+def read_json(text: str):
+    """JSON text -> its value, refusing what no config holds with a ConfigError that says which: nesting
+    too deep for the parser (a network JSON is 3 deep), a number of more than JSON_MAX_DIGITS digits
+    (Python's int() refuses 4,300), NaN or Infinity, and strings that are not text (lone surrogates)."""
+    try:
+        v = json.loads(text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant)
+    except ConfigError as e:
+        raise ConfigError(f"not a network JSON: {e}") from None
+    except RecursionError:
+        raise ConfigError("not a network JSON: it is nested too deeply to read (a network JSON is 3 levels deep)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"not valid JSON: {e}") from None
+    except ValueError as e:  # whatever else the parser refuses: one line, never a trace
+        raise ConfigError(f"not a network JSON: {str(e).splitlines()[0][:200]}") from None
+    bad = _not_text(v)
+    if bad:
+        raise ConfigError(f"not a network JSON: {bad} — export the network again from the Architect page")
+    return v
 
 
 @dataclass(frozen=True)
@@ -83,11 +147,7 @@ class ArchConfig:
 
     @staticmethod
     def from_json(text: str) -> "ArchConfig":
-        try:
-            d = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ConfigError(f"not valid JSON: {e}") from None
-        return arch_from_dict(d)
+        return arch_from_dict(read_json(text))
 
 
 def _fields_from(cls, d: dict, where: str) -> dict:
@@ -132,6 +192,8 @@ def arch_from_dict(d: dict) -> ArchConfig:
     kw = _fields_from(ArchConfig, d, "config")
     if len(kw.get("name", "")) > NAME_MAX:
         raise ConfigError(f"config.name: at most {NAME_MAX} characters (got {len(kw['name'])}) — shorten it")
+    if bad := _not_text(kw.get("name", ""), "config.name"):
+        raise ConfigError(f"{bad} — type the name again")
     convs = kw.get("convs", ())
     if not isinstance(convs, (list, tuple)):
         raise ConfigError("config.convs: expected a list of conv blocks")
@@ -148,16 +210,15 @@ def arch_from_dict(d: dict) -> ArchConfig:
 def _check_range(where: str, what: str, v: int) -> None:
     lo, hi = LIMITS[what]
     if not lo <= v <= hi:
-        raise ConfigError(f"{where}: {what.replace('_', ' ')} must be between {lo} and {hi} (got {v})")
+        raise ConfigError(f"{what.replace('_', ' ')} must be between {lo} and {hi} (got {v})", where)
 
 
 def _shrink(where: str, kind: str, c: int, h: int, k: int, s: int, p: int) -> int:
     """Output side of a conv/pool; raises when the window does not fit."""
     if h + 2 * p < k:
         padded = f" (padded to {h + 2 * p}×{h + 2 * p})" if p else ""
-        raise ConfigError(
-            f"{where}: input {c}×{h}×{h}{padded} is smaller than {kind} kernel {k} — "
-            f"lower a stride or a kernel before it, add padding, or raise the input size")
+        raise ConfigError(f"input {c}×{h}×{h}{padded} is smaller than {kind} kernel {k} — lower a stride or "
+                          f"a kernel before it, add padding, or raise the input size", where)
     return (h + 2 * p - k) // s + 1
 
 
@@ -167,19 +228,18 @@ def _check_block(i: int, b: ConvSpec, c: int, h: int) -> tuple[int, int]:
     for name in ("out_channels", "kernel", "stride", "padding", "groups"):
         _check_range(where, name, getattr(b, name))
     if b.activation not in ACTIVATIONS:
-        raise ConfigError(f"{where}: activation {b.activation!r} is not one of {', '.join(ACTIVATIONS)}")
+        raise ConfigError(f"activation {b.activation!r} is not one of {', '.join(ACTIVATIONS)}", where)
     if b.norm not in NORMS:
-        raise ConfigError(f"{where}: norm {b.norm!r} is not one of {', '.join(NORMS)}")
+        raise ConfigError(f"norm {b.norm!r} is not one of {', '.join(NORMS)}", where)
     if b.pool not in POOLS:
-        raise ConfigError(f"pool{i}: pool {b.pool!r} is not one of {', '.join(POOLS)}")
+        raise ConfigError(f"pool {b.pool!r} is not one of {', '.join(POOLS)}", f"pool{i}")
     if b.pool != "none":
         _check_range(f"pool{i}", "pool_kernel", b.pool_kernel)
         _check_range(f"pool{i}", "pool_stride", b.pool_stride)
     if c % b.groups or b.out_channels % b.groups:
-        raise ConfigError(
-            f"{where}: groups={b.groups} must divide both its in channels ({c}) and out channels "
-            f"({b.out_channels}) — pick groups from {_common_divisors(c, b.out_channels)} "
-            f"or change the channel counts")
+        raise ConfigError(f"groups={b.groups} must divide both its in channels ({c}) and out channels "
+                          f"({b.out_channels}) — pick groups from {_common_divisors(c, b.out_channels)} "
+                          f"or change the channel counts", where)
     h_conv = _shrink(where, "conv", c, h, b.kernel, b.stride, b.padding)
     h_pool = h_conv if b.pool == "none" else _shrink(f"pool{i}", "pool", b.out_channels, h_conv,
                                                      b.pool_kernel, b.pool_stride, 0)
@@ -192,11 +252,7 @@ class Trace:
     blocks: tuple[tuple[int, int, int], ...]  # per working conv block: (channels, side after conv, after pool)
     flat: int | None                          # flatten size, None if the features failed
     error: ConfigError | None                 # the first problem in forward order, None if it all works
-
-    @property
-    def where(self) -> str | None:
-        """The failing layer's name as the message gives it (input, conv3, pool3, classifier, fc2 ...)."""
-        return str(self.error).split(":")[0] if self.error else None
+    where: str | None = None                  # the failing part (input, conv3, pool3, classifier, fc2 ...)
 
 
 def trace(cfg: ArchConfig) -> Trace:
@@ -205,10 +261,12 @@ def trace(cfg: ArchConfig) -> Trace:
     flat = None
     try:
         if not isinstance(cfg.name, str) or len(cfg.name) > NAME_MAX:
-            raise ConfigError(f"name: at most {NAME_MAX} characters (got {len(str(cfg.name))}) — shorten it")
+            raise ConfigError(f"at most {NAME_MAX} characters (got {len(str(cfg.name))}) — shorten it", "name")
+        if bad := _not_text(cfg.name, "it"):
+            raise ConfigError(f"{bad} — type the name again", "name")
         if cfg.in_channels not in IN_CHANNELS:
-            raise ConfigError(f"input: in channels must be 1 (grayscale) or 3 (RGB), got {cfg.in_channels} — "
-                              f"images have one or three channels")
+            raise ConfigError(f"in channels must be 1 (grayscale) or 3 (RGB), got {cfg.in_channels} — "
+                              f"images have one or three channels", "input")
         _check_range("input", "input_size", cfg.input_size)
         _check_range("network", "convs", len(cfg.convs))
         c, h = cfg.in_channels, cfg.input_size
@@ -223,18 +281,18 @@ def trace(cfg: ArchConfig) -> Trace:
             _check_range(f"fc{i}", "hidden", w)
         _check_range("classifier", "num_classes", cfg.num_classes)
         if cfg.fc_activation not in ACTIVATIONS:
-            raise ConfigError(f"classifier: activation {cfg.fc_activation!r} is not one of {', '.join(ACTIVATIONS)}")
+            raise ConfigError(f"activation {cfg.fc_activation!r} is not one of {', '.join(ACTIVATIONS)}",
+                              "classifier")
         lo, hi = LIMITS["dropout"]
         if isinstance(cfg.dropout, bool) or not isinstance(cfg.dropout, (int, float)) or not lo <= cfg.dropout <= hi:
-            raise ConfigError(f"classifier: dropout p must be between {lo:g} and {hi:g} (got {cfg.dropout})")
+            raise ConfigError(f"dropout p must be between {lo:g} and {hi:g} (got {cfg.dropout})", "classifier")
         widths = (flat, *cfg.hidden)
         weights = sum(a * b for a, b in zip(widths, (*cfg.hidden, cfg.num_classes)))
         if weights > 400_000_000:
-            raise ConfigError(
-                f"classifier: {weights:,} weights in the Linear layers (flatten size {flat:,}) is too big "
-                f"for this app — add pooling, lower the channels or the hidden widths")
-    except ConfigError as e:
-        return Trace(tuple(blocks), flat, e)
+            raise ConfigError(f"{weights:,} weights in the Linear layers (flatten size {flat:,}) is too big "
+                              f"for this app — add pooling, lower the channels or the hidden widths", "classifier")
+    except ConfigError as e:  # each check names its part: the drawing reads it here, not from the text
+        return Trace(tuple(blocks), flat, e, e.where)
     return Trace(tuple(blocks), flat, None)
 
 
@@ -382,6 +440,13 @@ class TrainConfig:
         return TrainConfig(**kw)
 
 
+def batches_per_epoch(n_train: int, batch_size: int, max_batches: int = 0) -> int:
+    """Training batches in one epoch over `n_train` examples (the last one partial), at most
+    `max_batches` when that cap is set (TrainConfig.max_batches; 0 = no cap)."""
+    steps = -(-n_train // batch_size)
+    return min(steps, max_batches) if max_batches else steps
+
+
 # Training settings that suit a preset better than d2l's (used as the page's and CLI's defaults).
 PRESET_TRAINING: dict[str, TrainConfig] = {
     # measured on 2 CPU cores, seeds 0/1/2: test acc 0.876/0.876/0.873 after one epoch in 22-26 s
@@ -390,14 +455,22 @@ PRESET_TRAINING: dict[str, TrainConfig] = {
 }
 
 
-def default_training(name: str) -> TrainConfig:
-    """The training settings for a network named after a preset ("mini28 (edited)" counts as mini28)."""
-    return PRESET_TRAINING.get(name.split(" ")[0], TrainConfig())
+def preset_of(arch: ArchConfig) -> str | None:
+    """The preset that `arch` is, by its layers and sizes (its name is ignored: a renamed mini28 is
+    mini28, an edited one is a network of one's own); None for a network of one's own."""
+    return next((name for name, p in PRESETS.items() if replace(arch, name=p.name) == p), None)
+
+
+def default_training(arch: ArchConfig | str) -> TrainConfig:
+    """The training settings that suit `arch` (a network, or a preset's name): its preset's (see
+    preset_of), else d2l's recipe."""
+    preset = get_preset(arch).name if isinstance(arch, str) else preset_of(arch)
+    return PRESET_TRAINING.get(preset, TrainConfig())
 
 
 __all__ = [
     "ACTIVATIONS", "NORMS", "POOLS", "TRAIN_LIMITS", "NAME_MAX", "ConfigError", "ConvSpec", "ArchConfig", "TrainConfig",
     "PRESETS", "PRESET_NOTES", "get_preset", "validate", "feature_shapes", "with_conv", "trace", "Trace",
     "LIMITS", "IN_CHANNELS",
-    "default_training",
+    "default_training", "batches_per_epoch", "preset_of",
 ]

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from alexnet_viz.config import ConfigError
+from alexnet_viz.config import ConfigError, batches_per_epoch
 
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -115,6 +115,7 @@ class DeviceData:
                  channels_last: bool = False, dtype: torch.dtype = torch.float32):
         self.device, self.size, self.channels = device, size, channels
         self.channels_last, self.dtype = channels_last, dtype
+        self.rank, self.world = 0, 1  # this process's slice of every batch (torchrun: see shard)
         self.train_x = ds.train_x.to(device)
         self.train_y = ds.train_y.to(device)
         self.test_x = ds.test_x.to(device)
@@ -122,16 +123,8 @@ class DeviceData:
 
     def prepare(self, x: torch.Tensor, augment: bool = False, gen: torch.Generator | None = None) -> torch.Tensor:
         """uint8 B×28×28 -> normalized float B×C×size×size on the device."""
-        x = x.unsqueeze(1).to(self.dtype).div_(255).sub_(MEAN).div_(STD)
-        if augment:
-            x = random_crop_flip(x, gen)
-        if x.shape[-1] != self.size:
-            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
-        if self.channels != 1:
-            x = x.expand(-1, self.channels, -1, -1)
+        x = prepare_images(x, self.channels, self.size, dtype=self.dtype, augment=augment, gen=gen)
         return x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
-
-    rank, world = 0, 1  # this process's slice of every batch (torchrun: see distributed.py)
 
     def shard(self, rank: int, world: int) -> None:
         """Train on every `world`-th example of each batch, from the `rank`-th: the union over ranks
@@ -155,8 +148,29 @@ class DeviceData:
         for i in range(0, len(self.test_y), batch_size):
             yield self.prepare(self.test_x[i:i + batch_size]), self.test_y[i:i + batch_size]
 
-    def steps_per_epoch(self, batch_size: int) -> int:
-        return -(-(self._usable() // self.world) // (batch_size // self.world))
+    def steps_per_epoch(self, batch_size: int, max_batches: int = 0) -> int:
+        """This rank's batches in an epoch: every rank takes as many as one process would."""
+        return batches_per_epoch(self._usable() // self.world, batch_size // self.world, max_batches)
+
+
+def prepare_images(x: torch.Tensor, channels: int, size: int, mean: tuple = (MEAN,), std: tuple = (STD,),
+                   dtype: torch.dtype = torch.float32, augment: bool = False,
+                   gen: torch.Generator | None = None) -> torch.Tensor:
+    """uint8 B×28×28 images -> the B×C×size×size tensor a model takes: scaled to 0..1, less `mean`
+    over `std` (one value for every channel, or one per channel: ImageNet's for a pretrained model),
+    randomly shifted and mirrored with `augment`, resized bilinearly, repeated to C channels."""
+    x = x.unsqueeze(1).to(dtype).div_(255)
+    if len(set(mean)) == 1 and len(set(std)) == 1:  # the same for every channel: on the one channel, in place
+        x = x.sub_(mean[0]).div_(std[0])
+    else:
+        x = x.expand(-1, channels, -1, -1)
+        x = (x - torch.tensor(mean, dtype=dtype, device=x.device).view(1, -1, 1, 1)) / \
+            torch.tensor(std, dtype=dtype, device=x.device).view(1, -1, 1, 1)
+    if augment:
+        x = random_crop_flip(x, gen)
+    if x.shape[-1] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    return x.expand(-1, channels, -1, -1) if x.shape[1] != channels else x
 
 
 def random_crop_flip(x: torch.Tensor, gen: torch.Generator | None, pad: int = 2) -> torch.Tensor:

@@ -1,8 +1,8 @@
 """Sizes, counts and durations as people read them, and sizes as people write them.
 
 Two conventions, each where people expect it: counts and memory estimates take decimal prefixes
-(12_345_678 parameters -> '12.3 M', as papers print them); file limits are powers of two (a 25 MB
-upload limit is Streamlit's `maxUploadSize` of 25, i.e. 25 × 2**20 bytes), and so is what people
+(12_345_678 parameters -> '12.3 M', as papers print them); file limits are powers of two (a 50 MB
+upload limit is Streamlit's `maxUploadSize` of 50, i.e. 50 × 2**20 bytes), and so is what people
 type for a budget ('2G').
 """
 from __future__ import annotations

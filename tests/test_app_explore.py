@@ -22,9 +22,13 @@ from tests.conftest import ROOT
 MINI = get_preset("mini28")
 
 
-def explore(arch=MINI) -> AppTest:
+def explore(arch=MINI, model=None) -> AppTest:
+    """The page on the Architect's network `arch`, looking at `model` (a Source; by default the page's own
+    choice: one's best run, else the shipped example)."""
     at = AppTest.from_file(str(ROOT / "tests" / "apps" / "explore.py"), default_timeout=120)
     at.session_state["last_valid"] = arch  # the Architect's network, as if chosen there
+    if model is not None:
+        at.session_state["model_kind"] = model
     return at.run()
 
 
@@ -39,12 +43,17 @@ def png(im: Image.Image) -> bytes:
     return buf.getvalue()
 
 
+def page_images(at: AppTest) -> list:
+    """The page's images, not the share box's QR code."""
+    return [im for im in at.image if "Scan to open this view" not in im.captions]
+
+
 def captions(at: AppTest) -> list[str]:
     """Every image's caption on the page (st.image captions are not st.caption elements)."""
     return [c for im in at.image for c in im.captions]
 
 
-def background_done(at: AppTest, timeout: float = 120) -> AppTest:
+def background_done(at: AppTest, timeout: float = 300) -> AppTest:
     """Rerun until the page waits on no background job (top-9 pass, feature visualization), as the
     page's own polling would: AppTest does not run timed fragments."""
     end = time.monotonic() + timeout
@@ -62,7 +71,7 @@ def upload(at: AppTest, name: str, data: bytes) -> AppTest:
 
 
 def test_setting_a_unit_shows_its_box_arithmetic_and_top_images():
-    at = explore()
+    at = explore(model=Source.UNTRAINED)
     clean(at)
     at.select_slider(key="layer").set_value("relu2").run()
     ch = at.selectbox(key="ch-relu2").value
@@ -95,25 +104,27 @@ def test_setting_a_unit_shows_its_box_arithmetic_and_top_images():
 
 @pytest.mark.parametrize("size", [(20000, 1), (1, 20000), (1, 1)])
 def test_wide_tall_and_one_pixel_images_render(size):
-    at = upload(explore(), "odd.png", png(Image.new("L", size, 200)))
+    data = png(Image.new("L", size, 200))
+    at = upload(explore(), "odd.png", data)
     clean(at)
-    assert not at.error and any(c.startswith(f"your image ({size[0]}×{size[1]})") for c in captions(at))
+    im = open_image(data)    # a very long side is decoded reduced (inspect/images.py): the page says what it has
+    assert not at.error and any(c.startswith(f"your image ({im.width}×{im.height})") for c in captions(at))
 
 
 @pytest.mark.parametrize("kind", ["PDF", "TIFF", "ICO"])
 def test_a_refused_file_clears_the_previous_results(kind):
     at = upload(explore(), "good.png", png(Image.new("RGB", (40, 30), (200, 10, 10))))
-    assert len(at.image) >= 3
+    assert len(page_images(at)) >= 3
     buf = io.BytesIO()
     Image.new("RGB", (32, 32)).save(buf, kind)
     at = upload(at, f"file.{kind.lower()}", buf.getvalue())
     clean(at)
-    assert kind in at.error[0].value and len(at.image) == 0 and not at.dataframe
+    assert kind in at.error[0].value and len(page_images(at)) == 0 and not at.dataframe
 
 
 def test_svg_is_refused_by_name():
     at = upload(explore(), "drawing.svg", b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>')
-    assert "SVG" in at.error[0].value and len(at.image) == 0
+    assert "SVG" in at.error[0].value and len(page_images(at)) == 0
 
 
 def test_the_image_source_is_one_choice_and_the_cam_class_resets():
@@ -193,7 +204,7 @@ def test_trained_and_untrained_side_by_side_show_each_models_own_results():
 
 
 def test_an_untrained_network_is_not_offered_beside_itself():
-    at = explore()  # no runs: the untrained network is the model, and there is nothing to set beside it
+    at = explore(model=Source.UNTRAINED)  # no runs of one's own: nothing trained to set beside it
     clean(at)
     assert not [r for r in at.radio if r.key == "compare_kind"]
     assert any("Train a run of this network" in c.value for c in at.caption)
@@ -205,3 +216,149 @@ def test_an_untrained_network_is_not_offered_beside_itself():
     clean(at)
     tops = [c.proto.id for c in at.get("plotly_chart") if "-top-0-" in c.proto.id or "-top-1-" in c.proto.id]
     assert len(tops) == 2 and tops[0].endswith("untrained mini28 (seed 0)") and "-top-1-run " in tops[1]
+
+
+def shown(w) -> str:
+    """What the browser shows in a selectbox or slider: the value the page set (when the options changed,
+    settle() sets it), else the option the browser keeps."""
+    if not w.proto.set_value:
+        return w.value
+    raw = w.proto.raw_value
+    return raw if isinstance(raw, str) else raw[0]   # a select slider sends a list
+
+
+def test_after_switching_models_the_grad_cam_box_and_caption_name_the_layer_used():
+    _run(0.5, "finished", True)                       # a mini28 run (its last conv: conv4)
+    at = explore(get_preset("d2l"))                   # the Architect's network: d2l (five convs)
+    clean(at)
+    assert at.radio(key="model_kind").value is Source.RUN
+    box = at.selectbox(key="cam_layer")
+    assert box.value == "conv4" and box.options == ["conv1", "conv2", "conv3", "conv4"]
+    at.select_slider(key="layer").set_value("relu3").run()
+    at.radio(key="model_kind").set_value(Source.UNTRAINED).run()
+    clean(at)
+    box = at.selectbox(key="cam_layer")
+    assert box.options[-1] == "conv5"
+    assert box.value == "conv5" and shown(box) == "conv5"            # the new model's own last conv ...
+    assert "where conv5 looked for" in " ".join(captions(at))          # ... and the one the map was made at
+    assert at.select_slider(key="layer").value == "relu3" and shown(at.select_slider(key="layer")) == "relu3"
+    box.set_value("conv2").run()                      # the user's choice holds, and is what is drawn
+    clean(at)
+    assert at.selectbox(key="cam_layer").value == "conv2" and "where conv2 looked for" in " ".join(captions(at))
+    at.radio(key="model_kind").set_value(Source.RUN).run()   # back: a layer that mini28 has
+    clean(at)
+    assert at.selectbox(key="cam_layer").value == "conv4" and "where conv4 looked for" in " ".join(captions(at))
+
+
+def test_with_no_run_of_ones_own_explore_opens_on_the_shipped_trained_network():
+    from alexnet_viz.inspect.choice import example, final_accuracy
+    shipped = example()
+    if shipped is None:
+        pytest.skip("this checkout has no shipped example run (alexnet_viz/assets/runs/mini28)")
+    at = explore(get_preset("d2l"))                         # the Architect's network is another one
+    clean(at)
+    assert at.radio(key="model_kind").value is Source.EXAMPLE
+    acc = f"{final_accuracy(shipped):.3f}"
+    assert any("example network that ships trained" in c.value and acc in c.value for c in at.caption)
+    assert any(c.startswith("what the example mini28, trained receives: 1×28×28") for c in captions(at))
+    want = analyze(from_run(shipped.path), open_image((ROOT / "alexnet_viz" / "assets" / "examples" /
+                                                         "photo-cat.jpg").read_bytes())).top
+    chart = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert chart["data"][0]["x"] == pytest.approx([p for _, p in want[::-1]], abs=1e-5)
+    _run(0.5, "finished", True)                             # a run of one's own comes first once it exists
+    at = explore(get_preset("d2l"))
+    assert at.radio(key="model_kind").value is Source.RUN
+    assert at.radio(key="model_kind").options[1] == Source.EXAMPLE.label
+
+
+def opened(params: dict, arch=MINI) -> AppTest:
+    """A fresh session (another browser) opening a link with these query parameters."""
+    at = AppTest.from_file(str(ROOT / "tests" / "apps" / "explore.py"), default_timeout=120)
+    at.session_state["last_valid"] = arch
+    at.query_params.update({k: v for k, v in params.items() if k != "sid"})
+    return at.run()
+
+
+def top5(at: AppTest) -> list[float]:
+    return json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]["x"]
+
+
+def test_a_link_opens_the_same_view_in_a_fresh_session():
+    at = explore()
+    at.radio(key="source").set_value("Test set").run()
+    at.number_input(key="test_idx").set_value(7).run()
+    at.select_slider(key="layer").set_value("relu2").run()
+    at.selectbox(key="ch-relu2").set_value(at.selectbox(key="ch-relu2").options[3]).run()
+    at.number_input(key="unit_row").set_value(2).run()
+    at.number_input(key="unit_col").set_value(9).run()
+    at.radio(key="method").set_value("Occlusion").run()
+    at.selectbox(key="cam_class").set_value("Sneaker").run()
+    clean(at)
+    ch = at.selectbox(key="ch-relu2").value
+    params = dict(at.query_params)
+    assert {k: params.get(k) for k in ("image", "test", "layer", "channel", "row", "col", "method", "cls")} == {
+        "image": "test", "test": "7", "layer": "relu2", "channel": str(ch), "row": "2", "col": "9",
+        "method": "Occlusion", "cls": "7"}                  # Sneaker is class 7
+    assert params["model"] in ("example", "untrained")
+    heading = f"One unit: relu2, channel {ch}, row 2, column 9"
+    assert heading in [s.value for s in at.subheader]
+    other = opened(params)
+    clean(other)
+    assert heading in [s.value for s in other.subheader]
+    assert other.selectbox(key="ch-relu2").value == ch and other.radio(key="method").value == "Occlusion"
+    assert other.selectbox(key="cam_class").value == "Sneaker"
+    assert top5(other) == top5(at)                          # the same model saw the same image
+    assert "where conv4 looked for 'Sneaker'" in " ".join(captions(other))
+    assert not other.warning                                # nothing in the link was ignored
+    assert {k: v for k, v in other.query_params.items() if k != "sid"} == \
+        {k: v for k, v in params.items() if k != "sid"}     # and it writes the same link back
+
+
+def test_a_link_to_a_run_opens_it_with_its_snapshot_in_another_session():
+    run = _run(0.7, "finished", True)
+    at = explore()
+    assert at.radio(key="model_kind").value is Source.RUN
+    params = dict(at.query_params)
+    assert params["model"] == "run" and params["run"] == run.path.name
+    other = opened(params)   # another session: not its own run, but the link names it
+    clean(other)
+    assert other.radio(key="model_kind").value is Source.RUN and other.selectbox(key="run").value.path == str(run.path)
+    assert top5(other) == top5(at)
+
+
+def test_an_uploaded_image_never_goes_into_a_link_and_the_link_asks_for_one():
+    image = png(Image.fromarray((np.random.default_rng(5).random((30, 40)) * 255).astype(np.uint8)))
+    at = upload(explore(), "secret.png", image)
+    clean(at)
+    params = dict(at.query_params)
+    assert params["image"] == "upload" and "test" not in params and "example" not in params
+    assert not any("secret" in v or len(v) > 100 for v in params.values())
+    other = opened(params)
+    clean(other)
+    assert other.radio(key="source").value == "Upload"
+    assert any("uploaded image, which stays with whoever uploaded it" in i.value for i in other.info)
+
+
+def test_a_hostile_or_mistaken_link_is_named_in_one_notice_and_the_page_works():
+    other = opened({"layer": "no-such-layer", "channel": "99999", "row": "-3", "run": "nosuch-run",
+                    "model": "<script>", "test": "12", "image": "test"})
+    clean(other)
+    notes = " ".join(w.value for w in other.warning)
+    for name in ("channel", "row", "model", "run", "layer"):
+        assert name in notes, name
+    assert other.number_input(key="test_idx").value == 12 and other.select_slider(key="layer").value == "relu1"
+
+
+def test_the_lessons_show_me_link_opens_the_shipped_network_before_training():
+    from alexnet_viz.inspect.choice import example
+    from alexnet_viz.lessons.chapter import STEPS, Context
+    if example() is None:
+        pytest.skip("this checkout has no shipped example run (alexnet_viz/assets/runs/mini28)")
+    view = next(s for s in STEPS if s.key == "filters").view(Context(example=example()))
+    assert view.page == "explore"
+    other = opened(view.query)
+    clean(other)
+    assert other.radio(key="model_kind").value is Source.EXAMPLE
+    assert other.select_slider(key="snapshot-mini28").value == "before training"
+    assert other.select_slider(key="layer").value == "conv1" and not other.warning
+    assert any(c.startswith("what the example mini28, trained (before training) receives") for c in captions(other))

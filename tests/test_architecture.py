@@ -196,3 +196,54 @@ def test_cli_summary_of_an_exported_config(tmp_path, capsys):
     assert "conv1" in capsys.readouterr().err
     assert main(["summary", "--config", str(tmp_path / "missing.json")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+# --- identity from structure, not from strings ----------------------------------------------------
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_a_preset_is_known_by_its_layers_whatever_its_name(name):
+    from dataclasses import replace
+    from alexnet_viz.config import preset_of
+    p = PRESETS[name]
+    assert preset_of(p) == name and preset_of(replace(p, name="my own net")) == name
+    others = [n for n in PRESETS if n != name]
+    assert preset_of(replace(p, name=others[0])) == name   # another preset's name does not make it that preset
+    assert preset_of(replace(p, num_classes=p.num_classes + 1)) is None
+    assert preset_of(with_conv(p, 0, out_channels=p.convs[0].out_channels + 1)) is None
+
+
+def test_training_defaults_follow_the_network_not_its_name():
+    from dataclasses import replace
+    from alexnet_viz.config import TrainConfig, default_training
+    mini = PRESETS["mini28"]
+    minis = TrainConfig(epochs=1, batch_size=128, lr=1e-3, optimizer="adam", weight_decay=5e-4)  # config.py's table
+    assert default_training(mini) == minis == default_training("mini28")
+    assert default_training(replace(mini, name="my net")) == minis                # renamed: still mini28
+    assert default_training(replace(mini, name="mini28 wide", hidden=(512,))) == TrainConfig()  # edited: its own
+    assert default_training(replace(mini, name="mini28 (edited)", dropout=0.5)) == TrainConfig()
+    assert default_training(replace(PRESETS["d2l"], name="mini28")) == TrainConfig()  # d2l named mini28 is d2l
+    with pytest.raises(ConfigError, match="unknown preset 'mini28 wide'"):
+        default_training("mini28 wide")                                          # a name is a preset's or nothing
+
+
+@pytest.mark.parametrize("change, where", [
+    (dict(name="x" * 81), "name"),
+    (dict(in_channels=2), "input"),
+    (dict(convs=()), "network"),
+    (dict(convs=(ConvSpec(96, 11, 4, 1), ConvSpec(250, 5, 1, 2, groups=4))), "conv2"),
+    (dict(input_size=40), "pool5"),  # by hand: conv1 (40+2-11)//4+1 = 8, pool1 3, conv2 3, pool2 1, conv3-5 1: pool5 sees 1×1
+    (dict(adaptive_pool=40), "avgpool"),
+    (dict(hidden=()), None),
+    (dict(hidden=(4096, 0)), "fc2"),
+    (dict(num_classes=1), "classifier"),
+])
+def test_the_trace_names_the_failing_part_as_data(change, where):
+    from dataclasses import replace
+    from alexnet_viz.config import trace
+    cfg = replace(get_preset("d2l"), **change)
+    t = trace(cfg)
+    if where is None:
+        assert t.error is None and t.where is None
+        return
+    assert t.error is not None and t.where == t.error.where
+    assert t.where == where and str(t.error).startswith(f"{where}: ")  # the message still names it first

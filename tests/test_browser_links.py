@@ -15,6 +15,7 @@ pytestmark = pytest.mark.slow
 def test_an_edited_network_and_a_lesson_open_the_same_in_a_second_browser(server, browser):
     url, _ = server
     a = open_page(browser, url)
+    a.locator("[data-testid='stMetric']").first.wait_for(timeout=180_000)  # a first visit measures the device
     choose(a, "Preset", "alexnet2012")
     edit_cell(a, conv_table(a), 0, 1, 7)  # conv1's kernel 11 -> 7
     edited = with_conv(get_preset("alexnet2012"), 0, kernel=7)

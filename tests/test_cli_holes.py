@@ -84,7 +84,7 @@ def test_predict_refuses_a_file_over_the_limit_by_its_size_before_reading(capsys
     monkeypatch.setattr("alexnet_viz.inspect.images.open", lambda *a, **k: pytest.fail("read before the size check"),
                         raising=False)
     rc, err = cli(capsys, "predict", str(big), "--untrained", "--preset", "lenet5")
-    assert rc == 1 and "3072 MB; the limit is 25 MB" in err
+    assert rc == 1 and "3072 MB; the limit is 50 MB" in err
 
 
 def test_predict_refuses_a_fifo(capsys, tmp_path):

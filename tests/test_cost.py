@@ -1,6 +1,7 @@
 """The cost estimator: its parts against what torch really allocates, the budget, and refusals."""
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -188,6 +189,27 @@ def test_a_slow_run_says_what_would_make_it_fast(monkeypatch):
     assert "mini28" in est.advice and "batches per epoch" in est.advice
 
 
+@pytest.mark.parametrize("n_train,n_test,max_batches", [(10_000, 2_000, 0), (60_000, 10_000, 0), (60_000, 10_000, 200)])
+def test_the_suggested_cap_is_counted_on_the_real_training_set(n_train, n_test, max_batches):
+    """The cap the advice suggests is fewer batches than an epoch of this data has (the sample's
+    10,000 images make 79 batches of 128, not Fashion-MNIST's 469), and the run with it, and with
+    the epochs it names, takes under SLOW_RUN_S."""
+    laptop = profile.DeviceProfiles()
+    laptop.remember("cpu", {"conv_macs_per_s": 1e11, "narrow_conv_macs_per_s": 2e10, "linear_macs_per_s": 5e10,
+                            "bytes_per_s": 1e10, "layer_s": 1e-4,
+                            **dict.fromkeys(("smooth_bytes_per_s", "window_bytes_per_s", "lrn_bytes_per_s"), 3e9)})
+    t = TrainConfig(epochs=10, batch_size=128, max_batches=max_batches)
+    kw = dict(n_train=n_train, n_test=n_test, device="cpu", profiles=laptop)
+    est = cost.estimate_training(get_preset("d2l"), t, **kw)
+    assert est.run_seconds > cost.SLOW_RUN_S
+    m = re.search(r"a cap of (\d+) batch(?:es)? per epoch(?:, with (\d+) epochs?,)? keeps it under", est.advice)
+    assert m, est.advice
+    cap, epochs = int(m[1]), int(m[2] or t.epochs)
+    assert cap < min(-(-n_train // 128), max_batches or 10**9)  # 79 or 469 batches, or the cap already set
+    followed = cost.estimate_training(get_preset("d2l"), replace(t, max_batches=cap, epochs=epochs), **kw)
+    assert followed.run_seconds < cost.SLOW_RUN_S
+
+
 def test_evaluation_batch_follows_the_budget_and_the_training_batch(monkeypatch):
     d2l = get_preset("d2l")
     assert cost.eval_batch_size(d2l, "cpu", False) == cost.EVAL_BATCH
@@ -280,6 +302,7 @@ def test_explore_refuses_the_issues_network_before_allocating_it(tmp_path):
     """In a fresh process (its own RSS): the page says why, and the 4 GB of maps were never made."""
     code = ("import resource, sys\nsys.path.insert(0, sys.argv[1])\n"
             "from tests.test_cost import HUGE, _page\nat = _page('explore', HUGE)\n"
+            "at.radio(key='model_kind').set_value('untrained').run()\n"  # the default is the shipped mini28
             "assert not at.exception, at.exception\n"
             "print('ERRORS', [e.value for e in [*at.error, *at.warning]])\n"
             "print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)")

@@ -104,3 +104,19 @@ def test_many_groups_stay_a_few_towers_and_the_biggest_network_stays_drawable():
     drawn = {d["name"]: d for d in layers(network_svg(cfg))}
     assert drawn["conv2"]["n_fronts"] == 4 and "2048 groups" in drawn["conv2"]["text"]
     assert float(root.get("height")) < 800
+
+
+def test_the_failing_layer_comes_from_the_trace_not_the_message_text(monkeypatch):
+    """The drawing reads Trace.where (data); a message reworded to name no layer draws the same red layer."""
+    from alexnet_viz.architect import drawing
+    from alexnet_viz.config import trace
+    cfg = replace(get_preset("d2l"), input_size=40)   # pool5 sees 1×1 (by hand: 8, 3, 3, 1, 1, 1, 1)
+    real = trace(cfg)
+    reworded = replace(real, error=ConfigError("the window does not fit here"))
+    assert reworded.where == "pool5" and reworded.error.where is None
+    monkeypatch.setattr(drawing, "trace", lambda c: reworded)
+    drawn = layers(network_svg(cfg))
+    assert [d["name"] for d in drawn] == ["input", "conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5",
+                                          "pool5"]
+    assert drawn[-1]["failed"] and not any(d["failed"] for d in drawn[:-1])
+    assert "the window does not fit here" in network_svg(cfg)

@@ -213,12 +213,11 @@ def test_examples_per_sec_leaves_out_evaluation(monkeypatch):
 # --- what moved out of the pages (issue 16): costs, ETAs, mistakes, thinning, preset identity ----------
 
 def test_batches_per_epoch_counts_the_partial_last_batch_and_the_cap():
-    from alexnet_viz.training.experiments import batches_per_epoch
-    t = TrainConfig(batch_size=128)
-    assert batches_per_epoch(t, 1000) == 8  # 7 full batches of 128 = 896, then 104 left over
-    assert batches_per_epoch(replace(t, max_batches=3), 1000) == 3
-    assert batches_per_epoch(replace(t, max_batches=100), 1000) == 8
-    assert batches_per_epoch(replace(t, batch_size=100), 1000) == 10
+    from alexnet_viz.config import batches_per_epoch
+    assert batches_per_epoch(1000, 128) == 8  # 7 full batches of 128 = 896, then 104 left over
+    assert batches_per_epoch(1000, 128, max_batches=3) == 3
+    assert batches_per_epoch(1000, 128, max_batches=100) == 8
+    assert batches_per_epoch(1000, 100) == 10
 
 
 def test_a_sets_cost_counts_every_batch_and_adds_the_runs():
@@ -268,8 +267,8 @@ def test_thinning_keeps_at_most_a_charts_worth_evenly():
 
 
 def test_a_preset_is_recognised_by_its_structure_not_its_name():
-    from alexnet_viz.training.experiments import preset_matching
+    from alexnet_viz.config import preset_of
     mini = PRESETS["mini28"]
-    assert preset_matching(mini) == "mini28" and preset_matching(replace(mini, name="my net")) == "mini28"
-    assert preset_matching(replace(mini, name="mini28 wide", hidden=(512,))) is None
-    assert preset_matching(PRESETS["lenet5"]) == "lenet5"
+    assert preset_of(mini) == "mini28" and preset_of(replace(mini, name="my net")) == "mini28"
+    assert preset_of(replace(mini, name="mini28 wide", hidden=(512,))) is None
+    assert preset_of(PRESETS["lenet5"]) == "lenet5"

@@ -135,10 +135,12 @@ def test_a_48_megapixel_phone_photo_is_decoded_at_reduced_scale():
     data = phone_photo()
     assert len(data) < 2 * 2**20  # it compresses small: an upload well under the limit
     im = open_image(data)
-    assert im.mode == "RGB" and im.size == (2000, 1500)  # the decoder's 1/4 scale: long side ≥ DECODE_SIDE
+    assert im.mode == "RGB" and im.size == (1000, 750)  # the decoder's 1/8 scale: long side ≥ DECODE_SIDE
     assert DECODE_SIDE <= max(im.size) < 2 * DECODE_SIDE
     a = np.asarray(im, dtype=int)
-    assert np.abs(a[750, 500] - (220, 20, 20)).max() < 12 and np.abs(a[750, 1500] - (20, 20, 220)).max() < 12
+    assert np.abs(a[375, 250] - (220, 20, 20)).max() < 12 and np.abs(a[375, 750] - (20, 20, 220)).max() < 12
+    again = open_image(data)  # the page's next run: the same pixels (kept), in an image of its own
+    assert again is not im and np.array_equal(np.asarray(again), np.asarray(im))
     x = to_tensor(im, 3, 224, (0.5,) * 3, (0.5,) * 3)
     assert x.shape == (1, 3, 224, 224) and x[0, 0, 112, 20] > x[0, 2, 112, 20]  # still red on the left
 
@@ -147,8 +149,8 @@ def test_a_phone_photos_orientation_survives_the_reduced_decode():
     ex = Image.Exif()
     ex[0x0112] = 6  # rotate 90° clockwise to display: the phone was held upright
     im = open_image(phone_photo(exif=ex))
-    assert im.size == (1500, 2000)
-    assert np.asarray(im, dtype=int)[500, 750, 0] > 150  # the left (red) half is now on top
+    assert im.size == (750, 1000)
+    assert np.asarray(im, dtype=int)[250, 375, 0] > 150  # the left (red) half is now on top
 
 
 def test_other_formats_keep_the_pixel_limit():
@@ -158,6 +160,11 @@ def test_other_formats_keep_the_pixel_limit():
         open_image(png)
     with pytest.raises(ImageError, match=r"48 megapixels; the limit is 40 for a progressive JPEG, which is decoded whole"):
         open_image(phone_photo(progressive=True))  # its decoder keeps the whole image's coefficients
+
+
+def test_a_big_image_of_another_format_is_reduced_after_decoding():
+    im = open_image(save(Image.new("RGB", (6000, 4000), (10, 200, 10)), "PNG"))  # 24 MP: under the limit
+    assert im.size == (546, 364) and im.getpixel((300, 200)) == (10, 200, 10)  # reduced by 6000 // 512 = 11
 
 
 def test_a_jpeg_over_200_megapixels_is_refused_by_its_header():
@@ -302,7 +309,7 @@ def test_upload_limits_agree_and_are_enforced():
     cfg = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     assert cfg["server"]["maxUploadSize"] * 2**20 == MAX_BYTES  # Streamlit refuses larger files first
     assert cfg["client"]["showErrorDetails"] == "none"          # and never shows a trace
-    with pytest.raises(ImageError, match="limit is 25 MB"):
+    with pytest.raises(ImageError, match="limit is 50 MB"):
         open_image(b"\x89PNG" + b"\0" * MAX_BYTES)
 
 

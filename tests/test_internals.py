@@ -6,7 +6,6 @@ import pytest
 import torch
 from torch import nn
 
-from alexnet_viz.training import internals
 from alexnet_viz.config import TrainConfig, get_preset, with_conv
 from alexnet_viz.training.internals import BINS, Probe
 from alexnet_viz.model import build_model
@@ -17,15 +16,10 @@ from alexnet_viz.training.engine import make_optimizer, train, train_step
 from tests.test_training import TINY, synthetic
 
 
-@pytest.fixture
-def every_step(monkeypatch):
-    monkeypatch.setattr(internals, "EVERY", 1)
-
-
-def test_engine_records_internals_with_the_right_shapes(tmp_path, every_step):
+def test_engine_records_internals_with_the_right_shapes(tmp_path):
     t = TrainConfig(epochs=1, batch_size=16, lr=0.1, device="cpu", max_batches=5)
     run = Run.create(TINY, t, "synthetic", tmp_path)
-    recs = [r for r in train(TINY, t, synthetic(128, 32), run=run) if r.kind == "internals"]
+    recs = [r for r in train(TINY, t, synthetic(128, 32), run=run, internals_every=1) if r.kind == "internals"]
     model = build_model(TINY)
     weighted = [(n, m) for n, m in leaf_layers(model) if isinstance(m, (nn.Conv2d, nn.Linear))]
     relus = [n for n, m in leaf_layers(model) if isinstance(m, nn.ReLU)]
@@ -70,7 +64,7 @@ def test_update_ratio_and_dead_units_agree_with_independent_computations():
     assert r.grad_norm[r.layers.index("conv1")] == 0.0  # dead units pass no gradient back
 
 
-def test_sigmoid_lenet5_shows_the_vanishing_gradient(every_step):
+def test_sigmoid_lenet5_shows_the_vanishing_gradient():
     """All-sigmoid LeNet-5: the first layer's gradient norm is far below the last's; the same net with
     ReLU has them within an order of magnitude (the contrast that AlexNet's ReLU made)."""
     lenet = get_preset("lenet5")
@@ -78,7 +72,7 @@ def test_sigmoid_lenet5_shows_the_vanishing_gradient(every_step):
     t = TrainConfig(epochs=1, batch_size=64, lr=0.9, device="cpu", max_batches=3)
     ratios = {}
     for name, arch in (("sigmoid", lenet), ("relu", relu)):
-        recs = [r for r in train(arch, t, synthetic(192, 16)) if r.kind == "internals"]
+        recs = [r for r in train(arch, t, synthetic(192, 16), internals_every=1) if r.kind == "internals"]
         assert len(recs) == 3
         ratios[name] = [r.grad_norm[0] / r.grad_norm[-1] for r in recs]
     assert max(ratios["sigmoid"]) < 1 / 50

@@ -259,6 +259,7 @@ def test_a_bad_lesson_link_is_named_and_the_lesson_opens_at_the_start():
 
 def test_the_relu_step_answers_from_the_runs_on_disk_and_says_when_there_are_none(tmp_path, monkeypatch):
     monkeypatch.setenv("ALEXNET_VIZ_RUNS", str(tmp_path / "none"))
+    monkeypatch.setattr("alexnet_viz.runs.examples.EXAMPLES", tmp_path / "no-examples")  # a checkout without them
     at = open_page({"lesson": "6"})
     at.radio[0].set_value("ReLU")
     next(b for b in at.button if b.label == "Answer").click().run()
@@ -269,3 +270,24 @@ def test_the_relu_step_answers_from_the_runs_on_disk_and_says_when_there_are_non
     at.run()
     assert any("You said ReLU. Right." in s.value for s in at.success)
     assert any("ReLU beat sigmoid" in m.value for m in at.markdown)
+
+
+def test_without_a_dropout_experiment_the_shipped_runs_own_gap_is_given(tmp_path):
+    runs = fake_experiment(tmp_path, "relu-vs-sigmoid", {"ReLU": [(0.93, 0.91)]})
+    f = answers.dropout_gap([], Run(runs[0].path))
+    assert f.value is None and "0.930" in f.missing and "0.910" in f.missing and "+0.020" in f.missing
+
+
+def test_the_shipped_experiment_and_run_answer_the_relu_and_filters_steps():
+    from alexnet_viz.runs.examples import example_run
+    from alexnet_viz.training.experiments import collect_results, summarize_experiment
+    run = example_run()
+    if run is None:
+        pytest.skip("this checkout ships no example runs")
+    runs = list_runs()
+    f = answers.relu_vs_sigmoid(runs)
+    stats, sentence = summarize_experiment(collect_results(runs, "relu-vs-sigmoid"))
+    assert f.missing is None and sentence in f.text
+    assert f.value == max(stats, key=lambda s: s["test acc"])["variant"] or f.value == "about the same"
+    g = answers.conv1_filters(run)
+    assert g.missing is None and g.figures["before"] < g.figures["after"]

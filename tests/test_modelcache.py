@@ -1,4 +1,6 @@
-"""Explore's shared model cache: bounded by bytes, least recently used out first, safe under threads."""
+"""Explore's shared model cache: bounded by bytes, least recently used out first, safe under threads;
+and the results kept per model, which go when the model goes."""
+import gc
 import random
 import threading
 import time
@@ -6,9 +8,13 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
+import torch
 from torch import nn
 
-from alexnet_viz.inspect.modelcache import ModelCache, model_bytes
+from alexnet_viz.config import get_preset
+from alexnet_viz.inspect import top
+from alexnet_viz.inspect.modelcache import ModelCache, PerObjectCache, model_bytes
+from alexnet_viz.model import build_model
 
 
 def loaded(n_weights: int):
@@ -35,6 +41,35 @@ def test_the_cache_stays_under_its_byte_limit_and_evicts_the_oldest():
     assert cache.keys() == ["a", "c"] and cache.total <= cache.limit
     big = cache.get("big", lambda: load(5000, "big"))  # larger than the whole cap: served, never kept
     assert big.model.weight.numel() == 5000 and "big" not in cache.keys() and cache.keys() == ["a", "c"]
+
+
+def test_results_kept_per_object_are_capped_and_go_with_their_object():
+    cache = PerObjectCache(most=2)
+    a, b = nn.Linear(1, 1), torch.zeros(3, 2)  # a model, and a tensor (whose == is elementwise)
+    cache.put(a, "x", 1)
+    cache.put(b, "fp", (3, 0))
+    assert cache.get(a, "x") == 1 and cache.get(b, "fp") == (3, 0) and cache.get(b, "x") is None
+    cache.put(a, "y", 2)
+    cache.put(a, "z", 3)  # a third result for a: its oldest goes
+    assert [cache.get(a, k) for k in "xyz"] == [None, 2, 3] and len(cache) == 2
+    del a
+    gc.collect()
+    assert len(cache) == 1 and cache.get(b, "fp") == (3, 0)
+    del b
+    gc.collect()
+    assert len(cache) == 0
+
+
+def test_top_images_passes_and_test_set_fingerprints_go_when_the_model_and_the_data_go():
+    passes, prints = len(top._PASSES), len(top._PRINTS)
+    model = build_model(get_preset("mini28")).eval()
+    xs, ys = torch.randint(0, 256, (20, 28, 28), dtype=torch.uint8), torch.arange(20) % 10
+    ix = top.index_layer(model, xs, ys, "relu1", (0.5,), (0.5,))
+    assert top.index_layer(model, xs, ys, "relu1", (0.5,), (0.5,), only_cached=True) is ix
+    assert (len(top._PASSES), len(top._PRINTS)) == (passes + 1, prints + 1)
+    del model, xs, ix
+    gc.collect()
+    assert (len(top._PASSES), len(top._PRINTS)) == (passes, prints)  # the old _PRINTS kept every id forever
 
 
 # --- many sessions at once (Streamlit runs each session's script in its own thread) -------------------

@@ -42,7 +42,7 @@ def test_bf16_only_when_it_pays_and_the_answer_is_cached(monkeypatch, speedup):
     monkeypatch.setattr(precision, "measure", fake)
     first = choose("cpu", TINY)
     assert first.dtype == (torch.bfloat16 if speedup >= PAYS else None)
-    assert f"{speedup:.1f}" in first.reason and "measured 2026-11-24" in first.reason
+    assert f"{speedup:.2f}×" in first.reason and "measured 2026-11-24" in first.reason
     assert choose("cpu", TINY) == first and len(calls) == 1          # the second answer comes from disk
     saved = json.loads((cache_dir() / "precision.json").read_text())
     (key,) = saved
@@ -128,7 +128,7 @@ def test_each_batch_class_is_measured_at_its_own_batch(monkeypatch):
 
     def fake(arch, batch=None):
         measured.append(batch)
-        return {"speedup": 1.7 if batch >= 64 else 1.05, "batch": batch, "date": "2026-11-24"}  # AMX's shape
+        return {"speedup": 1.7 if batch >= 64 else 1.02, "batch": batch, "date": "2026-11-24"}  # AMX's shape
     monkeypatch.setattr(precision, "measure", fake)
     assert choose("cpu", TINY, batch=16).dtype is None
     assert choose("cpu", TINY, batch=128).dtype is torch.bfloat16

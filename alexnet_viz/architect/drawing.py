@@ -40,7 +40,7 @@ def vector_px(n: int) -> float:
 
 
 @dataclass(frozen=True)
-class Box:
+class DrawnLayer:
     """One drawn layer output."""
     name: str                    # conv1, pool1, input, flatten, fc1 ...
     kind: str                    # input | conv | pool | vector | failed
@@ -50,42 +50,42 @@ class Box:
     message: str = ""            # the ConfigError of a failed layer
 
 
-def boxes(cfg: ArchConfig) -> list[Box]:
+def drawn_layers(cfg: ArchConfig) -> list[DrawnLayer]:
     """The layers to draw, in order, stopping at (and including, in red) the first one that cannot work."""
     t = trace(cfg)
     where = t.where
     if where in ("name", "input", "network"):
-        return [Box("input", "failed", (), message=str(t.error))]
-    out = [Box("input", "input", (cfg.in_channels, cfg.input_size, cfg.input_size))]
+        return [DrawnLayer("input", "failed", (), message=str(t.error))]
+    out = [DrawnLayer("input", "input", (cfg.in_channels, cfg.input_size, cfg.input_size))]
     h = cfg.input_size
     for i, b in enumerate(cfg.convs, 1):
         if i > len(t.blocks):  # this block failed: draw its conv, or its pool, in red
             if where == f"pool{i}":
                 h_conv = (h + 2 * b.padding - b.kernel) // b.stride + 1
-                out.append(Box(f"conv{i}", "conv", (b.out_channels, h_conv, h_conv), min(b.groups, MAX_TOWERS),
-                               (b.kernel, b.stride, b.groups)))
+                out.append(DrawnLayer(f"conv{i}", "conv", (b.out_channels, h_conv, h_conv),
+                                      min(b.groups, MAX_TOWERS), (b.kernel, b.stride, b.groups)))
             name = where if where in (f"conv{i}", f"pool{i}") else f"conv{i}"
-            return out + [Box(name, "failed", (), message=str(t.error))]
+            return out + [DrawnLayer(name, "failed", (), message=str(t.error))]
         c, h_conv, h = t.blocks[i - 1]
         towers = min(b.groups, MAX_TOWERS)
-        out.append(Box(f"conv{i}", "conv", (c, h_conv, h_conv), towers, (b.kernel, b.stride, b.groups)))
+        out.append(DrawnLayer(f"conv{i}", "conv", (c, h_conv, h_conv), towers, (b.kernel, b.stride, b.groups)))
         if b.pool != "none":
-            out.append(Box(f"pool{i}", "pool", (c, h, h), towers))
+            out.append(DrawnLayer(f"pool{i}", "pool", (c, h, h), towers))
     if where == "avgpool":
-        return out + [Box("avgpool", "failed", (), message=str(t.error))]
+        return out + [DrawnLayer("avgpool", "failed", (), message=str(t.error))]
     if cfg.adaptive_pool:
         a = cfg.adaptive_pool
-        out.append(Box("avgpool", "pool", (out[-1].shape[0], a, a)))
-    out.append(Box("flatten", "vector", (t.flat,)))
+        out.append(DrawnLayer("avgpool", "pool", (out[-1].shape[0], a, a)))
+    out.append(DrawnLayer("flatten", "vector", (t.flat,)))
     widths = (*cfg.hidden, cfg.num_classes)
     for j, w in enumerate(widths, 1):
         if where == f"fc{j}" or (where == "classifier" and j == 1):
-            return out + [Box(where, "failed", (), message=str(t.error))]
-        out.append(Box(f"fc{j}", "vector", (w,)))
+            return out + [DrawnLayer(where, "failed", (), message=str(t.error))]
+        out.append(DrawnLayer(f"fc{j}", "vector", (w,)))
     return out
 
 
-def _size(b: Box) -> tuple[float, float, float]:
+def _size(b: DrawnLayer) -> tuple[float, float, float]:
     """(thickness, height, oblique depth) of one tower of a box, in px at scale 1."""
     if b.kind == "failed":
         return 24, 70, 12
@@ -95,7 +95,7 @@ def _size(b: Box) -> tuple[float, float, float]:
     return channels_px(max(c // b.towers, 1)), side_px(h), 0.35 * side_px(w)
 
 
-def _labels(b: Box) -> list[str]:
+def _labels(b: DrawnLayer) -> list[str]:
     """Text under a box: its shape, then the kernel that made it."""
     if b.kind == "failed":
         return ["cannot work"]
@@ -114,7 +114,7 @@ def _text_px(text: str, font: float) -> float:
 
 def network_svg(cfg: ArchConfig, scale: float = 1.0) -> str:
     """The drawing as a standalone SVG document; `scale` enlarges everything (presenter mode)."""
-    items = boxes(cfg)
+    items = drawn_layers(cfg)
     font, gap = FONT * scale, 14 * scale
     sizes = [tuple(v * scale for v in _size(b)) for b in items]
     tower_gap = 12 * scale

@@ -4,9 +4,7 @@ One path for both, so a link can never carry a network an import would refuse.
 """
 from __future__ import annotations
 
-import json
-
-from alexnet_viz.config import ArchConfig, ConfigError, arch_from_dict, trace
+from alexnet_viz.config import ArchConfig, ConfigError, arch_from_dict, read_json, trace
 
 # What one imported network may ask of the server before anything is built: a link is input from
 # anyone, and the Architect summarizes it, Explore may build its weights. alexnet2012 has 61 M
@@ -60,8 +58,4 @@ def import_network(data: str | bytes) -> ArchConfig:
             data = data.decode("utf-8")
         except UnicodeDecodeError:
             raise ConfigError("it is not UTF-8 text") from None
-    try:
-        d = json.loads(data)
-    except (json.JSONDecodeError, RecursionError) as e:
-        raise ConfigError(f"not valid JSON: {e}") from None
-    return network_from_dict(d)
+    return network_from_dict(read_json(data))  # too deep, 5,000-digit numbers, lone surrogates: one line

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from alexnet_viz.config import ArchConfig
-from alexnet_viz.model import build_model
+from alexnet_viz.model import LRN, build_model
 from alexnet_viz.units import approx, human
 
 
@@ -166,7 +166,6 @@ def _block(cfg: ArchConfig, name: str):
 
 def describe_layers(s: Summary) -> list[str]:
     """One plain sentence per row of `s`, in order, with that layer's own numbers."""
-    from alexnet_viz.model import LRN
     cfg, out = s.cfg, []
     prev_name, prev_shape = "input", (cfg.in_channels, cfg.input_size, cfg.input_size)
     for r in s.rows:

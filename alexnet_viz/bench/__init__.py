@@ -4,6 +4,7 @@ Run with `python -m alexnet_viz bench [summary|train|explore|estimate|internals|
 """
 from __future__ import annotations
 
+import importlib
 import time
 
 
@@ -31,7 +32,6 @@ def print_table(title: str, header: list[str], rows: list[list]) -> None:
 
 
 def run_benchmarks(which: list[str], quick: bool = False, classmates: int = 8) -> int:
-    import importlib
     for name in which or ["summary", "explore", "train"]:
         extra = {"classmates": classmates} if name == "classroom" else {}
         importlib.import_module(f"alexnet_viz.bench.{name}").main(quick=quick, **extra)

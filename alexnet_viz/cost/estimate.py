@@ -27,11 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from alexnet_viz.config import ArchConfig, TrainConfig, get_preset
+from alexnet_viz.config import ArchConfig, TrainConfig, batches_per_epoch, get_preset, preset_of
 from alexnet_viz.architect.summary import leaf_layers
 from alexnet_viz.cost.budget import memory_budget
 from alexnet_viz.cost.profile import KINDS, RATE_OF_KIND, DeviceProfiles, conv_rate, device_profile
 from alexnet_viz.data import pick_device
+from alexnet_viz.model import build_model
+from alexnet_viz.training.precision import known_speed
 from alexnet_viz.units import duration, human
 
 # Peak RSS of a fresh process after `import torch` (~530 MB with torch 2.15's CUDA build) and
@@ -137,7 +139,7 @@ def _kind(m: nn.Module) -> str:
 @lru_cache(maxsize=64)
 def footprint(arch: ArchConfig) -> Footprint:
     """Costs nothing: the network is built and run on the meta device."""
-    model = build_meta(arch)
+    model = build_model(arch, device="meta")
     B = 2  # BatchNorm in training mode wants more than one value per channel
     x = torch.empty(B, arch.in_channels, arch.input_size, arch.input_size, device="meta", requires_grad=False)
     saved_train = _saved_bytes(model.train(), x) // B
@@ -169,11 +171,6 @@ def footprint(arch: ArchConfig) -> Footprint:
     params = sum(p.numel() for p in model.parameters())
     return Footprint(params, saved_train, saved_eval, outputs, largest, name, pair, work, work16, pair16, conv, tuple(convs), lin,
                      tuple(elem[k] for k in KINDS), n)
-
-
-def build_meta(arch: ArchConfig) -> nn.Module:
-    from alexnet_viz.model import build_model
-    return build_model(arch, device="meta")
 
 
 def _seconds_per_example(fp: Footprint, prof: dict, train: bool, speedup: float = 1.0) -> float:
@@ -226,9 +223,7 @@ def estimate_training(arch: ArchConfig, t: TrainConfig, n_train: int = FASHION_T
     }
     peak = sum(parts.values())
     budget = memory_budget(dev)
-    steps = -(-n_train // B)
-    if t.max_batches:
-        steps = min(steps, t.max_batches)
+    steps = batches_per_epoch(n_train, B, t.max_batches)
     prof = device_profile(dev, profiles=profiles)
     step_s = (B * _seconds_per_example(fp, prof, True, speedup) + fp.layers * prof["layer_s"] / speedup
               + fp.params * 4 * (3 + 2 * state) / prof["bytes_per_s"]          # optimizer step
@@ -251,32 +246,44 @@ def estimate_training(arch: ArchConfig, t: TrainConfig, n_train: int = FASHION_T
         else:
             advice = "this machine has too little free memory for any run now — try again when others have finished"
     else:
-        advice = speed_advice(arch, t, steps * step_s + eval_s, dev, profiles) if seconds * t.epochs > SLOW_RUN_S else ""
+        slow = seconds * t.epochs > SLOW_RUN_S
+        advice = speed_advice(arch, t, step_s, eval_s, steps, dev, n_train, n_test, profiles) if slow else ""
     return Estimate(int(peak), float(seconds), int(budget), fits, parts, biggest, advice, "training",
                     dev.type, B, t.epochs)
 
 
-def speed_advice(arch: ArchConfig, t: TrainConfig, seconds_per_epoch: float, dev: torch.device,
+def speed_advice(arch: ArchConfig, t: TrainConfig, step_s: float, eval_s: float, steps: int, dev: torch.device,
+                 n_train: int = FASHION_TRAIN, n_test: int = FASHION_TEST,
                  profiles: DeviceProfiles | None = None) -> str:
-    """What would bring a slow run under SLOW_RUN_S: mini28, or a cap on batches per epoch."""
-    total = seconds_per_epoch * t.epochs
+    """What would bring a slow run (`steps` batches of `step_s` seconds an epoch, and a test pass of
+    `eval_s`) under SLOW_RUN_S: mini28 on the same data, or a cap on batches per epoch that keeps
+    the whole run, test passes included, within 80% of it."""
+    total = (steps * step_s + eval_s) * t.epochs
     tips = []
-    if arch.name.split(" ")[0] != "mini28":
-        m = estimate_training(get_preset("mini28"), TrainConfig(epochs=1, batch_size=128, amp=t.amp), device=dev,
-                              profiles=profiles)
+    if preset_of(arch) != "mini28":
+        m = estimate_training(get_preset("mini28"), TrainConfig(epochs=1, batch_size=128, amp=t.amp), n_train, dev,
+                              n_test, profiles)
         tips.append(f"the mini28 network trains an epoch in about {duration(m.seconds_per_epoch)}")
-    per_batch = seconds_per_epoch / max(-(-FASHION_TRAIN // t.batch_size), 1)
-    cap = int(SLOW_RUN_S / max(t.epochs, 1) / max(per_batch, 1e-9) * 0.8)
-    if cap >= 1:
-        tips.append(f"a cap of {cap} batch{'es' if cap > 1 else ''} per epoch keeps it under {SLOW_RUN_S // 60} minutes")
+    tips += _cap_tip(t.epochs, step_s, eval_s, steps)
     return (f"the whole run takes about {duration(total)} {_device_words(dev.type)}: "
             + ("; ".join(tips) if tips else "fewer epochs would make it shorter"))
+
+
+def _cap_tip(epochs: int, step_s: float, eval_s: float, steps: int) -> list[str]:
+    """A cap on batches per epoch that keeps the run, test passes included, within 80% of SLOW_RUN_S;
+    with one epoch when the test passes of all of them alone would take longer. [] when no cap helps."""
+    for n in dict.fromkeys((max(epochs, 1), 1)):
+        cap = int((0.8 * SLOW_RUN_S / n - eval_s) / max(step_s, 1e-9))
+        if 1 <= cap < steps:  # a cap at or above the epoch's batches would change nothing
+            also = f", with {n} epoch{'s' if n > 1 else ''}," if n != epochs else ""
+            return [f"a cap of {cap} batch{'es' if cap > 1 else ''} per epoch{also} keeps it under "
+                    f"{SLOW_RUN_S // 60} minutes"]
+    return []
 
 
 def _precision(dev: torch.device, arch: ArchConfig, t: TrainConfig) -> tuple[bool, float]:
     """(bf16?, its measured speed-up over the profile's fp32 rates) where precision.py has already
     chosen and measured (an estimate never waits for a measurement)."""
-    from alexnet_viz.training.precision import known_speed
     c, speed = known_speed(dev, arch, t.precision if t.amp else "fp32", t.batch_size)
     return c is not None and c.dtype is not None, speed
 

@@ -5,6 +5,7 @@ import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -12,12 +13,14 @@ from torch import nn
 
 from alexnet_viz.config import ArchConfig, get_preset
 from alexnet_viz.inspect.attribution import grad_cam  # noqa: F401 - captum's LayerGradCam, part of this module's API
-from alexnet_viz.cost.budget import require_fits
+from alexnet_viz.cost.budget import require_fits, server_budget
 from alexnet_viz.cost.estimate import estimate_analysis
 from alexnet_viz.inspect.walk import layer_outputs, private_copy
 from alexnet_viz.data import CLASSES, MEAN, STD
 from alexnet_viz.model import build_model
-from alexnet_viz.runs.store import Run
+from alexnet_viz.inspect.images import light_background, to_tensor
+from alexnet_viz.runs.snapshots import find, read_index
+from alexnet_viz.runs.store import Run, RunError
 from alexnet_viz.architect.summary import leaf_layers
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -57,8 +60,6 @@ def untrained(cfg: ArchConfig, seed: int = 0) -> Loaded:
 
 def from_run(path: str | Path, at: float | str | None = None) -> Loaded:
     """A saved run's final weights, or its snapshot at epoch/label `at` (see Run.load_model)."""
-    from alexnet_viz.runs.store import RunError
-    from alexnet_viz.runs.snapshots import find, read_index
     try:
         run = Run(Path(path))
         model = run.load_model(at)
@@ -192,7 +193,6 @@ class Analysis:
 def preprocess(loaded: Loaded, im, invert: bool | None = None) -> torch.Tensor:
     """PIL image -> the 1×C×H×W tensor this model takes; invert=None: only a light-background
     image for a Fashion-MNIST model."""
-    from alexnet_viz.inspect.images import light_background, to_tensor
     if loaded.transforms is not None:  # the weights' own: resize 256, centre crop 224, normalize
         return loaded.transforms(im.convert("RGB"))[None]
     if invert is None:
@@ -240,12 +240,19 @@ def _ordinal(n: int) -> str:
 
 
 def analyze(loaded: Loaded, im, invert: bool | None = None, cam_layer: str | None = None,
-            cam_class: int | None = None, k: int = 5) -> Analysis:
-    """Upload-to-results: preprocess, all feature maps, top-k and Grad-CAM for one PIL image."""
-    require_fits(estimate_analysis(loaded.cfg))  # raises OverBudget, a ConfigError the page shows
-    x = preprocess(loaded, im, invert).to(next(loaded.model.parameters()).device)  # the model may be on a GPU
-    maps, logits = feature_maps(loaded.model, x)
-    layer = cam_layer or conv_layers(loaded.model)[-1]
-    cam, cls = grad_cam(loaded.model, x, layer, int(logits.argmax()) if cam_class is None else cam_class)
-    maps = OrderedDict((n, t.cpu()) for n, t in maps.items())  # the page draws them with numpy
-    return Analysis(x.cpu(), maps, topk(logits.cpu(), loaded.classes, k), cam, layer, cls)
+            cam_class: int | None = None, k: int = 5, on_wait: Callable[[int | None], None] | None = None) -> Analysis:
+    """Upload-to-results: preprocess, all feature maps, top-k and Grad-CAM for one PIL image.
+
+    Its memory (all but the weights, which the model already holds) is reserved from the server's
+    budget first: beside other work it may wait its turn (on_wait(ahead) meanwhile, on_wait(None)
+    once it runs); OverBudget (a ConfigError the page shows) when it could never fit or runs out."""
+    est = estimate_analysis(loaded.cfg)
+    device = next(loaded.model.parameters()).device  # the model may be on a GPU
+    need = est.peak_memory_bytes - est.breakdown["weights"]
+    with server_budget(device).reserve(need, "this analysis", est.advice, on_wait):
+        x = preprocess(loaded, im, invert).to(device)
+        maps, logits = feature_maps(loaded.model, x)
+        layer = cam_layer or conv_layers(loaded.model)[-1]
+        cam, cls = grad_cam(loaded.model, x, layer, int(logits.argmax()) if cam_class is None else cam_class)
+        maps = OrderedDict((n, t.cpu()) for n, t in maps.items())  # the page draws them with numpy
+        return Analysis(x.cpu(), maps, topk(logits.cpu(), loaded.classes, k), cam, layer, cls)

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from alexnet_viz.architect.summary import leaf_layers
+from alexnet_viz.inspect.walk import as_pair
 
 POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d)
 
@@ -50,7 +51,7 @@ class ConvMath:
 
 
 @dataclass(frozen=True)
-class Step:
+class LayerMath:
     """One layer after the conv, applied to the previous value."""
     layer: str
     formula: str    # with the numbers filled in
@@ -77,17 +78,13 @@ class UnitMath:
     col: int
     value: float              # the unit's real value
     conv: ConvMath | None     # None when no conv precedes the layer in its block
-    steps: tuple[Step, ...]   # conv output -> ... -> the layer (or the pool's input)
+    steps: tuple[LayerMath, ...]   # conv output -> ... -> the layer (or the pool's input)
     pool: PoolMath | None
-
-
-def _pair(v) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
 def _conv_math(conv: nn.Conv2d, name: str, inp: torch.Tensor, input_name: str, actual: float,
                c: int, r: int, q: int, show: int) -> ConvMath:
-    (kh, kw), (sh, sw), (ph, pw) = _pair(conv.kernel_size), _pair(conv.stride), _pair(conv.padding)
+    (kh, kw), (sh, sw), (ph, pw) = as_pair(conv.kernel_size), as_pair(conv.stride), as_pair(conv.padding)
     per_group = conv.in_channels // conv.groups
     g = c // (conv.out_channels // conv.groups)
     chans = range(g * per_group, (g + 1) * per_group)
@@ -109,42 +106,42 @@ def _conv_math(conv: nn.Conv2d, name: str, inp: torch.Tensor, input_name: str, a
 
 
 def _step(m: nn.Module, name: str, prev_map: torch.Tensor, v: float, c: int, r: int, q: int,
-          actual: float) -> Step:
+          actual: float) -> LayerMath:
     """The layer m applied to v (= prev_map[c, r, q]), as a formula with its numbers."""
     if isinstance(m, nn.ReLU):
-        return Step(name, f"ReLU: max(0, {v:.4f})", max(0.0, v), actual)
+        return LayerMath(name, f"ReLU: max(0, {v:.4f})", max(0.0, v), actual)
     if isinstance(m, nn.Sigmoid):
-        return Step(name, f"sigmoid: 1 / (1 + e^−({v:.4f}))", 1 / (1 + math.exp(-v)), actual)
+        return LayerMath(name, f"sigmoid: 1 / (1 + e^−({v:.4f}))", 1 / (1 + math.exp(-v)), actual)
     if isinstance(m, nn.Tanh):
-        return Step(name, f"tanh({v:.4f})", math.tanh(v), actual)
+        return LayerMath(name, f"tanh({v:.4f})", math.tanh(v), actual)
     if isinstance(m, nn.GELU):
-        return Step(name, f"GELU: {v:.4f} · Φ({v:.4f})", v * 0.5 * (1 + math.erf(v / math.sqrt(2))), actual)
+        return LayerMath(name, f"GELU: {v:.4f} · Φ({v:.4f})", v * 0.5 * (1 + math.erf(v / math.sqrt(2))), actual)
     if isinstance(m, nn.BatchNorm2d):
         mu, var = float(m.running_mean[c]), float(m.running_var[c])
         gam = float(m.weight[c]) if m.weight is not None else 1.0
         beta = float(m.bias[c]) if m.bias is not None else 0.0
         y = (v - mu) / math.sqrt(var + m.eps) * gam + beta
-        return Step(name, f"BatchNorm: ({v:.4f} − {mu:.4f}) / √({var:.4f} + {m.eps:g}) × {gam:.4f} + {beta:.4f}",
-                    y, actual)
+        return LayerMath(name, f"BatchNorm: ({v:.4f} − {mu:.4f}) / √({var:.4f} + {m.eps:g}) × {gam:.4f} "
+                               f"+ {beta:.4f}", y, actual)
     if isinstance(m, nn.LocalResponseNorm):
         C = prev_map.shape[0]
         lo, hi = max(0, c - m.size // 2), min(C, c + (m.size - 1) // 2 + 1)
         s = float((prev_map[lo:hi, r, q].double() ** 2).sum())
         y = v / (m.k + m.alpha / m.size * s) ** m.beta
-        return Step(name, f"LRN: {v:.4f} / ({m.k:g} + {m.alpha:g}/{m.size} × {s:.4f})^{m.beta:g} "
-                    f"(Σ of squares over channels {lo}–{hi - 1})", y, actual)
-    return Step(name, f"{type(m).__name__}: unchanged", v, actual)  # Dropout in eval, Identity
+        return LayerMath(name, f"LRN: {v:.4f} / ({m.k:g} + {m.alpha:g}/{m.size} × {s:.4f})^{m.beta:g} "
+                         f"(Σ of squares over channels {lo}–{hi - 1})", y, actual)
+    return LayerMath(name, f"{type(m).__name__}: unchanged", v, actual)  # Dropout in eval, Identity
 
 
 def _window(m: nn.Module, prev: torch.Tensor, r: int, q: int) -> tuple[tuple[int, int], np.ndarray]:
     """A pool's window for output (r, q): its top-left in the input and its values (NaN off the edge)."""
     H, W = prev.shape[-2:]
     if isinstance(m, nn.AdaptiveAvgPool2d):
-        oh, ow = _pair(m.output_size)
+        oh, ow = as_pair(m.output_size)
         t, b = r * H // oh, math.ceil((r + 1) * H / oh)
         lft, rt = q * W // ow, math.ceil((q + 1) * W / ow)
     else:
-        (kh, kw), (sh, sw), (ph, pw) = _pair(m.kernel_size), _pair(m.stride), _pair(m.padding)
+        (kh, kw), (sh, sw), (ph, pw) = as_pair(m.kernel_size), as_pair(m.stride), as_pair(m.padding)
         t, lft = r * sh - ph, q * sw - pw
         b, rt = t + kh, lft + kw
     win = np.full((b - t, rt - lft), np.nan)

@@ -7,15 +7,14 @@ sessions are using at the same moment.
 from __future__ import annotations
 
 import hashlib
-import threading
 import warnings
-import weakref
 
 import numpy as np
 import torch
 from torch import nn
 
 from alexnet_viz.architect.summary import leaf_layers
+from alexnet_viz.inspect.modelcache import PerObjectCache
 from alexnet_viz.inspect.walk import private_copy
 
 METHODS = {
@@ -26,8 +25,7 @@ METHODS = {
     "Saliency": "|gradient| of the class score: which pixels would change it fastest",
 }
 
-_CACHE: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()  # per model, last 8 inputs
-_CACHE_LOCK = threading.Lock()
+_RESULTS = PerObjectCache(most=8)  # per model, its last 8 inputs
 
 
 def _layer(net: nn.Module, name: str) -> nn.Module:
@@ -67,8 +65,7 @@ def attributions(model: nn.Module, x: torch.Tensor, cls: int, layer: str, black:
     Integrated Gradients and the fill for Occlusion."""
     key = (hashlib.sha1(x.detach().numpy().tobytes()).hexdigest(), cls, layer, occlusion_grid,
            tuple(black.flatten()[:1].tolist()))
-    with _CACHE_LOCK:
-        hit = _CACHE.get(model, {}).get(key)
+    hit = _RESULTS.get(model, key)
     if hit is not None:
         return hit
     from captum.attr import GuidedGradCam, IntegratedGradients, Occlusion, Saliency
@@ -94,9 +91,5 @@ def attributions(model: nn.Module, x: torch.Tensor, cls: int, layer: str, black:
         v = v.detach().float()
         hi = float(v.abs().max())
         scaled[k] = (v / hi if hi > 0 else v).numpy()
-    with _CACHE_LOCK:
-        mine = _CACHE.setdefault(model, {})
-        mine[key] = scaled
-        while len(mine) > 8:
-            mine.pop(next(iter(mine)))
+    _RESULTS.put(model, key, scaled)
     return scaled

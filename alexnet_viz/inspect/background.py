@@ -27,6 +27,13 @@ class Job:
     future: Future = field(default_factory=Future)
     done: float = 0.0
     asked: float = field(default_factory=time.monotonic)
+    waiting: int | None = None                  # while it waits for memory: the work ahead of it
+
+    @property
+    def status(self) -> str:
+        """What it is doing, in words: waiting for memory, or the work itself."""
+        from alexnet_viz.cost.budget import waiting_words
+        return f"{self.what} ({waiting_words(self.waiting)})" if self.waiting is not None else self.what
 
     def touch(self) -> None:
         """Someone is still waiting for it."""
@@ -60,7 +67,8 @@ class Background:
 
     def start(self, owner: object, key: Hashable, what: str, work: Callable, *args, **kwargs) -> Job:
         """Queue work(*args, **kwargs) unless (owner, key) is already asked for. `owner` (the model)
-        is held weakly; work that takes a `progress` argument gets a callback for the job's progress."""
+        is held weakly; work that takes a `progress` argument gets a callback for the job's progress,
+        and work that takes `on_wait` one that keeps `job.waiting` (memory it waits for) up to date."""
         with self._lock:
             jobs = self._jobs.setdefault(owner, {})
             if key in jobs:
@@ -69,8 +77,11 @@ class Background:
             job = jobs[key] = Job(what)
             while len(jobs) > KEEP:
                 del jobs[next(iter(jobs))]
-        if "progress" in inspect.signature(work).parameters:
+        takes = inspect.signature(work).parameters
+        if "progress" in takes:
             kwargs = {**kwargs, "progress": lambda f: setattr(job, "done", float(f))}
+        if "on_wait" in takes:  # the server's memory budget may make it wait its turn: said on the page
+            kwargs = {**kwargs, "on_wait": lambda ahead: setattr(job, "waiting", ahead)}
         self._pool.submit(self._run, job, weakref.ref(owner), key, work, args, kwargs)
         return job
 

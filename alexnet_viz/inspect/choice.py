@@ -4,6 +4,7 @@ which run and which snapshot. The page shows labels; what it decides with is thi
 """
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 from alexnet_viz.config import ArchConfig
 from alexnet_viz.inspect.analysis import Loaded, ModelUnavailable, from_run, pretrained, untrained
 from alexnet_viz.inspect.modelcache import ModelCache
+from alexnet_viz.runs.examples import example_run
 from alexnet_viz.runs.store import RunInfo, best_first, has_weights, list_runs
 
 
@@ -44,10 +46,6 @@ class ModelChoice:
 def example():
     """The shipped trained mini28 (runs.examples.example_run), or None where it is not installed."""
     try:
-        from alexnet_viz.runs.examples import example_run
-    except ImportError:  # the shipped network is not part of this checkout
-        return None
-    try:
         return example_run()
     except Exception:  # noqa: BLE001 - a damaged shipped folder leaves the other models usable
         return None
@@ -68,9 +66,11 @@ def is_example_run(r: RunInfo) -> bool:
     return bool(getattr(r, "example", False))
 
 
-def own_runs(owner: str) -> list[RunInfo]:
-    """This session's runs and the command line's, best first; the shipped examples and damaged folders left out."""
-    return best_first([r for r in list_runs(owners={owner, ""}) if r.state != "damaged" and not is_example_run(r)])
+def own_runs(owner: str, linked: Collection[str] = ()) -> list[RunInfo]:
+    """This session's runs and the command line's (and those at the `linked` paths, opened from a link),
+    best first; the shipped examples and damaged folders left out."""
+    return best_first([r for r in list_runs() if (r.owner in (owner, "") or r.path in linked)
+                       and r.state != "damaged" and not is_example_run(r)])
 
 
 def sources(has_runs: bool, has_example: bool) -> list[Source]:

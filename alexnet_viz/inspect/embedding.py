@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from alexnet_viz.data import Dataset, DeviceData
+from alexnet_viz.data import Dataset, prepare_images
 from alexnet_viz.runs.store import Run
 
 N_IMAGES = 2000
@@ -65,7 +65,7 @@ def project_run(run_path: str | Path, ds: Dataset, n: int | None = None) -> tupl
     arch = run.config()[0]
     n = n or (N_IMAGES if arch.input_size <= 64 else N_IMAGES_LARGE)
     idx = subset(len(ds.test_y), n)
-    x = DeviceData(ds, torch.device("cpu"), arch.input_size, arch.in_channels).prepare(ds.test_x[idx])
+    x = prepare_images(ds.test_x[idx], arch.in_channels, arch.input_size)
     snaps = run.snapshots()
     moments = [(s["label"], s["label"]) for s in snaps] or [("final weights", None)]
     raw = [(label, normalize(pca2(penultimate(run.load_model(at), x)))) for label, at in moments]

@@ -14,9 +14,8 @@ A fixed number of steps, seeded: the same unit gives the same picture. Cached pe
 """
 from __future__ import annotations
 
-import threading
-import weakref
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -24,11 +23,13 @@ from torch import nn
 from torchvision.transforms.functional import gaussian_blur
 
 from alexnet_viz.architect.summary import leaf_layers
+from alexnet_viz.cost.budget import server_budget
+from alexnet_viz.cost.estimate import estimate_analysis
+from alexnet_viz.inspect.modelcache import PerObjectCache
 from alexnet_viz.inspect.receptive import Box, unit_box
 from alexnet_viz.inspect.walk import private_copy, summarized
 
-_CACHE: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
-_CACHE_LOCK = threading.Lock()
+_RESULTS = PerObjectCache()  # per model
 NOISE = 0.02  # the starting noise's spread, in pixels of 0..1, around mid grey
 
 
@@ -96,15 +97,16 @@ def map_side(cfg, layer: str) -> tuple[int, int]:
 
 def visualize_unit(model: nn.Module, layer: str, channel: int, mean: tuple, std: tuple,
                    row: int | None = None, col: int | None = None, steps: int = 64, seed: int = 0,
-                   lr: float = 0.05, jitter: int | None = None, blur_every: int = 4) -> Visualization:
+                   lr: float = 0.05, jitter: int | None = None, blur_every: int = 4,
+                   on_wait: Callable[[int | None], None] | None = None) -> Visualization:
     """The input (kept to valid pixels) that maximizes unit (row, col) of `channel` at `layer`; the
-    map's centre unless given."""
+    map's centre unless given. Its memory (one image's forward and backward) is reserved from the
+    server's budget first (on_wait(ahead) while it waits its turn)."""
     cfg = model.cfg
     H, W = map_side(cfg, layer)
     row, col = (H // 2 if row is None else row), (W // 2 if col is None else col)
     key = (layer, channel, row, col, mean, std, steps, seed, lr, jitter, blur_every)
-    with _CACHE_LOCK:
-        hit = _CACHE.get(model, {}).get(key)
+    hit = _RESULTS.get(model, key)
     if hit is not None:
         return hit
     field = unit_box(model, layer, row, col).clipped
@@ -119,7 +121,10 @@ def visualize_unit(model: nn.Module, layer: str, channel: int, mean: tuple, std:
     inside = (slice(None), slice(None), slice(field.top, field.bottom + 1), slice(field.left, field.right + 1))
     net = private_copy(model)
     start = None
-    with torch.enable_grad():
+    est = estimate_analysis(cfg)  # one image forward and backward, as Grad-CAM's
+    need = est.breakdown["Grad-CAM's forward and backward"]
+    device = next(model.parameters()).device
+    with server_budget(device).reserve(need, "this feature visualization", est.advice, on_wait), torch.enable_grad():
         for k in range(steps):
             dy, dx = (int(v) for v in torch.randint(-j, j + 1, (2,), generator=gen)) if j else (0, 0)
             xs = torch.roll(x, (dy, dx), (2, 3)).requires_grad_(True)
@@ -137,8 +142,7 @@ def visualize_unit(model: nn.Module, layer: str, channel: int, mean: tuple, std:
     img = _pixels(x, m, s)
     crop = (slice(field.top, field.bottom + 1), slice(field.left, field.right + 1))
     out = Visualization(img, field, row, col, start, reached, float(first[crop].std()), float(img[crop].std()), steps)
-    with _CACHE_LOCK:
-        _CACHE.setdefault(model, {})[key] = out
+    _RESULTS.put(model, key, out)
     return out
 
 

@@ -5,16 +5,20 @@ Every refusal is an ImageError whose message a student understands; nothing else
 A phone photo (48–200 megapixels) is a JPEG, and a JPEG can be decoded at 1/2, 1/4 or 1/8 of its
 size by the decoder itself (Pillow's `draft`: libjpeg scales the DCT, never building the full
 image), so a baseline JPEG up to MAX_JPEG_PIXELS is decoded at the smallest such scale that keeps
-its long side at DECODE_SIDE or more: a 200 MP photo costs a 3 MP image. Every other format, and a
-progressive JPEG (whose decoder keeps every coefficient of the full image), is decoded whole, so
-it keeps the bomb guard: refused above MAX_PIXELS with a message that says so.
+its long side at DECODE_SIDE or more: a 200 MP photo costs a 3 MP image (then reduced to 0.35 MP).
+Every other format, and a progressive JPEG (whose decoder keeps every coefficient of the full
+image), is decoded whole, so it keeps the bomb guard: refused above MAX_PIXELS with a message that
+says so. What the reading costs is measured by `python -m alexnet_viz bench photos`.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import stat
+import threading
 import warnings
+from collections import OrderedDict
 
 import numpy as np
 import torch
@@ -24,18 +28,52 @@ from PIL import Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
 from alexnet_viz.units import MB, megabytes
 
 FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
-MAX_BYTES = 25 * MB             # an upload
+MAX_BYTES = 50 * MB             # an upload: a 200 MP phone photo is 25–50 MB
 MAX_PIXELS = 40_000_000         # decoded whole: well below Pillow's decompression-bomb threshold (~89 M)
 MAX_JPEG_PIXELS = 210_000_000   # a baseline JPEG, decoded at reduced scale: 200 MP phone sensors and a margin
-DECODE_SIDE = 1024              # a big JPEG's long side is decoded to at least this (twice the largest input)
+DECODE_SIDE = 512               # a big image's long side is kept at least this (the largest network input)
+CACHE_BYTES = 48 * MB           # decoded images kept for the page's next run (every slider step decodes again)
 
 
 class ImageError(ValueError):
     """A file that is not a usable image; the message says why and what to do."""
 
 
+_decoded: OrderedDict[bytes, Image.Image] = OrderedDict()  # sha256 of the file -> its image, newest last
+_decoded_lock = threading.Lock()
+
+
+def clear_decoded() -> None:
+    """Forget the decoded images kept for the next run of a page (for benchmarks of a first decode)."""
+    with _decoded_lock:
+        _decoded.clear()
+
+
 def open_image(data: bytes) -> Image.Image:
-    """bytes -> an 'L' or 'RGB' PIL image, upright, first frame, alpha composited on white."""
+    """bytes -> an 'L' or 'RGB' PIL image, upright, first frame, alpha composited on white; its long
+    side at most 2 × DECODE_SIDE (a larger one is reduced by a whole factor, to no less than DECODE_SIDE).
+
+    A page decodes its image on every run (each slider step), and a 200 MP JPEG's Huffman data takes
+    a third of a second to read however small the decode: the last images decoded are kept (by the
+    file's SHA-256, up to CACHE_BYTES of pixels), and a copy is returned."""
+    key = hashlib.sha256(data).digest()  # ~15 ms for 30 MB; a weaker hash would let a crafted file collide
+    with _decoded_lock:
+        hit = _decoded.get(key)
+        if hit is not None:
+            _decoded.move_to_end(key)
+    if hit is not None:
+        return hit.copy()
+    im = _decode(data)
+    size = im.width * im.height * len(im.getbands())
+    with _decoded_lock:
+        if size <= CACHE_BYTES // 4:
+            _decoded[key] = im
+            while sum(i.width * i.height * len(i.getbands()) for i in _decoded.values()) > CACHE_BYTES:
+                _decoded.popitem(last=False)
+    return im.copy()
+
+
+def _decode(data: bytes) -> Image.Image:
     if not data:
         raise ImageError("the file is empty (0 bytes) — choose an image file")
     if len(data) > MAX_BYTES:
@@ -50,8 +88,6 @@ def open_image(data: bytes) -> Image.Image:
                 _check_pixels(im.size, MAX_PIXELS)
                 im.seek(0)  # animated GIF/WebP: the first frame
             im.load()
-            if max(im.size) >= 4 * DECODE_SIDE:  # scaled by 1/8 and still long (a panorama): halve it again
-                im = im.reduce(max(im.size) // (2 * DECODE_SIDE))
             im = ImageOps.exif_transpose(im)
     except ImageError:
         raise
@@ -69,9 +105,12 @@ def open_image(data: bytes) -> Image.Image:
     if im.width < 1 or im.height < 1:
         raise ImageError("the image has no pixels")
     try:
-        return _to_l_or_rgb(im)
+        im = _to_l_or_rgb(im)
     except (ValueError, OSError) as e:  # a colour mode Pillow cannot turn into RGB
         raise ImageError(f"the image's colour mode ({im.mode}) cannot be converted ({e})") from None
+    if max(im.size) > 2 * DECODE_SIDE:  # what no network or display needs: later steps work on less
+        im = im.reduce(max(im.size) // DECODE_SIDE)
+    return im
 
 
 def _check_pixels(size: tuple[int, int], limit: int, kind: str = "") -> None:

@@ -4,10 +4,14 @@
 750 MB, four wide custom ones could pin the machine. This cache counts what each model's tensors
 hold and evicts the least recently used ones while the total is over the cap; a model larger than
 the whole cap is handed out without being kept, so it is freed once its page is drawn.
+
+What is computed from a model (top images, attributions, feature visualizations) is kept in a
+PerObjectCache beside it, and goes when the model goes.
 """
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import OrderedDict
 from concurrent.futures import Future
 from typing import Callable, Hashable
@@ -81,3 +85,46 @@ class ModelCache:
                     self._items.popitem(last=False)
         mine.set_result(value)
         return value
+
+
+class PerObjectCache:
+    """Results computed from an object (a model, a test set), kept while that object lives and
+    dropped when it is collected; at most `most` results an object (the oldest go first).
+
+    Keyed by identity, with a weak reference to each object: a WeakKeyDictionary would compare two
+    tensors with `==`, which is elementwise. Thread-safe; the computation runs outside the lock."""
+
+    def __init__(self, most: int | None = None):
+        self.most = most
+        self._items: dict[int, tuple[weakref.ref, dict]] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        """How many live objects have results here."""
+        return len(self._items)
+
+    def get(self, owner: object, key: Hashable, default=None):
+        with self._lock:
+            entry = self._items.get(id(owner))
+            if entry is None or entry[0]() is not owner:
+                return default
+            return entry[1].get(key, default)
+
+    def put(self, owner: object, key: Hashable, value) -> None:
+        with self._lock:
+            entry = self._items.get(id(owner))
+            if entry is None or entry[0]() is not owner:
+                entry = self._items[id(owner)] = (weakref.ref(owner, self._forget(id(owner))), {})
+            results = entry[1]
+            results[key] = value
+            while self.most is not None and len(results) > self.most:
+                results.pop(next(iter(results)))
+
+    def _forget(self, i: int):
+        # runs inside the garbage collector, maybe while this thread holds the lock: no lock here,
+        # only atomic dict operations, and only this dead object's entry (not a newer one at its id)
+        def forget(ref: weakref.ref) -> None:
+            entry = self._items.get(i)
+            if entry is not None and entry[0] is ref:
+                self._items.pop(i, None)
+        return forget

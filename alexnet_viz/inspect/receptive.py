@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from alexnet_viz.architect.summary import leaf_layers
-from alexnet_viz.inspect.walk import output_at, summarized
+from alexnet_viz.inspect.walk import as_pair, output_at, summarized
 
 
 @dataclass(frozen=True)
@@ -41,17 +41,13 @@ class Field:
     clipped: Box    # the input pixels that exist
 
 
-def _pair(v) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
-
-
 def _back(m: nn.Module, a: int, b: int, axis: int, side_in: int, side_out: int) -> tuple[int, int]:
     """The input range [a', b'] that the output range [a, b] of layer m reads (one axis)."""
     if isinstance(m, nn.AdaptiveAvgPool2d):
         return a * side_in // side_out, math.ceil((b + 1) * side_in / side_out) - 1
     if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
-        k, s, p = _pair(m.kernel_size)[axis], _pair(m.stride)[axis], _pair(m.padding)[axis]
-        d = _pair(getattr(m, "dilation", 1))[axis]
+        k, s, p = as_pair(m.kernel_size)[axis], as_pair(m.stride)[axis], as_pair(m.padding)[axis]
+        d = as_pair(getattr(m, "dilation", 1))[axis]
         return a * s - p, b * s - p + d * (k - 1)
     return a, b
 

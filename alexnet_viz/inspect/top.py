@@ -15,17 +15,17 @@ images of each class) and says how many it saw.
 from __future__ import annotations
 
 import math
-import threading
-import weakref
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from alexnet_viz.cost.budget import server_budget
+from alexnet_viz.data import prepare_images
 from alexnet_viz.inspect.display import draw_box
+from alexnet_viz.inspect.modelcache import PerObjectCache
 from alexnet_viz.inspect.receptive import Box, unit_box
 from alexnet_viz.inspect.walk import output_at, summarized
 
@@ -33,19 +33,16 @@ MAX_MACS = 2e12    # about 40 s of one pass on a 2-core laptop CPU at ~50 G mult
 BATCH_MACS = 4e10  # images per batch: about a second of work between progress reports
 BATCH_BYTES = 8 * 2**20  # ...and a batch's largest map within a CPU's cache (mini28: 1.3-1.6× faster than 512)
 
-_CACHE: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
-_CACHE_LOCK = threading.Lock()  # guards the dict only; the passes themselves run in parallel
-
-
-_PRINTS: dict[int, tuple] = {}
+_PASSES = PerObjectCache()  # per model: the passes themselves run in parallel, outside its lock
+_PRINTS = PerObjectCache()  # per test-set tensor: its fingerprint
 
 
 def _fingerprint(t: torch.Tensor) -> tuple[int, int]:
     """(length, sum) of a test set, computed once per tensor object (a sum of 10,000 images is ~20 ms)."""
-    ref, fp = _PRINTS.get(id(t), (None, None))
-    if ref is None or ref() is not t:
+    fp = _PRINTS.get(t, "fingerprint")
+    if fp is None:
         fp = (len(t), int(t.sum()))
-        _PRINTS[id(t)] = (weakref.ref(t), fp)
+        _PRINTS.put(t, "fingerprint", fp)
     return fp
 
 
@@ -90,15 +87,6 @@ def framed(t: TopImage, side: int = 128) -> np.ndarray:
     return draw_box(window, (b.top - top, b.left - left, b.bottom - top, b.right - left), side)
 
 
-def prepare(x: torch.Tensor, channels: int, size: int, mean: tuple, std: tuple) -> torch.Tensor:
-    """uint8 B×28×28 test images -> the B×C×size×size tensor the model takes (as in training)."""
-    x = x.unsqueeze(1).float().div_(255).expand(-1, channels, -1, -1)
-    x = (x - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
-    if x.shape[-1] != size:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-    return x
-
-
 def _upto(cfg, layer: str) -> tuple[int, int]:
     """(multiply-accumulates, bytes of the largest output) of one image up to and including `layer`."""
     macs, largest = 0, 0
@@ -108,6 +96,15 @@ def _upto(cfg, layer: str) -> tuple[int, int]:
         if r.name == layer:
             return max(macs, 1), largest
     raise ValueError(f"no layer named {layer!r}")
+
+
+def pass_bytes(cfg, layer: str, images: int, batch: int) -> int:
+    """Memory a pass holds at its peak: a batch's input and two layer outputs at once (output_at frees
+    each earlier one), and every image's strongest value and position per channel (float32 + int64)."""
+    _, largest = _upto(cfg, layer)
+    channels = next(r.output_shape[-3] for r in summarized(cfg).rows if r.name == layer)
+    pixels = cfg.in_channels * cfg.input_size ** 2 + 28 * 28
+    return batch * (4 * pixels + 2 * largest) + images * channels * 12
 
 
 def pass_size(model: nn.Module, n_test: int, layer: str, max_macs: float = MAX_MACS) -> tuple[int, float]:
@@ -132,12 +129,12 @@ def balanced_subset(labels: torch.Tensor, n: int) -> torch.Tensor:
 @torch.no_grad()
 def index_layer(model: nn.Module, test_x: torch.Tensor, test_y: torch.Tensor, layer: str, mean: tuple, std: tuple,
                 progress: Callable[[float], None] | None = None, max_macs: float = MAX_MACS,
-                only_cached: bool = False) -> ChannelIndex | None:
+                only_cached: bool = False, on_wait: Callable[[int | None], None] | None = None) -> ChannelIndex | None:
     """One batched pass over the test images up to `layer` (cached per model, layer and test set);
-    with only_cached, None instead of a pass."""
+    with only_cached, None instead of a pass. Its memory is reserved from the server's budget first
+    (on_wait(ahead) while it waits its turn)."""
     key = (layer, _fingerprint(test_x), mean, std, max_macs)
-    with _CACHE_LOCK:
-        hit = _CACHE.get(model, {}).get(key)
+    hit = _PASSES.get(model, key)
     if hit is not None or only_cached:
         return hit
     cfg = model.cfg
@@ -145,20 +142,22 @@ def index_layer(model: nn.Module, test_x: torch.Tensor, test_y: torch.Tensor, la
     idx = balanced_subset(test_y, int(max_macs // per_image))
     batch = int(max(1, min(512, BATCH_MACS // per_image, max(16, BATCH_BYTES // largest))))
     bests, wheres = [], []
-    for k in range(0, len(idx), batch):
-        x = prepare(test_x[idx[k:k + batch]], cfg.in_channels, cfg.input_size, mean, std)
-        y = output_at(model, x.contiguous(memory_format=torch.channels_last), layer)  # B×C×H×W
-        # channels last, each image's H·W positions × C is a view: the strongest position per channel
-        # (the first of equals, row * W + col) without copying the maps
-        v, w = y.permute(0, 2, 3, 1).reshape(len(y), -1, y.shape[1]).max(1)
-        bests.append(v)
-        wheres.append(w)
-        if progress:
-            progress(min(1.0, (k + batch) / len(idx)))
+    device = next(model.parameters()).device
+    with server_budget(device).reserve(pass_bytes(cfg, layer, len(idx), min(batch, len(idx))), f"the top-9 pass over {layer}",
+                                       "pick an earlier layer, or try again when others have finished", on_wait):
+        for k in range(0, len(idx), batch):
+            x = prepare_images(test_x[idx[k:k + batch]], cfg.in_channels, cfg.input_size, mean, std)
+            y = output_at(model, x.contiguous(memory_format=torch.channels_last), layer)  # B×C×H×W
+            # channels last, each image's H·W positions × C is a view: the strongest position per channel
+            # (the first of equals, row * W + col) without copying the maps
+            v, w = y.permute(0, 2, 3, 1).reshape(len(y), -1, y.shape[1]).max(1)
+            bests.append(v)
+            wheres.append(w)
+            if progress:
+                progress(min(1.0, (k + batch) / len(idx)))
     H, W = y.shape[-2:]
     out = ChannelIndex(layer, idx, torch.cat(bests), torch.cat(wheres), (H, W), len(test_x))
-    with _CACHE_LOCK:
-        _CACHE.setdefault(model, {})[key] = out
+    _PASSES.put(model, key, out)
     return out
 
 
@@ -174,7 +173,7 @@ def top_images(model: nn.Module, index: ChannelIndex, test_x: torch.Tensor, test
         i = int(index.images[j])
         r, q = divmod(int(index.where[j, channel]), index.side[1])
         box = unit_box(model, index.layer, r, q).clipped
-        seen = prepare(test_x[i:i + 1], 1, cfg.input_size, (0.0,), (1.0,))[0, 0]   # 0..1, as the net sees it
+        seen = prepare_images(test_x[i:i + 1], 1, cfg.input_size, (0.0,), (1.0,))[0, 0]   # 0..1, as the net sees it
         out.append(TopImage(i, int(test_y[i]), float(vals[j]), r, q, (seen.clamp(0, 1) * 255).round().byte().numpy(),
                             box))
     return out

@@ -24,6 +24,11 @@ def summarized(cfg: ArchConfig) -> Summary:
     return summarize(cfg)
 
 
+def as_pair(v: int | tuple) -> tuple[int, int]:
+    """A layer's kernel_size, stride, padding or output_size as (height, width): 3 -> (3, 3)."""
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
 def private_copy(model: nn.Module) -> nn.Module:
     """A new module tree over the same parameters and buffers: own hooks, own mode, in eval mode."""
     def dup(m: nn.Module) -> nn.Module:

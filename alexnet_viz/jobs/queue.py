@@ -8,6 +8,10 @@ the queue live on. Which jobs run at once (admission), first come first served:
 - On a CUDA GPU, the next job starts while the sum of the estimated training peaks of the running
   jobs and of this one fits the GPU's free memory: a classroom of small runs shares one GPU.
 The first job of the queue always starts when nothing runs, so the queue never stalls.
+Memory is shared with the server's other work: a job that passes that rule then takes its estimated
+peak from the server's one memory budget (cost/budget.py), beside the analyses, feature
+visualizations and top-9 passes of every session; it waits there ("waiting for memory: N ahead")
+while they hold it, and ends with the budget's reason where it could never fit.
 
 The manager never touches Streamlit: it appends plain dicts to the job, and the page polls.
 """
@@ -23,6 +27,8 @@ from dataclasses import dataclass, field
 import torch
 
 from alexnet_viz.config import ArchConfig, TrainConfig
+from alexnet_viz.cost.budget import MemoryBudget, OverBudget, Reservation, memory_budget, server_budget, waiting_words
+from alexnet_viz.cost.estimate import estimate_training
 from alexnet_viz.data import Dataset, load_fashion_mnist, pick_device
 from alexnet_viz.runs.examples import copy_example, is_example
 from alexnet_viz.runs.store import Run, RunError, step_curve
@@ -51,6 +57,7 @@ class Job:
     need_s: float = 0.0             # estimated seconds of its training
     started: float | None = None    # time.time() when its process started
     stop_requested: bool = False
+    reservation: Reservation | None = field(default=None, repr=False)  # its place in the server's memory
 
     @property
     def active(self) -> bool:
@@ -93,9 +100,8 @@ def estimated_starts(running: list[Job], queued: list[Job], budget_bytes: int | 
 
 
 def estimate(arch: ArchConfig, t: TrainConfig, n_train: int, device: str, n_test: int = 10_000) -> tuple[int, float]:
-    """(peak bytes, seconds) of a whole training job, from the cost estimator (cost.py): its peak
+    """(peak bytes, seconds) of a whole training job, from the cost estimator (cost/estimate.py): its peak
     includes the process's own overhead (the CUDA context on a GPU)."""
-    from alexnet_viz.cost.estimate import estimate_training
     e = estimate_training(arch, t, n_train=n_train, device=device, n_test=n_test)
     return e.peak_memory_bytes, e.seconds_per_epoch * t.epochs
 
@@ -105,12 +111,13 @@ class JobManager:
 
     `budget_bytes` is the memory that jobs on a `shared_devices` device may share (default: the
     GPU's free memory when the manager starts); `estimate(arch, t, n_train, device, n_test) -> (bytes,
-    seconds)` costs a job. Tests inject both to play a GPU's admission on a CPU.
+    seconds)` costs a job. Tests inject both to play a GPU's admission on a CPU. `memory(device) ->
+    MemoryBudget` is the budget jobs share with the server's other work (default: the server's own).
     """
 
     def __init__(self, data_loader=load_fashion_mnist, budget_bytes: int | None = None, estimate=None,
                  grace_s: float = GRACE_S, shared_devices: tuple[str, ...] = ("cuda",),
-                 spare: bool | None = None):
+                 spare: bool | None = None, memory=None):
         self._jobs: dict[str, Job] = {}
         self._queue: deque[Job] = deque()
         self._running: list[Job] = []
@@ -126,6 +133,7 @@ class JobManager:
         self._data_lock = threading.Lock()
         self.budget_bytes = budget_bytes if budget_bytes is not None else _gpu_budget()
         self._estimate = estimate or globals()["estimate"]
+        self._memory = memory or server_budget
         self.grace_s, self.shared = grace_s, shared_devices
         self._thread = threading.Thread(target=self._admit_forever, name="alexnet-viz-jobs", daemon=True)
         self._thread.start()
@@ -172,12 +180,17 @@ class JobManager:
                                       time.time(), self.shared)
         return starts[-1]
 
-    def admission_rule(self) -> str:
-        """One sentence for the page: why jobs wait here."""
+    def admission_rule(self, job: Job | None = None) -> str:
+        """One sentence for the page: why jobs wait here (and why this job waits, when it is memory)."""
+        r = job.reservation if job is not None else None
+        memory = ""
+        if r is not None and not r.admitted and not r.released:
+            memory = (f"{waiting_words(r.ahead).capitalize()}: it needs {human(r.nbytes, 'B')} of the "
+                      f"{human(r.budget.capacity(), 'B')} that every session's work shares. ")
         if self.budget_bytes is None:
-            return "One training job runs at a time on this server's CPU."
-        return (f"Jobs on the GPU run side by side while their estimated memory fits "
-                f"{human(self.budget_bytes, 'B')}; the others wait their turn.")
+            return memory + "One training job runs at a time on this server's CPU."
+        return memory + (f"Jobs on the GPU run side by side while their estimated memory fits "
+                         f"{human(self.budget_bytes, 'B')}; the others wait their turn.")
 
     def stop(self, job: Job) -> None:
         with self._lock:
@@ -185,6 +198,9 @@ class JobManager:
             if job in self._queue:  # never started: nothing to save
                 self._queue.remove(job)
                 job.state, job.message = "stopped", "cancelled before it started"
+                if job.reservation is not None:
+                    job.reservation.release()
+                self._wake.notify_all()
                 return
             worker = self._workers.get(job.id)
         if worker is not None:  # the engine stops before its next batch; a stuck process is ended
@@ -207,12 +223,34 @@ class JobManager:
     def _admit_forever(self) -> None:
         while True:
             with self._lock:
-                while not (self._queue and fits(self._running, self._queue[0], self.budget_bytes, self.shared)):
+                while True:
+                    head = self._queue[0] if self._queue else None
+                    if head is not None and fits(self._running, head, self.budget_bytes, self.shared):
+                        if self._memory_for(head):
+                            break
+                        if head.reservation is not None and not head.reservation.released:
+                            self._wake.wait(1.0)  # waiting for memory: look again as others release it
+                            continue
+                        continue  # refused: the next job is the head now
                     self._wake.wait()
                 job = self._queue.popleft()
                 job.state, job.started = "running", time.time()
                 self._running.append(job)
             threading.Thread(target=self._follow, args=(job,), name=f"alexnet-viz-{job.id}", daemon=True).start()
+
+    def _memory_for(self, job: Job) -> bool:
+        """Whether the head job has its memory from the server's budget (joining its line the first
+        time); a job that could never fit leaves the queue with the budget's reason. Under the lock."""
+        if job.reservation is None:
+            budget: MemoryBudget = self._memory(job.device)
+            try:
+                job.reservation = budget.join(job.need_bytes, f"training {job.arch.name}", in_process=False,
+                                              advice="lower the batch size, the input size or the hidden widths")
+            except OverBudget as e:
+                self._queue.popleft()
+                job.state, job.message = "error", str(e)
+                return False
+        return job.reservation.wait(0)  # admits it if the memory is there now
 
     def _follow(self, job: Job) -> None:
         try:
@@ -222,6 +260,8 @@ class JobManager:
         except Exception as e:  # noqa: BLE001 - the manager must survive any one job
             job.state, job.message = "error", f"{type(e).__name__}: {e}"
         finally:
+            if job.reservation is not None:
+                job.reservation.release()
             with self._lock:
                 self._running.remove(job)
                 self._workers.pop(job.id, None)
@@ -297,5 +337,4 @@ def _gpu_budget() -> int | None:
     """What the CUDA GPU has free now (None without one: jobs then run one at a time)."""
     if not torch.cuda.is_available():
         return None
-    from alexnet_viz.cost.budget import memory_budget
     return memory_budget("cuda")

@@ -15,6 +15,8 @@ import torch.nn.functional as F
 
 from alexnet_viz.architect.summary import Summary, summarize
 from alexnet_viz.config import PRESETS, TrainConfig, trace, with_conv
+from alexnet_viz.cost.estimate import estimate_training
+from alexnet_viz.inspect.analysis import filters_as_images
 from alexnet_viz.training.experiments import EXPERIMENTS, collect_results, seed_noise, summarize_experiment
 from alexnet_viz.units import human
 
@@ -94,7 +96,6 @@ def conv1_side(stride: int) -> Finding:
 
 def training_memory(small: int = 128, large: int = 512) -> Finding:
     """The estimated peak memory of training AlexNet (d2l) at two batch sizes, and what grows with the batch."""
-    from alexnet_viz.cost.estimate import estimate_training
     cfg = PRESETS[ALEXNET]
     a, b = (estimate_training(cfg, TrainConfig(batch_size=n), device="cpu") for n in (small, large))
     r = b.peak_memory_bytes / a.peak_memory_bytes
@@ -155,10 +156,9 @@ def conv1_filters(run) -> Finding:
     verdict = "smooth" if ca > cb + 0.1 else "noise"
     text = (f"Neighbouring weights of a filter correlate **{cb:.2f}** before training (random noise) and "
             f"**{ca:.2f}** after; the filters moved by {change:.0%} of their starting size. " +
-            ("Training turned noise into smooth strokes, edges and blobs: neighbouring pixels of an edge "
-             "are alike, so the weights that detect it are too." if verdict == "smooth" else
-             "In this run the filters stayed close to noise: a short run barely reshapes them."))
-    from alexnet_viz.inspect.analysis import filters_as_images
+            ("Training moved them from noise towards smoother patterns — strokes, edges and blobs: neighbouring "
+             "pixels of an edge are alike, so the weights that detect it become alike too." if verdict == "smooth"
+             else "In this run the filters stayed close to noise: a short run barely reshapes them."))
     return Finding(verdict, text, figures={"before": cb, "after": ca, "change": change,
                                            "before_img": filters_as_images(torch.from_numpy(before)),
                                            "after_img": filters_as_images(torch.from_numpy(after))})
@@ -177,12 +177,25 @@ def receptive_growth() -> Finding:
     return Finding(last.rf, text, figures={r.name: r.rf for r in convs})
 
 
-def dropout_gap(runs: list) -> Finding:
+def _own_gap(run) -> str:
+    """What one trained run (the shipped one) says about its gap, or "" when it cannot say."""
+    try:
+        last = [m for m in run.metrics() if m.get("kind") == "epoch"][-1]
+        p = run.config()[0].dropout
+        return (f" Meanwhile, the shipped {run.path.name} (dropout p = {p:g}) ended at train accuracy "
+                f"{last['train_acc']:.3f} and test accuracy {last['test_acc']:.3f}: a gap of "
+                f"{last['train_acc'] - last['test_acc']:+.3f}.")
+    except Exception:  # noqa: BLE001 — no run, no records, a damaged file: nothing to add
+        return ""
+
+
+def dropout_gap(runs: list, example=None) -> Finding:
     """Train accuracy minus test accuracy with and without dropout, from a finished dropout experiment."""
     done = _finished(runs, "dropout")
     if done is None:
         return Finding(missing="No finished dropout experiment is here yet: open the Experiments page (Show me), "
-                               "run \"Dropout vs none\", then come back for the answer with its numbers.")
+                               "run \"Dropout vs none\", then come back for the answer with its numbers."
+                               + (_own_gap(example) if example is not None else ""))
     stats, _ = done
     gap = {s["variant"]: s["train acc"] - s["test acc"] for s in stats}
     verdict = "larger" if gap["no dropout"] > gap["dropout"] else "smaller or the same"

@@ -51,7 +51,7 @@ def architect(cfg) -> View:
 
 
 @dataclass(frozen=True)
-class Step:
+class LessonStep:
     key: str                                  # short id
     title: str
     text: str                                 # two or three sentences (markdown)
@@ -82,69 +82,69 @@ def _d2l(_ctx: Context) -> View:
     return architect(PRESETS[answers.ALEXNET])
 
 
-STEPS: tuple[Step, ...] = (
-    Step("ratio", "AlexNet against LeNet",
+STEPS: tuple[LessonStep, ...] = (
+    LessonStep("ratio", "AlexNet against LeNet",
          "In 2012 AlexNet won ImageNet with the same ingredients as LeNet-5 (1998) — convolutions, pooling, a "
          "classifier — only much bigger. d2l's chapter says it has about 10× the parameters and 260× the "
          "compute. The app counts both networks layer by layer.",
          "How many times more parameters does the app count for AlexNet (d2l's, for Fashion-MNIST) than for LeNet-5?",
          lambda ctx: answers.ratios(), _d2l),
-    Step("params", "Where the parameters are",
+    LessonStep("params", "Where the parameters are",
          "A layer's parameters are its weights and biases: a conv has out × in × k × k of them, a Linear layer "
          "in × out. The chapter's exercise asks which layer holds the most.",
          "Which layer of AlexNet holds the most parameters?",
          lambda ctx: answers.heaviest("params"), _d2l, options=_layer_options()),
-    Step("macs", "Where the compute is",
+    LessonStep("macs", "Where the compute is",
          "A conv's weights are used again at every position of its output map, a Linear layer's only once. "
          "So the layer with the most weights need not be the one that computes the most.",
          "Which layer of AlexNet needs the most multiply-accumulates per image?",
          lambda ctx: answers.heaviest("macs"), _d2l, options=_layer_options()),
-    Step("stride", "conv1's output size",
+    LessonStep("stride", "conv1's output size",
          "conv1 slides 96 filters of 11×11 over the 224×224 image (padded by 1). Its stride, the step between "
          "two positions, sets how many positions fit — and so the size of every map after it. Pick a stride.",
          "How many pixels wide is conv1's output with the stride you picked?",
          lambda ctx: answers.conv1_side(ctx.stride),
          lambda ctx: architect(with_conv(PRESETS[answers.ALEXNET], 0, stride=ctx.stride)), exact=True),
-    Step("memory", "Memory of training",
+    LessonStep("memory", "Memory of training",
          "Training keeps every layer's output for the backward pass, for every image of the batch, beside the "
          "weights, their gradients and the process itself. d2l trains at batch 128.",
          "Training at batch 512 instead of 128 (4× the images per step) needs how much more memory?",
          lambda ctx: answers.training_memory(128, 512), _d2l,
          options=(("same", "about the same (under 1.5×)"), ("2x", "between 1.5× and 3×"),
                   ("4x", "about 4× (3× to 5×)"), ("more", "more than 5×")), correct=_memory_bucket),
-    Step("relu", "ReLU against sigmoid",
+    LessonStep("relu", "ReLU against sigmoid",
          "LeNet squashed every value with a sigmoid; AlexNet used ReLU, max(0, x). The experiment trains the "
          "same network both ways, with the same budget and seeds.",
          "After the same short training, which reaches the higher test accuracy?",
          lambda ctx: answers.relu_vs_sigmoid(ctx.runs),
          lambda ctx: View("experiments", links.write({"exp": "relu-vs-sigmoid"}, EXPERIMENTS_VIEW)),
          options=(("ReLU", "ReLU"), ("sigmoid", "sigmoid"), ("about the same", "about the same (within seed noise)"))),
-    Step("filters", "conv1's filters, before and after",
+    LessonStep("filters", "conv1's filters, before and after",
          "Before training, conv1's filters are random numbers. Training changes them to whatever helps tell "
          "the classes apart. The shipped network kept a snapshot from before its first step.",
          "After training, what do conv1's filters look like?",
          lambda ctx: answers.conv1_filters(ctx.example),
          lambda ctx: View("explore", links.write({"run": "mini28", "snapshot": "before training", "layer": "conv1"},
                                                  EXPLORE_VIEW)),
-         options=(("noise", "still much like random noise"), ("smooth", "smooth strokes, edges and blobs"))),
-    Step("field", "How far a unit sees",
+         options=(("noise", "still much like random noise"), ("smooth", "smoother patterns: strokes, edges, blobs"))),
+    LessonStep("field", "How far a unit sees",
          "A conv1 unit sees an 11×11 patch of the image. A unit of the next conv sees a patch of conv1's "
          "outputs, each of which sees its own patch — so the window grows with depth (the table's receptive "
          "field column).",
          "How many input pixels wide is the patch that one conv5 unit of AlexNet sees?",
          lambda ctx: answers.receptive_growth(), _d2l, exact=True),
-    Step("dropout", "Dropout and the gap",
+    LessonStep("dropout", "Dropout and the gap",
          "A network can learn its training images by heart: high training accuracy, lower test accuracy. "
          "AlexNet added dropout to its fully connected layers against this. The experiment trains with and "
          "without it.",
          "Without dropout, is the gap between training and test accuracy larger or smaller?",
-         lambda ctx: answers.dropout_gap(ctx.runs),
+         lambda ctx: answers.dropout_gap(ctx.runs, ctx.example),
          lambda ctx: View("experiments", links.write({"exp": "dropout"}, EXPERIMENTS_VIEW)),
          options=(("larger", "larger"), ("smaller or the same", "smaller or the same"))),
 )
 
 
-def _answer_param(step: Step) -> links.Param:
+def _answer_param(step: LessonStep) -> links.Param:
     if step.kind == "choice":
         return links.choice([v for v, _ in step.options])
     return links.number(0, NUMBER_MAX)
@@ -166,7 +166,7 @@ class Verdict:
     words: str     # "Right.", "Close: ...", "Not quite: ..."
 
 
-def judge(step: Step, finding: Finding, given) -> Verdict | None:
+def judge(step: LessonStep, finding: Finding, given) -> Verdict | None:
     """How the learner's answer compares with the computed one; None when the data is missing."""
     target = step.correct(finding)
     if finding.missing is not None or target is None or given is None:
@@ -184,5 +184,5 @@ def judge(step: Step, finding: Finding, given) -> Verdict | None:
     return Verdict(False, f"Not quite: it is {target:,.0f} — your answer is {times:,.1f}× too {side}.")
 
 
-__all__ = ["STEPS", "SCHEMA", "STRIDES", "Step", "View", "Context", "Verdict", "judge", "EXPERIMENTS_VIEW",
+__all__ = ["STEPS", "SCHEMA", "STRIDES", "LessonStep", "View", "Context", "Verdict", "judge", "EXPERIMENTS_VIEW",
            "EXPLORE_VIEW"]

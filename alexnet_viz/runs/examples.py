@@ -6,7 +6,9 @@ snapshots and internals), and the runs of one finished experiment, ReLU vs sigmo
 (without snapshots). `store.list_runs()` lists them after a user's own runs, marked `example`.
 
 Their files never change: deleting one is refused, and resuming one first copies it into a new
-run folder under the user's runs folder, which then trains on.
+run folder under the user's runs folder, which then trains on. Where they are (EXAMPLES) and
+whether a path is one of them (is_example) is known to store.py, which lists them and refuses to
+write them; this module gives them as Runs and copies them.
 """
 from __future__ import annotations
 
@@ -15,32 +17,14 @@ import shutil
 import time
 from pathlib import Path
 
-from alexnet_viz.runs.store import Run, RunError, new_run_folder
+from alexnet_viz.runs.store import EXAMPLES, TRAINED, Run, RunError, example_folders, is_example, new_run_folder
 
-EXAMPLES: Path = Path(__file__).resolve().parent.parent / "assets" / "runs"
-TRAINED = "mini28"  # the folder of the trained network
-
-
-def _resolved(path) -> Path | None:
-    try:
-        return Path(path).resolve()
-    except (OSError, RuntimeError, TypeError, ValueError):
-        return None
-
-
-def is_example(path) -> bool:
-    """Whether `path` is a shipped run folder or a file inside one (symlinks and `..` resolved)."""
-    p = _resolved(path)
-    return p is not None and EXAMPLES in p.parents
+__all__ = ["EXAMPLES", "is_example", "example_runs", "example_run", "copy_example"]
 
 
 def example_runs() -> list[Run]:
     """Every shipped run: the trained mini28 first, then the experiment's runs by name."""
-    if not EXAMPLES.is_dir():
-        return []
-    found = sorted((p for p in EXAMPLES.iterdir() if p.is_dir() and (p / "config.json").is_file()),
-                   key=lambda p: (p.name != TRAINED, p.name))
-    return [Run(p) for p in found]
+    return [Run(p) for p in example_folders()]
 
 
 def example_run() -> Run | None:

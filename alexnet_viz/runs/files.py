@@ -4,7 +4,9 @@ Reading: anyone may drop anything into the runs folder. A FIFO in place of a fil
 plain `read_text()` forever, a symlink to /dev/zero would read until memory runs out, a directory
 or a device in place of a file must not surprise a page. So a file is opened without following a
 symlink and without blocking, checked with fstat to be a regular file, and read up to a limit
-(or, for logs, its last part only).
+(or, for logs, its last part only). An array file (.npy) is believed only where its header's
+shape and type add up to the bytes the file holds: a header may claim any size, and numpy
+allocates what it claims before reading (a 40-byte file claiming 200 GB is a MemoryError).
 
 Writing: a reader never sees half a file. `write_atomic` writes a temp file beside the target,
 closes it (so a full disk on the last flush is an error, not a silently short file) and renames it
@@ -14,12 +16,15 @@ from __future__ import annotations
 
 import errno
 import io
+import math
 import os
 import shutil
 import stat
 import threading
 from pathlib import Path
 from typing import BinaryIO, Callable
+
+import numpy as np
 
 from alexnet_viz.units import MB, megabytes
 
@@ -43,7 +48,7 @@ def open_regular(path: Path, limit: int) -> io.BufferedReader:
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise BadFile(f"{path.name} is not a regular file ({_kind(st.st_mode)})")
+            raise BadFile(f"{path.name} is not a regular file ({_file_kind(st.st_mode)})")
         if st.st_size > limit:
             raise BadFile(f"{path.name} is {megabytes(st.st_size)}, more than the {megabytes(limit)} "
                           f"such a file may have")
@@ -83,7 +88,30 @@ def read_text(path: Path, limit: int, tail: bool = False) -> str:
         raise BadFile(f"{Path(path).name} is not UTF-8 text (byte {e.start})") from None
 
 
-def _kind(mode: int) -> str:
+def read_npy(path: Path, limit: int) -> np.ndarray:
+    """A .npy file's array (a regular file of at most `limit` bytes); BadFile when it is not one, holds
+    objects (pickles), or its header claims more or fewer bytes than follow it."""
+    data = read_capped(path, limit)
+    name = Path(path).name
+    f = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(f)
+    except (ValueError, TypeError, EOFError, SyntaxError) as e:
+        raise BadFile(f"{name} is not a numpy array file ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})") from None
+    if dtype.hasobject:
+        raise BadFile(f"{name} holds Python objects, not numbers")
+    count = math.prod(shape)
+    claimed, held = count * dtype.itemsize, len(data) - f.tell()
+    if claimed != held:
+        raise BadFile(f"{name}'s header claims {megabytes(claimed)} of {dtype} but the file holds "
+                      f"{megabytes(held)} — it is damaged")
+    a = np.frombuffer(data, dtype, count=count, offset=f.tell())
+    return a.reshape(shape, order="F" if fortran else "C").copy()
+
+
+def _file_kind(mode: int) -> str:
     for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a device"),
                        (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket")):
         if test(mode):

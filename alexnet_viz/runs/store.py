@@ -14,7 +14,6 @@ Weights are only ever read with torch.load(weights_only=True).
 from __future__ import annotations
 
 import errno
-import io
 import json
 import os
 import re
@@ -30,7 +29,9 @@ import numpy as np
 import torch
 
 from alexnet_viz.config import ArchConfig, ConfigError, TrainConfig
-from alexnet_viz.runs.files import BadFile, open_regular, read_capped, read_text, write_atomic
+from alexnet_viz.model import build_model
+from alexnet_viz.runs.snapshots import find, read_index
+from alexnet_viz.runs.files import BadFile, open_regular, read_npy, read_text, write_atomic
 from alexnet_viz.units import GB, KB, MB
 
 
@@ -47,6 +48,8 @@ WEIGHTS_MAX = 8 * GB    # weights.pt and snapshots: far above what the config li
 PARSE_ERRORS = (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError)
 NUMBERS = {"epoch": ("epoch", "train_loss", "train_acc", "test_acc", "examples_per_sec", "elapsed"),
            "step": ("epoch", "step", "loss", "acc", "examples_per_sec", "elapsed", "eta", "progress")}
+# What a record must hold to be drawn (older and hand-made epoch records may lack the speed)
+REQUIRED = {"epoch": ("epoch", "train_loss", "train_acc", "test_acc"), "step": NUMBERS["step"]}
 STATES = ("running", "finished", "stopped", "error", "unknown", "damaged")
 
 
@@ -95,6 +98,27 @@ def _dead_because(st: dict, heartbeat: Path) -> str | None:
     return None
 
 
+EXAMPLES: Path = Path(__file__).resolve().parent.parent / "assets" / "runs"  # shipped runs (examples.py)
+TRAINED = "mini28"  # the shipped run folder of the trained network
+
+
+def is_example(path) -> bool:
+    """Whether `path` is a shipped run folder or a file inside one (symlinks and `..` resolved)."""
+    try:
+        p = Path(path).resolve()
+    except (OSError, RuntimeError, TypeError, ValueError):
+        return False
+    return EXAMPLES in p.parents
+
+
+def example_folders() -> list[Path]:
+    """The shipped run folders: the trained mini28 first, then the experiment's runs by name."""
+    if not EXAMPLES.is_dir():
+        return []
+    return sorted((p for p in EXAMPLES.iterdir() if p.is_dir() and (p / "config.json").is_file()),
+                  key=lambda p: (p.name != TRAINED, p.name))
+
+
 def new_run_folder(root: Path | None, name: str) -> Path:
     """A new, empty folder under `root` (the runs folder by default) named after the time and `name`;
     OSError when it cannot be made."""
@@ -115,6 +139,8 @@ def new_run_folder(root: Path | None, name: str) -> Path:
 @dataclass
 class Run:
     path: Path
+    # per log file, the records metrics() last skipped, as "line N: an epoch record without epoch"
+    skipped: dict[str, list[str]] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):
         self.path = Path(self.path)
@@ -142,7 +168,6 @@ class Run:
     @property
     def example(self) -> bool:
         """A run shipped with the app (see examples.py): its files are never written."""
-        from alexnet_viz.runs.examples import is_example
         return is_example(self.path)
 
     def _check_writable(self) -> None:
@@ -222,7 +247,7 @@ class Run:
         try:
             raw = json.loads(read_text(self.path / "config.json", CONFIG_MAX))
         except PARSE_ERRORS as e:
-            raise RunError(f"config.json cannot be read ({_short(e)})") from None
+            raise RunError(f"config.json cannot be read ({_first_line(e)})") from None
         if not isinstance(raw, dict):
             raise RunError(f"config.json holds a {type(raw).__name__}, not an object")
         for key, kind in (("arch", dict), ("train", dict), ("owner", str), ("tags", dict)):
@@ -234,14 +259,15 @@ class Run:
 
     def metrics(self, name: str = "metrics.jsonl") -> list[dict]:
         """The records of a JSON-lines log, oldest first (its newest METRICS_MAX bytes only).
-        A line cut short by a kill is skipped; a record of the wrong shape is a RunError."""
+        A line cut short by a kill is skipped; a record of the wrong shape is a RunError; an epoch
+        or step record without the numbers it must have is skipped and named in `self.skipped[name]`."""
         try:
             text = read_text(self.path / name, METRICS_MAX, tail=True)
         except FileNotFoundError:
             return []
         except OSError as e:
-            raise RunError(_short(e)) from None
-        out = []
+            raise RunError(_first_line(e)) from None
+        out, skipped = [], []
         for n, line in enumerate(text.splitlines(), 1):
             try:
                 rec = json.loads(line)
@@ -252,7 +278,13 @@ class Run:
             for key in NUMBERS.get(rec.get("kind"), ()):
                 if key in rec and not _is_number(rec[key]):
                     raise RunError(f"{name} line {n}: {key} is {type(rec[key]).__name__}, not a number")
+            missing = [k for k in REQUIRED.get(rec.get("kind"), ()) if k not in rec]
+            if missing:  # drawn, it would be a KeyError: the rest of the log still counts
+                skipped.append(f"line {n}: {'an' if rec['kind'][0] in 'aeiou' else 'a'} {rec['kind']} record "
+                               f"without {', '.join(missing)}")
+                continue
             out.append(rec)
+        self.skipped[name] = skipped
         return out
 
     def status(self) -> dict:
@@ -261,7 +293,7 @@ class Run:
         except FileNotFoundError:
             return {"state": "unknown", "message": "status.json missing"}
         except PARSE_ERRORS as e:
-            return {"state": "damaged", "message": f"status.json cannot be read ({_short(e)})"}
+            return {"state": "damaged", "message": f"status.json cannot be read ({_first_line(e)})"}
         problem = _status_problem(st)
         if problem:
             return {"state": "damaged", "message": f"status.json: {problem}"}
@@ -296,13 +328,11 @@ class Run:
 
     def snapshots(self) -> list[dict]:
         """The kept snapshots, oldest first: {"label", "epoch", "step", "file"} each."""
-        from alexnet_viz.runs.snapshots import read_index
         return [{k: v for k, v in s.to_dict().items() if k in ("label", "epoch", "step", "file")}
                 for s in read_index(self.path)]
 
     def snapshot_state(self, at: float | str) -> tuple[dict, str]:
         """(model state, label) of the snapshot named or nearest to `at` (an epoch or a label)."""
-        from alexnet_viz.runs.snapshots import find, read_index
         snaps = read_index(self.path)
         s = find(snaps, at)
         if s is None:
@@ -315,7 +345,6 @@ class Run:
 
     def load_model(self, at: float | str | None = None) -> torch.nn.Module:
         """The saved model: its final weights, or (with `at`) the snapshot at that epoch or label."""
-        from alexnet_viz.model import build_model
         arch, _, _ = self.config()
         model = build_model(arch)
         state = self.checkpoint()["model"] if at is None else self.snapshot_state(at)[0]
@@ -328,8 +357,8 @@ class Run:
     def test_preds(self) -> np.ndarray | None:
         """One predicted class per test image, or None (none saved, or not such an array)."""
         try:
-            a = np.load(io.BytesIO(read_capped(self.path / "test_preds.npy", PREDS_MAX)), allow_pickle=False)
-        except (OSError, ValueError, EOFError):
+            a = read_npy(self.path / "test_preds.npy", PREDS_MAX)  # believed only where its header adds up
+        except OSError:
             return None
         ok = isinstance(a, np.ndarray) and a.ndim == 1 and a.dtype.kind in "iu" and (a.size == 0 or a.min() >= 0)
         return a if ok else None
@@ -367,8 +396,7 @@ def list_runs(root: Path | None = None, owners: Collection[str] | None = None,
         if owners is None or info.owner in owners:
             out.append(info)
     if examples if examples is not None else not root_given:
-        from alexnet_viz.runs.examples import example_runs
-        out += [replace(_info(r), example=True) for r in example_runs()]
+        out += [replace(_info(Run(p)), example=True) for p in example_folders()]
     return out
 
 
@@ -384,13 +412,17 @@ def _info(run: Run) -> RunInfo:
         st = run.status()
         epochs = [m for m in run.metrics() if m.get("kind") == "epoch"]
         done = st.get("epochs_done", len(epochs))
-        return RunInfo(str(p), p.name, str(raw["arch"].get("name", "?")), st["state"], st.get("message", ""),
+        message = st.get("message", "")
+        if skipped := run.skipped.get("metrics.jsonl"):
+            more = f" and {len(skipped) - 1} more" if len(skipped) > 1 else ""
+            message = f"{message} · metrics.jsonl: skipped {skipped[0]}{more}".lstrip(" ·")
+        return RunInfo(str(p), p.name, str(raw["arch"].get("name", "?")), st["state"], message,
                        float(done), epochs[-1].get("test_acc") if epochs else None, who, tuple(epochs), tags,
                        {"arch": raw["arch"], "train": raw.get("train") or {}})
     except RunError as e:
         why = str(e)
     except Exception as e:  # noqa: BLE001 - one odd folder must not break the list for everyone
-        why = f"{type(e).__name__}: {_short(e)}"
+        why = f"{type(e).__name__}: {_first_line(e)}"
     return RunInfo(str(p), p.name, str(raw["arch"].get("name", "?")), "damaged", why, 0.0, None, who, (), tags)
 
 
@@ -413,7 +445,7 @@ def _status_problem(st) -> str | None:
     return None
 
 
-def _short(e: BaseException) -> str:
+def _first_line(e: BaseException) -> str:
     return str(e).splitlines()[0][:200] if str(e) else type(e).__name__
 
 
@@ -431,7 +463,6 @@ def step_curve(metrics: list[dict]) -> list[dict]:
 
 def delete_run(path: str | Path) -> None:
     p = Path(path)
-    from alexnet_viz.runs.examples import is_example
     if is_example(p):
         raise RunError(f"{p.name} is an example shipped with the app: it cannot be deleted "
                        f"(resuming it trains a copy of your own, which you can delete)")

@@ -23,24 +23,11 @@ from alexnet_viz.config import ArchConfig, ConfigError, TrainConfig
 from alexnet_viz.cost.estimate import estimate_training
 from alexnet_viz.data import pick_device
 from alexnet_viz.jobs.queue import Job, estimated_starts
-from alexnet_viz.runs.files import read_text
+from alexnet_viz.runs.files import read_text, write_atomic
 from alexnet_viz.runs.store import RunInfo, list_runs, runs_dir
 from alexnet_viz.training.experiments import (EXPERIMENTS, Budget, base_network, collect_results, planned_runs,
                                               summarize_experiment)
 from alexnet_viz.units import duration
-
-try:
-    from alexnet_viz.runs.files import write_atomic
-except ImportError:  # until runs/files has its one atomic write (helper "core")
-    import os
-
-    def write_atomic(path: Path, data: str) -> None:
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        try:
-            tmp.write_text(data)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
 
 # The default budget: one epoch of at most 40 batches of mini28 (5,120 images) per run. Measured on this
 # project's 2-core CPU through the job manager (a process per run, its start and the test pass over

@@ -93,35 +93,28 @@ class Group(Single):
         return t.tolist()
 
 
-_CONTEXT: Single | None = None
-
-
 def context(device_choice: str = "auto") -> Single:
-    """This process's place in a torchrun job, joined on first use; Single when not under torchrun."""
-    global _CONTEXT
-    if _CONTEXT is not None:
-        return _CONTEXT
+    """This process's place in a torchrun job, read from torchrun's variables, the process group
+    joined unless it already is (torch.distributed holds it; nothing is kept here, so every call
+    describes the same job); Single when not under torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        _CONTEXT = Single()
-        return _CONTEXT
+        return Single()
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = torch.cuda.is_available() and device_choice in ("auto", "cuda")
-    backend = "nccl" if cuda else "gloo"
-    if cuda:
-        torch.cuda.set_device(local)
-    if not dist.is_initialized():
+    if dist.is_initialized():
+        backend = "nccl" if dist.get_backend() == "nccl" else "gloo"
+    else:
+        backend = "nccl" if torch.cuda.is_available() and device_choice in ("auto", "cuda") else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(local)
         dist.init_process_group(backend)
-    _CONTEXT = Group(backend, rank, world, local)
-    return _CONTEXT
+    return Group(backend, rank, world, local)
 
 
 def close() -> None:
     """Leave the process group (at the end of a torchrun job)."""
-    global _CONTEXT
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
-    _CONTEXT = None
 
 
 def split_batch(batch_size: int, world: int) -> int:

@@ -19,6 +19,7 @@ from torch import nn
 
 from alexnet_viz.config import ArchConfig, TrainConfig
 from alexnet_viz.training import distributed
+from alexnet_viz.cost.budget import is_allocation_failure, out_of_memory_message
 from alexnet_viz.cost.estimate import eval_batch_size
 from alexnet_viz.data import Dataset, DeviceData, load_fashion_mnist, pick_device
 from alexnet_viz.model import build_model
@@ -163,14 +164,15 @@ def setup(arch: ArchConfig, t: TrainConfig, ds: Dataset, ctx: distributed.Single
 
 
 def train(arch: ArchConfig, t: TrainConfig, ds: Dataset | None = None, stop: threading.Event | None = None,
-          run: Run | None = None, resume: Run | None = None
+          run: Run | None = None, resume: Run | None = None, internals_every: int | None = None
           ) -> Iterator[Precision | Step | Epoch | End | Internals | Snapshot]:
     """Train arch with t; yields a Precision first, Step records during an epoch, an Epoch at each end, then
     one End; between them Internals every few steps and a Snapshot at each kept moment (see watch.py).
 
     `stop` is checked before every batch. With `run`, metrics are appended and weights saved at
     each epoch end and when stopped. With `resume`, weights and optimizer come from that run and
-    training continues after its last saved epoch.
+    training continues after its last saved epoch. `internals_every` samples the internals at that
+    fixed interval of steps instead of the one their measured cost allows.
     """
     ds = ds or load_fashion_mnist()
     stop = stop or threading.Event()
@@ -185,12 +187,10 @@ def train(arch: ArchConfig, t: TrainConfig, ds: Dataset | None = None, stop: thr
         done = float(start_epoch)
         net = ctx.wrap(model)  # DistributedDataParallel under torchrun; `model` is what gets saved
         gen = torch.Generator().manual_seed(t.seed + start_epoch)
-        per_epoch = data.steps_per_epoch(t.batch_size)
-        if t.max_batches:
-            per_epoch = min(per_epoch, t.max_batches)
+        per_epoch = data.steps_per_epoch(t.batch_size, t.max_batches)
         total = per_epoch * max(t.epochs - start_epoch, 0)  # batches this session trains
         eval_bs = eval_batch_size(arch, data.device, amp is not None, t.batch_size)  # follows the budget
-        watch = Watch(model, run, per_epoch, t.epochs, start_epoch)  # snapshots and internals
+        watch = Watch(model, run, per_epoch, t.epochs, start_epoch, internals_every)  # snapshots and internals
         yield from watch.start()
 
         t0 = last_report = time.perf_counter()
@@ -300,6 +300,8 @@ def failure_message(e: Exception) -> str:
     """What a run that ended on `e` says about it."""
     if isinstance(e, torch.cuda.OutOfMemoryError):
         return "the GPU ran out of memory — lower the batch size, the input size or the hidden widths"
+    if is_allocation_failure(e):  # the CPU allocator ("can't allocate memory"), MemoryError, a capped RLIMIT_AS
+        return out_of_memory_message("the run", "lower the batch size, the input size or the hidden widths")
     if isinstance(e, Diverged):  # the weights are garbage now: the last saved epoch is kept, not these
         return str(e)
     if isinstance(e, OSError):  # disk full, folder removed or unwritable while running

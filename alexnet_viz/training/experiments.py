@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from alexnet_viz.config import PRESETS, ArchConfig, TrainConfig, default_training, get_preset
+from alexnet_viz.config import ArchConfig, TrainConfig, batches_per_epoch, default_training, get_preset, preset_of
 from alexnet_viz.cost.estimate import estimate_training
 from alexnet_viz.data import CLASSES
 from alexnet_viz.training.engine import confusion
@@ -147,11 +147,6 @@ def queue_experiment(manager, owner: str, name: str, budget: Budget, seeds: list
 
 # --- what a set costs, and how long it has left ----------------------------------------------------
 
-def batches_per_epoch(t: TrainConfig, n_train: int) -> int:
-    """Training batches in one epoch of `t` on `n_train` images (the last one partial), after its cap."""
-    return min(-(-n_train // t.batch_size), t.max_batches or n_train)
-
-
 def estimate_set_seconds(plan: list, n_train: int, n_test: int) -> float:
     """The cost model's seconds for every run of `plan` ((arch, training, tags) triples), one after another."""
     return sum(estimate_training(a, t, n_train=n_train, n_test=n_test).run_seconds for a, t, _ in plan)
@@ -159,7 +154,7 @@ def estimate_set_seconds(plan: list, n_train: int, n_test: int) -> float:
 
 def describe_set_cost(plan: list, n_train: int, n_test: int) -> str:
     """The whole set's size and time on this machine, in one line for the page."""
-    batches = sum(t.epochs * batches_per_epoch(t, n_train) for _, t, _ in plan)
+    batches = sum(t.epochs * batches_per_epoch(n_train, t.batch_size, t.max_batches) for _, t, _ in plan)
     seconds = estimate_set_seconds(plan, n_train, n_test)
     return (f"{len(plan)} runs, {batches:,} training batches in all: about {duration(seconds)} on this "
             f"machine, one run after another (estimated).")
@@ -170,7 +165,8 @@ def seconds_left(paces: list[float], left: list[TrainConfig], n_train: int) -> f
     of the finished ones; None before any has finished, or when none is left."""
     if not paces or not left:
         return None
-    todo = sum(t.epochs * min(n_train, batches_per_epoch(t, n_train) * t.batch_size) for t in left)
+    todo = sum(t.epochs * min(n_train, batches_per_epoch(n_train, t.batch_size, t.max_batches) * t.batch_size)
+               for t in left)
     return todo / statistics.fmean(paces)
 
 
@@ -311,14 +307,14 @@ def distinguishing_labels(configs: list[dict], most: int = 4) -> list[str]:
     varying.sort(key=lambda k: k.startswith("conv") and k != "conv blocks")  # whole-network settings first
     out = []
     for f in flats:
-        parts = [f"{k} {_short(f.get(k))}" for k in varying[:most]]
+        parts = [f"{k} {_as_text(f.get(k))}" for k in varying[:most]]
         if len(varying) > most:
             parts.append("…")
         out.append(" · ".join(parts))
     return out
 
 
-def _short(v) -> str:
+def _as_text(v) -> str:
     if isinstance(v, float):
         return f"{v:g}"
     if isinstance(v, tuple):
@@ -357,15 +353,9 @@ def thin_records(records: list, most: int = 400) -> list:
     return records[::-(-len(records) // most)] if records else []
 
 
-def preset_matching(arch: ArchConfig) -> str | None:
-    """The preset that `arch` is, whatever its name; None for a network of one's own."""
-    return next((n for n, p in PRESETS.items() if replace(p, name=arch.name) == arch), None)
-
-
 # --- the book beside you --------------------------------------------------------------------------
 
 def is_d2l_recipe(arch: ArchConfig, t: TrainConfig) -> bool:
     """d2l's network and training settings (any device, precision and seed), full 10-epoch run."""
-    d2l = get_preset("d2l")
     recipe = replace(TrainConfig(), device=t.device, amp=t.amp, seed=t.seed)
-    return replace(arch, name=d2l.name) == d2l and t == recipe and t.epochs == D2L_REFERENCE["epoch"]
+    return preset_of(arch) == "d2l" and t == recipe and t.epochs == D2L_REFERENCE["epoch"]

@@ -29,7 +29,6 @@ import torch
 from torch import nn
 
 BUDGET = 0.03                 # aim: 3% of the step time, so that the overhead measured stays within 5%
-EVERY: int | None = None      # a fixed interval instead of the measured one (tests)
 BINS = 32
 GRAD_LOG10 = (-10.0, 0.0)
 MAX_SAMPLED = 1 << 14
@@ -57,7 +56,7 @@ class Internals:
         return asdict(self)
 
 
-def _short(name: str) -> str:
+def _leaf_name(name: str) -> str:
     return name.rsplit(".", 1)[-1]
 
 
@@ -78,9 +77,9 @@ class Probe:
 
     def __init__(self, model: nn.Module, every: int | None = None):
         mods = list(model.named_modules())
-        self.weighted = [(_short(n), m) for n, m in mods if isinstance(m, (nn.Conv2d, nn.Linear))]
-        self.relus = [(_short(n), m) for n, m in mods if isinstance(m, nn.ReLU)]
-        self.fixed = EVERY or every
+        self.weighted = [(_leaf_name(n), m) for n, m in mods if isinstance(m, (nn.Conv2d, nn.Linear))]
+        self.relus = [(_leaf_name(n), m) for n, m in mods if isinstance(m, nn.ReLU)]
+        self.fixed = every  # a fixed interval of steps; None: the one the measured cost allows
         self.next = 1
         self.ranges: list[tuple[float, float]] | None = None
         self._before: list[torch.Tensor] | None = None

@@ -13,10 +13,11 @@ from alexnet_viz.runs.snapshots import Snapshotter
 
 
 class Watch:
-    def __init__(self, model: nn.Module, run: Run | None, per_epoch: int, epochs: int, start_epoch: int = 0):
+    def __init__(self, model: nn.Module, run: Run | None, per_epoch: int, epochs: int, start_epoch: int = 0,
+                 internals_every: int | None = None):
         self.run = run
         self.offset = start_epoch * per_epoch       # steps done before this session (a resumed run)
-        self.probe = Probe(model)
+        self.probe = Probe(model, internals_every)  # None: as often as its measured cost allows
         self.snaps = Snapshotter(run.path, model, per_epoch, epochs, start_epoch) if run else None
 
     def start(self) -> list:

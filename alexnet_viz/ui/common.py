@@ -34,9 +34,27 @@ def guarded(page):
             st.error(str(e))
         except Exception as e:  # noqa: BLE001
             log.exception("page error")
+            from alexnet_viz.cost.budget import is_allocation_failure, out_of_memory_message
+            if is_allocation_failure(e):  # memory ran out outside any reservation: what to lower, not the allocator's words
+                st.error(out_of_memory_message("this page") + ". Your settings and runs are kept.")
+                return
             st.error(f"Something went wrong on this page ({type(e).__name__}: {e}). "
                      f"Your settings and runs are kept; change the input or reload the page.")
     return run
+
+
+def memory_notice():
+    """A callback for work that may wait for the server's memory (on_wait): it shows "waiting for
+    memory: N ahead" in its place on the page while it waits, and clears it when its turn comes."""
+    from alexnet_viz.cost.budget import waiting_words
+    slot = st.empty()
+
+    def say(ahead: int | None) -> None:
+        if ahead is None:
+            slot.empty()
+        else:
+            slot.info(f"{waiting_words(ahead).capitalize()} — other students' work is using the server's memory.")
+    return say
 
 
 @st.cache_resource
@@ -59,7 +77,7 @@ def cost_ui(arch, t=None, n_train: int = 60_000, n_test: int = 10_000) -> bool:
     from alexnet_viz.config import default_training
     from alexnet_viz.cost.estimate import estimate_analysis, estimate_training
     from alexnet_viz.data import check_device
-    architect, t = t is None, t or default_training(arch.name)
+    architect, t = t is None, t or default_training(arch)
     try:
         est = estimate_training(arch, t, n_train, device=check_device(t.device), n_test=n_test)
         look = estimate_analysis(arch) if architect else None

@@ -6,6 +6,8 @@ explore_unit (layers, one unit), explore_channel (top images, feature visualizat
 package's inspect/ (everything computed)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import streamlit as st
 
@@ -17,9 +19,12 @@ from alexnet_viz.inspect.attribution import METHODS, attributions, black_image
 from alexnet_viz.inspect.choice import Source
 from alexnet_viz.inspect.display import scale_box
 from alexnet_viz.inspect.images import ImageError, denormalize, display_copy, open_image
-from alexnet_viz.ui.common import owner_id
+from alexnet_viz.inspect.view import image_values
+from alexnet_viz.ui.common import memory_notice, owner_id, presenter_style
+from alexnet_viz.ui.share import share_ui
 from alexnet_viz.ui.explore_channel import SMALL, featviz_ui, top_images_ui
 from alexnet_viz.ui.explore_image import image_ui, new_image
+from alexnet_viz.ui.explore_link import restore_ui, sync_ui, take
 from alexnet_viz.ui.explore_model import compare_ui, model_ui
 from alexnet_viz.ui.explore_state import remembered, settle
 from alexnet_viz.ui.explore_unit import arithmetic_ui, field_ui, layers_ui
@@ -36,20 +41,30 @@ def predictions_ui(m, a, truth: str | None, where) -> None:
         (where.success if ok else where.error)(text)
 
 
-def attributions_ui(m, a, im) -> None:
-    """captum's five methods for the Grad-CAM class, over the user's original image, one colour scale."""
+def attributions_ui(m, a, im) -> str:
+    """captum's five methods for the Grad-CAM class, over the user's original image, one colour scale,
+    and one of them larger; returns that one's name."""
     cls = m.classes[a.cam_class]
     st.subheader(f"Where the network looked for '{cls}': five attribution methods")
+    if st.session_state.get("method") not in METHODS:
+        st.session_state["method"] = next(iter(METHODS))
+    method = st.radio("Look closer at", list(METHODS), horizontal=True, key="method")
     if m.cfg.input_size > SMALL and not st.toggle("Compute them (10–30 s for a 224-pixel network)", key="attr"):
-        return
+        return method
     with st.spinner("Integrated Gradients, Occlusion, …"):
         maps = attributions(m.model, a.x, a.cam_class, a.cam_layer, black_image(a.x, m.mean, m.std))
-    shown = display_copy(im, 320)
+    shown, big = display_copy(im, 320), display_copy(im, 640)
     st.plotly_chart(attribution_panels(np.asarray(shown.convert("RGB")), maps,
                                        scale_box(input_box(m, im.size), im.size, shown.size), cls),
                     width="stretch", key="attributions")
     st.caption(" · ".join(f"**{n}**: {d}" for n, d in METHODS.items())
                + f". Grad-CAM and Guided Grad-CAM at {a.cam_layer}; each map divided by its largest |value|.")
+    c = st.columns([2, 1])
+    c[0].plotly_chart(attribution_panels(np.asarray(big.convert("RGB")), {method: maps[method]},
+                                         scale_box(input_box(m, im.size), im.size, big.size), cls),
+                      width="stretch", key="attribution-closer")
+    c[1].markdown(f"**{method}**: {METHODS[method]}.")
+    return method
 
 
 def side_by_side(m, a, m2, im, invert, digest: str, layer: str) -> None:
@@ -80,22 +95,44 @@ def analysis_ui(m, im, digest: str):
                                      "background is inverted for these models.")
         invert = {"auto": None, "on": True, "off": False}[choice]
     convs = conv_layers(m.model)
+    take("cam", convs, "cam_layer")
     settle("cam_layer", convs, convs[-1], keep=False)  # another model: its own last conv
     cam_layer = c[1].selectbox("Grad-CAM layer", convs, key="cam_layer")
     classes = ["predicted class"] + list(m.classes)
+    take("cls", classes[1:], "cam_class", lambda i: m.classes[i] if i < len(m.classes) else None)
     settle("cam_class", classes, classes[0])
     cam_choice = c[2].selectbox("Grad-CAM class", classes, key="cam_class")
     cam_class = None if cam_choice == "predicted class" else m.classes.index(cam_choice)
     a = remembered("analysis", (m.model,), (digest, invert, cam_layer, cam_class),
-                   lambda: analyze(m, im, invert=invert, cam_layer=cam_layer, cam_class=cam_class))
+                   lambda: analyze(m, im, invert=invert, cam_layer=cam_layer, cam_class=cam_class,
+                                   on_wait=memory_notice()))
     return a, invert
 
 
 def page() -> None:
     owner = owner_id()
+    restore_ui()
+    top = st.columns([3, 1])
+    presenter = top[0].toggle("Presenter mode", key="presenter", help="Large type and charts for a projector.")
+    presenter_style(presenter)
     st.title("Explore")
+    view = {"present": presenter}
+    try:
+        body(owner, view)
+    finally:  # every way out of the page (no image yet, a refused file) still writes the URL
+        sync_ui(view)
+        with top[1]:
+            share_ui()
+
+
+def body(owner: str, view: dict) -> None:
+    """The page below its title; `view` collects what the URL keeps, as it is chosen."""
     choice, m = model_ui(owner)
+    view.update(model=choice.source.value, run=Path(choice.run).name if choice.run else None,
+                snapshot=choice.snapshot)
     src = image_ui()
+    ss = st.session_state
+    view.update(image_values(ss["source"], ss.get("test_idx"), ss.get("example")))
     if m is None or src is None:
         return
     data, truth = src
@@ -110,6 +147,7 @@ def page() -> None:
     except ConfigError as e:  # OverBudget: refused before anything is allocated
         st.error(str(e))
         return
+    view.update(cam=a.cam_layer, cls=None if ss.get("cam_class") == "predicted class" else a.cam_class)
     seen = denormalize(a.x, m.mean, m.std)
     c = st.columns([1, 1, 2])
     c[0].image(display_copy(im, 480), caption=f"your image ({im.width}×{im.height})", width="stretch")
@@ -119,6 +157,7 @@ def page() -> None:
 
     st.subheader("Every layer")
     layer, ch, row, col = layers_ui(m, a)
+    view.update(layer=layer, channel=ch, row=row, col=col)
     st.subheader(f"One unit: {layer}, channel {ch}, row {row}, column {col}")
     field_ui(m, a, im, layer, ch, row, col)
     arithmetic_ui(m, a, layer, ch, row, col)
@@ -135,7 +174,7 @@ def page() -> None:
     if m2 is not None:
         side_by_side(m, a, m2, im, invert, digest, layer)
 
-    attributions_ui(m, a, im)
+    view["method"] = attributions_ui(m, a, im)
     st.plotly_chart(layer_stats_chart(layer_stats(a.maps)), width="stretch")
     c = st.columns(2)
     with c[0]:

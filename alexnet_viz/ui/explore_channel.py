@@ -33,7 +33,7 @@ def _waiting(job: Job) -> None:
     job.touch()
     if job.ready:
         st.rerun()
-    st.progress(job.done, text=f"{job.what} in the background: {job.done:.0%}. The rest of the page keeps working.")
+    st.progress(job.done, text=f"{job.status} in the background: {job.done:.0%}. The rest of the page keeps working.")
 
 
 def _asked(model, key, what: str, auto: bool, button: str, work, *args, **kwargs):

@@ -12,6 +12,7 @@ from alexnet_viz.ui.common import manager
 EXAMPLES = ASSETS / "examples"
 SOURCES = ("Upload", "Camera", "Test set", "Example")
 DEFAULT_EXAMPLE = "photo-cat.jpg"
+WANTS_UPLOAD = "explore_link_upload"  # a link to a view of an upload (which stays with its owner)
 
 
 def example_names() -> list[str]:
@@ -27,8 +28,9 @@ def _keep_upload() -> None:
 def image_ui() -> tuple[bytes, str | None] | None:
     """(file bytes, true label if known) from the one source chosen; None until there is one."""
     # the choice outlives a visit to another page (Streamlit forgets the state of widgets not drawn)
-    source = st.radio("Image", SOURCES, index=SOURCES.index(st.session_state.get("kept_source", "Example")),
-                      horizontal=True, key="source",
+    if st.session_state.get("source") not in SOURCES:
+        st.session_state["source"] = st.session_state.get("kept_source", "Example")
+    source = st.radio("Image", SOURCES, horizontal=True, key="source",
                       on_change=lambda: st.session_state.update(kept_source=st.session_state["source"]))
     if source == "Upload":
         # every file type is let through, so that a PDF or a TIFF gets our message (and clears the last
@@ -41,23 +43,27 @@ def image_ui() -> tuple[bytes, str | None] | None:
             st.caption(f"Using your earlier upload, {kept[0]}.")
             st.button("Forget it", on_click=st.session_state.pop, args=("kept_upload", None))
             return kept[1], None
-        st.info("Choose an image file to look at.")
+        st.info("This link was made with an uploaded image, which stays with whoever uploaded it: upload an image "
+                "of your own to see this view." if st.session_state.get(WANTS_UPLOAD) else
+                "Choose an image file to look at.")
         return None
     if source == "Camera":
         cam = st.camera_input("Take a photo", key="camera")
         if cam is None:
-            st.info("Take a photo to look at.")
+            st.info("This link was made with a camera photo, which stays with whoever took it: take one of your own."
+                    if st.session_state.get(WANTS_UPLOAD) else "Take a photo to look at.")
             return None
         return cam.getvalue(), None
     if source == "Test set":
         ds = manager().data()
         if ds.is_sample:
             st.caption("Offline: these are the test images of the bundled sample in alexnet_viz/assets/.")
-        i = st.number_input(f"Test image # (0–{len(ds.test_y) - 1})", 0, len(ds.test_y) - 1, 0, key="test_idx")
+        i = st.number_input(f"Test image # (0–{len(ds.test_y) - 1})", 0, len(ds.test_y) - 1, key="test_idx")
         return encode_png(ds.test_x[i].numpy()), CLASSES[int(ds.test_y[i])]
     files = example_names()
-    ex = st.selectbox("Example image", files, index=files.index(DEFAULT_EXAMPLE) if DEFAULT_EXAMPLE in files else 0,
-                      key="example")
+    if st.session_state.get("example") not in files:
+        st.session_state["example"] = DEFAULT_EXAMPLE if DEFAULT_EXAMPLE in files else files[0]
+    ex = st.selectbox("Example image", files, key="example")
     return (EXAMPLES / ex).read_bytes(), None
 
 

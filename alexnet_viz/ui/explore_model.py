@@ -11,6 +11,8 @@ from alexnet_viz.inspect.modelcache import ModelCache
 from alexnet_viz.runs.store import has_weights
 from alexnet_viz.ui.common import current_arch, snapshot_picker
 
+LINKED_RUNS = "explore_linked_runs"  # runs a link opened that are not this session's own (explore_link.py)
+
 
 @st.cache_resource
 def model_cache() -> ModelCache:
@@ -19,14 +21,17 @@ def model_cache() -> ModelCache:
 
 
 def _label(s) -> str:
-    # an old test or link may name a source by its label: it is shown as itself
-    return s.label if isinstance(s, Source) else str(s)
+    """A source's label; given its value ("untrained") or its label, the same label."""
+    try:
+        return Source(s).label
+    except ValueError:
+        return str(s)
 
 
 def model_ui(owner: str) -> tuple[ModelChoice, Loaded | None]:
     """The model to look at — the best run of one's own, else the example network that ships
     trained, else the Architect's network untrained — or None with a message."""
-    runs, ex = own_runs(owner), example()
+    runs, ex = own_runs(owner, st.session_state.get(LINKED_RUNS, ())), example()
     offered = sources(bool(runs), ex is not None)
     if st.session_state.get("model_kind") not in offered:
         st.session_state["model_kind"] = offered[0]
@@ -52,7 +57,7 @@ def model_ui(owner: str) -> tuple[ModelChoice, Loaded | None]:
 
 def compare_ui(owner: str, choice: ModelChoice, m: Loaded) -> Loaded | None:
     """A second model for the same image and layer: the untrained network or another run."""
-    runs = [r for r in own_runs(owner) if has_weights(r)]
+    runs = [r for r in own_runs(owner, st.session_state.get(LINKED_RUNS, ())) if has_weights(r)]
     untrained_now = choice.source is Source.UNTRAINED
     kinds = (["Nothing"] + ([] if untrained_now else ["The same network, untrained"])
              + (["A run trained here" if untrained_now else "Another run"] if runs else []))

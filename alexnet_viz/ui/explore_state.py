@@ -11,13 +11,15 @@ from alexnet_viz.inspect.memo import Recent
 
 def settle(key: str, options: Sequence, default, keep: bool = True) -> None:
     """Before drawing a keyed widget whose options change (another model, another image): give it a
-    value that is one of them — its last one if still there and `keep`, else `default` — and, when
+    value that is one of them — its last one if still there and `keep` (or on its first drawing, a
+    value a link set), else `default` — and, when
     the options changed, set it explicitly, so that what the browser shows is what the page uses."""
     seen = f"{key}::options"
-    now = tuple(map(str, options))
+    now, before = tuple(map(str, options)), st.session_state.get(seen)
     current = st.session_state.get(key)
-    if st.session_state.get(seen) != now or current not in options:
-        st.session_state[key] = current if keep and current in options else default
+    if before != now or current not in options:
+        # a first drawing keeps a valid value set beforehand (by a link); only new options reset it
+        st.session_state[key] = current if current in options and (keep or before is None) else default
         st.session_state[seen] = now
 
 

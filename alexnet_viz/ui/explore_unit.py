@@ -11,6 +11,7 @@ from alexnet_viz.inspect.arithmetic import explain_unit, sum_rows
 from alexnet_viz.inspect.display import default_layer, layer_sentences, mosaic_channels, scale_box, spatial_layers
 from alexnet_viz.inspect.images import denormalize, display_copy
 from alexnet_viz.inspect.receptive import effective_field, unit_box
+from alexnet_viz.ui.explore_link import take
 from alexnet_viz.ui.explore_state import remembered, settle
 from alexnet_viz.ui.plots import channel_heatmap, colorize, field_overlay, kernel_products
 
@@ -18,6 +19,7 @@ from alexnet_viz.ui.plots import channel_heatmap, colorize, field_overlay, kerne
 def layers_ui(m: Loaded, a: Analysis) -> tuple[str, int, int, int]:
     """The chosen layer's maps beside the sentence that explains it; returns (layer, channel, row, col)."""
     layers = spatial_layers(a.maps)
+    take("layer", layers, "layer")
     settle("layer", layers, default_layer(layers))
     layer = st.select_slider("Layer", layers, key="layer")
     st.info(layer_sentences(m.cfg).get(layer, layer))
@@ -27,6 +29,7 @@ def layers_ui(m: Loaded, a: Analysis) -> tuple[str, int, int, int]:
     c[0].image(colorize(grid, 800), caption=f"{layer}: {shape_str(tuple(t.shape))} — {len(order)} of {t.shape[0]} "
                f"channels, strongest (highest mean) first", width="stretch", clamp=True)
     with c[1]:
+        take("channel", order, f"ch-{layer}")
         settle(f"ch-{layer}", order, order[0])
         ch = st.selectbox("Enlarge channel", order, key=f"ch-{layer}",
                           format_func=lambda k: f"#{k} (rank {order.index(k) + 1})")
@@ -48,6 +51,8 @@ def unit_picker(a: np.ndarray, layer: str, ch: int) -> tuple[int, int]:
         r, c = np.unravel_index(int(a.argmax()), a.shape)
         st.session_state["unit_row"], st.session_state["unit_col"] = int(r), int(c)
         st.session_state.pop("last_pick", None)
+    for name, side in (("row", H), ("col", W)):
+        take(name, range(side), f"unit_{name}")
     key = f"pick-{layer}-{ch}"
     event = st.session_state.get(key)
     points = [p for p in (event or {}).get("selection", {}).get("points", []) if "x" in p and "y" in p]

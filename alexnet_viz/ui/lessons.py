@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from alexnet_viz.lessons.chapter import SCHEMA, STEPS, STRIDES, Context, Step, judge
+from alexnet_viz.lessons.chapter import SCHEMA, STEPS, STRIDES, Context, LessonStep, judge
 from alexnet_viz.ui import share
 from alexnet_viz.ui.common import presenter_style
 
@@ -55,13 +55,13 @@ def preset_finding(key: str, stride: int):
     return step.answer(Context(stride=stride))
 
 
-def finding_for(step: Step, s: dict):
+def finding_for(step: LessonStep, s: dict):
     if step.key in ("relu", "filters", "dropout"):  # read runs on disk, which change as a class trains
         return step.answer(context(s))
     return preset_finding(step.key, int(s["stride"]))
 
 
-def question_ui(step: Step, s: dict, presenter: bool) -> None:
+def question_ui(step: LessonStep, s: dict, presenter: bool) -> None:
     """The question; a learner answers it (kept in s["answers"]), a presenter reads it out large."""
     if step.key == "stride":
         pick = st.select_slider("conv1's stride", [str(x) for x in STRIDES], value=s["stride"],
@@ -91,7 +91,7 @@ def question_ui(step: Step, s: dict, presenter: bool) -> None:
                 s["answers"][step.key] = pick
 
 
-def answer_ui(step: Step, s: dict, presenter: bool) -> None:
+def answer_ui(step: LessonStep, s: dict, presenter: bool) -> None:
     given = s["answers"].get(step.key)
     if presenter and not s["reveal"]:
         if st.button("Show the answer", type="primary"):

@@ -5,10 +5,10 @@ from dataclasses import replace
 
 import streamlit as st
 
-from alexnet_viz.config import PRESETS, TRAIN_LIMITS, ArchConfig, TrainConfig, default_training, get_preset
+from alexnet_viz.config import PRESETS, TRAIN_LIMITS, ArchConfig, TrainConfig, default_training, get_preset, preset_of
 from alexnet_viz.data import available_devices
 from alexnet_viz.runs.store import Run, RunError, list_runs
-from alexnet_viz.training.experiments import D2L_REFERENCE, is_d2l_recipe, preset_matching
+from alexnet_viz.training.experiments import D2L_REFERENCE, is_d2l_recipe
 from alexnet_viz.ui import share
 from alexnet_viz.ui.common import cost_ui, current_arch, manager, owner_id
 from alexnet_viz.ui.plots import training_curves
@@ -40,7 +40,7 @@ def _first_draft(owner: str) -> dict:
             arch, t, _ = Run(r.path).config()
         except RunError:
             continue
-        if preset := preset_matching(arch):
+        if preset := preset_of(arch):
             draft |= {"tr_source": "A preset", "tr_preset": preset}
         return draft | _training_values(t)
     return draft
@@ -55,7 +55,7 @@ def _on_network() -> None:
     """A new network brings its own training defaults; the cap, seed and device stay as chosen."""
     ss = st.session_state
     keep = {k: ss[k] for k in ("tr_cap", "tr_seed", "tr_device") if k in ss}
-    ss.update(_training_values(default_training(_network().name)) | keep)
+    ss.update(_training_values(default_training(_network())) | keep)
 
 
 def settings_ui(owner: str) -> tuple[ArchConfig, TrainConfig]:
@@ -92,7 +92,7 @@ def settings_ui(owner: str) -> tuple[ArchConfig, TrainConfig]:
                   "measurement shows it is faster there (the run says which). Off: fp32.")
     c[2].checkbox("Xavier init (d2l)", key="tr_xavier")
     ss["train_draft"] = {k: ss[k] for k in ("tr_source", "tr_preset", *TRAIN_KEYS) if k in ss}
-    t = replace(default_training(arch.name), epochs=int(ss["tr_epochs"]), batch_size=int(ss["tr_batch"]),
+    t = replace(default_training(arch), epochs=int(ss["tr_epochs"]), batch_size=int(ss["tr_batch"]),
                 lr=float(ss["tr_lr"]), optimizer=ss["tr_opt"], weight_decay=float(ss["tr_wd"]),
                 max_batches=int(ss["tr_cap"]), seed=int(ss["tr_seed"]), device=ss["tr_device"],
                 augment=bool(ss["tr_augment"]), amp=bool(ss["tr_amp"]),
@@ -115,7 +115,7 @@ def live_ui(job_id: str) -> None:
         wait = mgr.estimated_start(job)
         when = f" — estimated start in about {wait / 60:.0f} min" if wait and wait >= 90 else (
             f" — estimated start in about {wait:.0f} s" if wait else "")
-        st.info(f"Queued: place {place}{when} (from the estimates of the jobs ahead). {mgr.admission_rule()}")
+        st.info(f"Queued: place {place}{when} (from the estimates of the jobs ahead). {mgr.admission_rule(job)}")
     elif last:
         eta = f" · ETA {last['eta']:.0f} s" if job.state == "running" else ""  # a stopped run has no ETA
         st.progress(min(last["progress"], 1.0),
