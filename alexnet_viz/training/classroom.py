@@ -177,7 +177,7 @@ def seat_plan(cls: ClassExperiment, seed: int,
 
 def class_runs(cls: ClassExperiment, root: Path | None = None) -> list[RunInfo]:
     """Every run on disk of this class, whoever's session trained it."""
-    return [r for r in list_runs(root) if isinstance(r.tags, dict) and r.tags.get("class") == cls.code]
+    return [r for r in list_runs(root, examples=False) if isinstance(r.tags, dict) and r.tags.get("class") == cls.code]
 
 
 def queue_seat(manager, cls: ClassExperiment, sid: str, seed: int, root: Path | None = None,
@@ -217,11 +217,12 @@ def estimate_class_seconds(experiment: str, budget: Budget, students: int, n_tra
     if students <= 0:
         return 0.0
     device = pick_device(budget.device).type
-    jobs = []
-    for i, (a, t, _) in enumerate(planned_runs([experiment], budget, list(range(students)))):
+    costs = {}  # a seat's runs differ from another's by the seed only, which costs nothing: each variant once
+    for a, t, tags in planned_runs([experiment], budget, [0]):
         e = estimate_training(a, t, n_train=n_train, device=device, n_test=n_test)
-        jobs.append(Job(str(i), "", a, t, device=device, need_bytes=e.peak_memory_bytes,
-                        need_s=e.run_seconds + START_S))
+        costs[tags["variant"]] = (e.peak_memory_bytes, e.run_seconds + START_S)
+    jobs = [Job(str(i), "", a, t, device=device, need_bytes=costs[tags["variant"]][0], need_s=costs[tags["variant"]][1])
+            for i, (a, t, tags) in enumerate(planned_runs([experiment], budget, list(range(students))))]
     starts = estimated_starts([], jobs, budget_bytes, 0.0)
     return max(s + j.need_s for s, j in zip(starts, jobs))
 

@@ -35,9 +35,7 @@ def _first_draft(owner: str) -> dict:
     """A new session's settings: those of the newest run this browser started, else mini28's defaults."""
     source = 0 if available_devices()[0] == "cuda" else 1
     draft = {"tr_source": SOURCES[source], "tr_preset": "mini28", **_training_values(default_training("mini28"))}
-    for r in list_runs(owners={owner}):
-        if r.example:  # shipped with the app (10 epochs, fp32): not this browser's choice
-            continue
+    for r in list_runs(owners={owner}, examples=False):  # not a shipped run: this browser's own
         try:
             arch, t, _ = Run(r.path).config()
         except RunError:

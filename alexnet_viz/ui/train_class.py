@@ -17,6 +17,7 @@ from alexnet_viz.ui.common import big_figure, manager, presenter_style, table_ui
 POLL_S = 3.0  # the projector's refresh; every session shares one reading of the disk per POLL_S (below)
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
 def _cost(experiment: str, budget: Budget, students: int, finished: int = 0) -> str:
     ds, mgr = manager().data(), manager()
     return describe_class_cost(experiment, budget, students, len(ds.train_y), len(ds.test_y), mgr.budget_bytes,
@@ -67,9 +68,9 @@ def class_ui(code: str, owner: str) -> None:
         st.warning(str(e))
         ss.pop("ex_class", None)
         return
-    presenter = bool(ss.get("presenter"))
-    presenter_style(presenter)
     st.subheader(f"Class experiment {code}: {EXPERIMENTS[cls.experiment].title}")
+    presenter = st.toggle("Presenter mode", key="presenter", help="Large type and a large chart for the projector.")
+    presenter_style(presenter)
     link = f"{share.base_url()}?class={code}"
     c = st.columns([1, 2])
     c[0].image(share.qr_png(link), caption="Scan to join", width="stretch")
