@@ -64,7 +64,7 @@ def _parse_float(text: str) -> float:
 
 
 def _parse_constant(name: str):
-    raise ConfigError(f"{name} is not a number a setting can have")
+    raise ConfigError(f"{name} is not a number a setting can have (expected a whole number or a decimal)")
 
 
 def _not_text(v, where: str = "") -> str | None:
