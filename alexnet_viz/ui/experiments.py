@@ -75,7 +75,7 @@ def results_ui(runs: list, name: str, pending: int = 0) -> None:
     st.subheader(exp.title)
     st.caption(exp.question)
     if all(r.example for r in mine):
-        st.caption(f"The shipped example's runs ({describe_budget(mine)}), trained when the app was built: "
+        st.caption(f"These runs ship with the app ({describe_budget(mine)}), trained when it was built: "
                    f"queue your own to see the answer on this machine.")
     order = [v.label for v in exp.variants]
     series: dict[str, list] = {label: [] for label in order}
