@@ -171,15 +171,16 @@ def test_train_page_runs_a_capped_cpu_job_and_draws_charts():
     (epoch,) = [m for m in run.metrics() if m["kind"] == "epoch"]
     curves = [f for f in charts(at) if [t.get("name") for t in f["data"]][:3] == ["train loss", "train acc", "test acc"]]
     assert curves, "no training curves"
-    for f in curves:  # the live chart and the picked run's: the losses of its 15 batches, its test accuracy
-        assert f["data"][0]["y"] == pytest.approx([m["loss"] for m in steps]) and len(steps) == 15
+    assert steps[-1]["step"] == 15  # reports come every few seconds (how many depends on the machine); the last is batch 15
+    for f in curves:  # the live chart and the picked run's: the losses it reported, its test accuracy
+        assert f["data"][0]["y"] == pytest.approx([m["loss"] for m in steps])
         assert f["data"][2]["y"] == pytest.approx([epoch["test_acc"]])
     (cm,) = [f for f in charts(at) if f["layout"]["title"]["text"] == "Confusion matrix (test set)"]
     preds, labels = run.test_preds(), load_fashion_mnist().test_y.numpy()
     want = np.zeros((10, 10), int)
     np.add.at(want, (labels, preds), 1)                     # rows: true class; columns: predicted
     assert np.array_equal(array(cm["data"][0]["text"]), want)
-    assert np.trace(want) / len(labels) == pytest.approx(epoch["test_acc"], abs=1e-9)  # the engine's own figure
+    assert np.trace(want) / len(labels) == pytest.approx(epoch["test_acc"], abs=1e-6)  # the engine's own figure (a float32)
     wrong = int((preds != labels).sum())
     assert any(m.value == f"**Misclassified test images**: {wrong:,} of {len(labels):,}" for m in at.markdown)
     gallery = [c for im in at.image for c in im.captions if c.startswith("true ")]

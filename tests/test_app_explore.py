@@ -258,13 +258,17 @@ def test_the_units_box_and_the_attributions_land_where_they_belong_on_the_users_
     if size != (960, 672):  # a whole number of photo pixels per input pixel: one right answer
         assert (x0, y0, x1, y1) == (8 * sx, 0, 21 * sx - 1, 13 * sy - 1)
     assert on_input.shape[:2] == (28, 28) and red_bbox(on_input) == (8, 0, 20, 12)
-    # the attribution maps cover the photo (shown at most 320 px on its long side) edge to edge
-    fig = panels[-1]
-    k = 320 / max(w, h)
-    for img, heat in zip(*([t for t in fig.data if t.type == kind] for kind in ("image", "heatmap"))):
-        assert np.asarray(img.z).shape[:2] == (round(h * k), round(w * k))
-        assert _extent(heat, 28, "x") == pytest.approx(_extent(img, round(w * k), "x"))
-        assert _extent(heat, 28, "y") == pytest.approx(_extent(img, round(h * k), "y"))
+    # the attribution maps cover the photo edge to edge: the five at most 320 px on its long side, the one
+    # looked at closer at most 640 (never enlarged)
+    for fig, most in zip(panels[-2:], (320, 640)):
+        k = min(1, most / max(w, h))
+        W, H = round(w * k), round(h * k)
+        images, heats = ([t for t in fig.data if t.type == kind] for kind in ("image", "heatmap"))
+        assert len(images) == len(heats) == (5 if most == 320 else 1)
+        for img, heat in zip(images, heats):
+            assert np.asarray(img.z).shape[:2] == (H, W)
+            assert _extent(heat, 28, "x") == pytest.approx(_extent(img, W, "x"))
+            assert _extent(heat, 28, "y") == pytest.approx(_extent(img, H, "y"))
 
 
 def shown(w) -> str:

@@ -160,7 +160,7 @@ def test_the_shipped_example_is_offered_but_not_listed_as_ones_own(monkeypatch, 
     before = load_model(ModelChoice(Source.EXAMPLE, str(ex.path), "before training"), cache, get_preset("d2l"))
     assert before.label == "the example mini28, trained (before training)"
     assert not torch.equal(before.model.features.conv1.weight, final.model.features.conv1.weight)
-    monkeypatch.setattr(examples, "EXAMPLES", tmp_path)   # a copy of the app without the shipped runs
+    monkeypatch.setattr("alexnet_viz.runs.store.EXAMPLES", tmp_path)   # a copy of the app without the shipped runs
     assert choice.example() is None
 
 

@@ -259,7 +259,7 @@ def test_a_bad_lesson_link_is_named_and_the_lesson_opens_at_the_start():
 
 def test_the_relu_step_answers_from_the_runs_on_disk_and_says_when_there_are_none(tmp_path, monkeypatch):
     monkeypatch.setenv("ALEXNET_VIZ_RUNS", str(tmp_path / "none"))
-    monkeypatch.setattr("alexnet_viz.runs.examples.EXAMPLES", tmp_path / "no-examples")  # a checkout without them
+    monkeypatch.setattr("alexnet_viz.runs.store.EXAMPLES", tmp_path / "no-examples")  # a checkout without them
     at = open_page({"lesson": "6"})
     at.radio[0].set_value("ReLU")
     next(b for b in at.button if b.label == "Answer").click().run()

@@ -90,7 +90,8 @@ def _pick_from_link(everyone: list) -> None:
     ss = st.session_state
     got = share.restore(train_schema([r.name for r in everyone]))
     if RUN in got:
-        ss["tr_run"] = ss["tr_linked"] = next(r.path for r in everyone if r.name == got[RUN])
+        ss["tr_run"] = ss["tr_run_draft"] = ss["tr_linked"] = next(r.path for r in everyone if r.name == got[RUN])
+        ss["tr_run_chosen"] = True
 
 
 def runs_ui(owner: str) -> None:
@@ -116,10 +117,13 @@ def runs_ui(owner: str) -> None:
     curves = {label[p]: list(by_path[p].epochs) for p in chosen}
     if any(curves.values()):
         st.plotly_chart(compare_runs({k: v for k, v in curves.items() if v}), width="stretch")
-    if ss.get("tr_run") not in by_path:  # a first visit, or its run was deleted: the default pick
-        ss["tr_run"] = ss.get("tr_run_draft") if ss.get("tr_run_draft") in by_path else \
-            paths[_default_pick(runs)]
-    pick = ss["tr_run_draft"] = st.selectbox("Look at one run", paths, format_func=label.get, key="tr_run")
+    chosen_before = ss.get("tr_run_chosen") and ss.get("tr_run_draft") in by_path
+    if not chosen_before:  # until the user picks one, the default: so a run just finished is the one shown
+        ss["tr_run"] = paths[_default_pick(runs)]
+    elif ss.get("tr_run") not in by_path:  # back from another page (its widget was forgotten)
+        ss["tr_run"] = ss["tr_run_draft"]
+    pick = ss["tr_run_draft"] = st.selectbox("Look at one run", paths, format_func=label.get, key="tr_run",
+                                             on_change=lambda: ss.update(tr_run_chosen=True))
     info = by_path[pick]
     share.sync_url({RUN: info.name}, train_schema([r.name for r in everyone]))
     foreign = not info.example and info.owner not in (owner, "")
@@ -170,10 +174,10 @@ def mistakes_ui(run: Run) -> None:
                    f"the matrix leaves them out.")
     st.plotly_chart(confusion_matrix(m.confusion, CLASSES), width="stretch")
     st.markdown(f"**Misclassified test images**: {len(m.wrong):,} of {len(labels):,}")
-    cols = st.columns(8)
-    for k, i in enumerate(m.wrong[:24]):
-        cols[k % 8].image(ds.test_x[i].numpy(), width=84,
-                          caption=f"true {CLASSES[labels[i]]} · said {class_name(preds[i])}")
+    shown = m.wrong[:24]
+    for row in range(0, len(shown), 8):  # a row of columns at a time: in reading order, also when a phone stacks them
+        for col, i in zip(st.columns(8), shown[row:row + 8]):
+            col.image(ds.test_x[i].numpy(), width=84, caption=f"true {CLASSES[labels[i]]} · said {class_name(preds[i])}")
 
 
 def internals_ui(records: list[dict], key: str) -> None:
