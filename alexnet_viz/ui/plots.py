@@ -37,9 +37,10 @@ def training_curves(steps: list[dict], epochs: list[dict], title: str = "",
     figures as marked points. A constant uirevision keeps the user's zoom while the data grows."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"), horizontal_spacing=0.08)
     x = [s["epoch"] for s in steps]
-    fig.add_trace(go.Scatter(x=x, y=[s["loss"] for s in steps], name="train loss", mode="lines",
+    mode = "lines+markers" if len(steps) < 30 else "lines"  # a short run reports a few times: a line alone hides them
+    fig.add_trace(go.Scatter(x=x, y=[s["loss"] for s in steps], name="train loss", mode=mode,
                              line=dict(color="#1f77b4")), 1, 1)
-    fig.add_trace(go.Scatter(x=x, y=[s["acc"] for s in steps], name="train acc", mode="lines",
+    fig.add_trace(go.Scatter(x=x, y=[s["acc"] for s in steps], name="train acc", mode=mode,
                              line=dict(color="#ff7f0e", dash="dash")), 1, 2)
     fig.add_trace(go.Scatter(x=[e["epoch"] for e in epochs], y=[e["test_acc"] for e in epochs], name="test acc",
                              mode="lines+markers", line=dict(color="#2ca02c", dash="dot")), 1, 2)

@@ -125,7 +125,8 @@ def runs_ui(owner: str) -> None:
     pick = ss["tr_run_draft"] = st.selectbox("Look at one run", paths, format_func=label.get, key="tr_run",
                                              on_change=lambda: ss.update(tr_run_chosen=True))
     info = by_path[pick]
-    share.sync_url({RUN: info.name}, train_schema([r.name for r in everyone]))
+    # the address names a run the user picked; the default stays out, so a reload still follows it
+    share.sync_url({RUN: info.name} if ss.get("tr_run_chosen") else {}, train_schema([r.name for r in everyone]))
     foreign = not info.example and info.owner not in (owner, "")
     if info.example or foreign:
         st.caption("A shipped example, trained when the app was built: its curves, internals and embedding are "
