@@ -85,20 +85,33 @@ def _visible(owner: str, cli: bool, everyone: list, linked: str | None) -> list:
     return [r for r in everyone if r.owner in mine or r.path == linked or r.example]
 
 
-def _pick_from_link(everyone: list) -> None:
-    """A link's run becomes the one looked at (once per visit), whoever's it is."""
-    ss = st.session_state
+def _pick_from_link(everyone: list) -> str | None:
+    """The run a link names (once per visit), whoever's it is; it is listed from then on."""
     got = share.restore(train_schema([r.name for r in everyone]))
-    if RUN in got:
-        ss["tr_run"] = ss["tr_run_draft"] = ss["tr_linked"] = next(r.path for r in everyone if r.name == got[RUN])
-        ss["tr_run_chosen"] = True
+    if RUN not in got:
+        return None
+    linked = st.session_state["tr_linked"] = next(r.path for r in everyone if r.name == got[RUN])
+    return linked
+
+
+def _pick(runs: list, paths: list[str], by_path: dict, linked: str | None) -> None:
+    """Which run is looked at: a link's, or the user's own pick, or else the default, which it follows (so
+    that a run just finished replaces the shipped one). A link naming the default (a reload) still follows."""
+    ss = st.session_state
+    default = paths[_default_pick(runs)]
+    if linked:
+        ss["tr_run_draft"], ss["tr_run_chosen"] = linked, linked != default
+    if not (ss.get("tr_run_chosen") and ss.get("tr_run_draft") in by_path):
+        ss["tr_run"] = default
+    elif ss.get("tr_run") not in by_path or linked:  # a link, or back from another page (its widget forgotten)
+        ss["tr_run"] = ss["tr_run_draft"]
 
 
 def runs_ui(owner: str) -> None:
     """The saved runs of this browser (and the command line's, on request), compared; one looked at."""
     ss = st.session_state
     everyone = list_runs()  # everyone's, and the shipped examples: a link may name any of them
-    _pick_from_link(everyone)
+    linked = _pick_from_link(everyone)
     cli = st.checkbox("Include runs made from the command line")
     runs = _visible(owner, cli, everyone, ss.get("tr_linked"))
     if not runs:
@@ -117,16 +130,11 @@ def runs_ui(owner: str) -> None:
     curves = {label[p]: list(by_path[p].epochs) for p in chosen}
     if any(curves.values()):
         st.plotly_chart(compare_runs({k: v for k, v in curves.items() if v}), width="stretch")
-    chosen_before = ss.get("tr_run_chosen") and ss.get("tr_run_draft") in by_path
-    if not chosen_before:  # until the user picks one, the default: so a run just finished is the one shown
-        ss["tr_run"] = paths[_default_pick(runs)]
-    elif ss.get("tr_run") not in by_path:  # back from another page (its widget was forgotten)
-        ss["tr_run"] = ss["tr_run_draft"]
+    _pick(runs, paths, by_path, linked)
     pick = ss["tr_run_draft"] = st.selectbox("Look at one run", paths, format_func=label.get, key="tr_run",
                                              on_change=lambda: ss.update(tr_run_chosen=True))
     info = by_path[pick]
-    # the address names a run the user picked; the default stays out, so a reload still follows it
-    share.sync_url({RUN: info.name} if ss.get("tr_run_chosen") else {}, train_schema([r.name for r in everyone]))
+    share.sync_url({RUN: info.name}, train_schema([r.name for r in everyone]))
     foreign = not info.example and info.owner not in (owner, "")
     if info.example or foreign:
         st.caption("A shipped example, trained when the app was built: its curves, internals and embedding are "
