@@ -60,7 +60,7 @@ def shot(page, name: str) -> None:
 
 
 def set_number(page, label: str, value, nth: int = 0) -> None:
-    box = page.get_by_label(label, exact=True).nth(nth)
+    box = page.get_by_label(label, exact=True).filter(visible=True).nth(nth)  # not one in a closed expander
     box.fill(str(value))
     box.press("Enter")
     wait_idle(page)
