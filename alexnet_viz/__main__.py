@@ -306,7 +306,7 @@ def main(argv=None) -> int:
     r.add_argument("--json", action="store_true", help="one JSON line per image, in the order given")
     b = sub.add_parser("bench", help="benchmarks, each beside its baseline")
     b.add_argument("which", nargs="*", choices=["summary", "train", "explore", "estimate", "internals", "classroom",
-                                                "precision", "photos", []], default=[])
+                                                "precision", "photos", "startup", []], default=[])
     b.add_argument("--quick", action="store_true", help="fewer repeats (for CI smoke runs)")
     b.add_argument("--classmates", type=int, default=8, help="bench classroom: browser sessions beside the probe")
     a = p.parse_args(argv)

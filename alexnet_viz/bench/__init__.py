@@ -1,6 +1,6 @@
 """Benchmarks: each prints our figure beside a baseline measured in the same run.
 
-Run with `python -m alexnet_viz bench [summary|train|explore|estimate|internals|classroom] [--quick]`.
+Run with `python -m alexnet_viz bench [summary|train|explore|estimate|internals|precision|photos|startup|classroom] [--quick]`.
 """
 from __future__ import annotations
 

@@ -137,6 +137,7 @@ class JobManager:
         self.grace_s, self.shared = grace_s, shared_devices
         self._thread = threading.Thread(target=self._admit_forever, name="alexnet-viz-jobs", daemon=True)
         self._thread.start()
+        self._keep_a_spare()  # so that the first Start is as quick as the next ones
 
     def data(self) -> Dataset:
         with self._data_lock:
@@ -318,8 +319,9 @@ class JobManager:
             run.set_status(job.state, job.message, epochs_done=done)
 
     def _keep_a_spare(self) -> None:
-        """A started process, torch imported, waiting for the next job: it then starts without the
-        1-3 s of Python and torch. Made once this job trains, so the two imports do not compete."""
+        """A started process, torch imported and warmed up, waiting for the next job: it then starts
+        without the 1-3 s of Python and torch (bench startup). Made when the manager starts, and again
+        once a job trains, so that the two imports do not compete."""
         if not self.keep_spare:
             return
         with self._lock:

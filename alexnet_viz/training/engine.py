@@ -211,7 +211,8 @@ def train(arch: ArchConfig, t: TrainConfig, ds: Dataset | None = None, stop: thr
                 at = epoch + (i + 1) / per_epoch
                 yield from watch.after_step(step, at)
                 now = time.perf_counter()
-                if ctx.report_due(now - last_report >= REPORT_EVERY_S, i) or i == per_epoch - 1:
+                # the first batch reports at once (the chart starts with it), then every REPORT_EVERY_S
+                if ctx.report_due(now - last_report >= REPORT_EVERY_S or step == 1, i) or i == per_epoch - 1:
                     loss_now, acc_now = tally.read(ctx)  # the only sync inside an epoch
                     first_loss = loss_now if first_loss is None else first_loss
                     check_loss(loss_now, first_loss, arch.num_classes, at)
