@@ -157,7 +157,7 @@ def test_train_page_runs_a_capped_cpu_job_and_draws_charts():
         at.run()
         if at.success or at.error:
             break
-        time.sleep(0.5)
+        time.sleep(1.0)  # each poll reruns the page, beside the run
     no_exception(at)
     assert at.success and "finished" in at.success[0].value
     assert at.dataframe and at.dataframe[0].value["state"].tolist()[0] == "finished"
@@ -364,7 +364,7 @@ def test_train_page_picks_a_finished_run_resumes_it_in_place_and_asks_before_del
     no_exception(at)
     deadline = time.time() + 60
     while time.time() < deadline and not at.success:
-        time.sleep(0.3)
+        time.sleep(1.0)
         at.run()
     assert at.success and "finished" in at.success[0].value and finished.path.name in at.success[0].value
     epochs = [m["epoch"] for m in finished.metrics() if m["kind"] == "epoch"]
@@ -393,7 +393,7 @@ def test_a_stopped_run_shows_no_eta():
     assert any("ETA" in p.proto.text for p in at.get("progress"))  # while it runs
     next(b for b in at.button if b.label == "Stop").click().run()
     while time.time() < deadline and not at.success:
-        time.sleep(0.3)
+        time.sleep(1.0)
         at.run()
     no_exception(at)
     assert at.success and "stopped" in at.success[0].value
@@ -410,7 +410,7 @@ def test_experiments_page_queues_a_capped_set_and_says_what_it_shows():
     next(b for b in at.button if b.label == "Queue 4 runs").click().run()
     deadline = time.time() + 300
     while time.time() < deadline and not any("4 of 4 runs done" in p.proto.text for p in at.get("progress")):
-        time.sleep(0.3)
+        time.sleep(1.5)  # each poll reruns the page: often, it takes the CPU the runs need
         at.run()
     assert any("4 of 4 runs done" in p.proto.text for p in at.get("progress"))
     no_exception(at)

@@ -27,7 +27,7 @@ def no_exception(at: AppTest) -> None:
 def wait_for(at: AppTest, done, timeout: float = 90) -> AppTest:
     deadline = time.time() + timeout
     while time.time() < deadline and not done(at):
-        time.sleep(0.3)
+        time.sleep(1.0)  # each poll reruns the page, beside the runs it waits for
         at.run()
     assert done(at)
     return at
