@@ -14,7 +14,7 @@ from alexnet_viz.training.experiments import (EXPERIMENTS, Budget, collect_resul
                                      is_d2l_recipe, planned_runs, queue_experiment, summarize_experiment)
 from alexnet_viz.jobs.queue import JobManager
 from alexnet_viz.model import build_model
-from alexnet_viz.runs.store import Run, list_runs
+from alexnet_viz.runs.store import list_runs
 
 from tests.test_training import TINY, synthetic
 
@@ -264,6 +264,7 @@ def test_thinning_keeps_at_most_a_charts_worth_evenly():
     assert thin == list(range(0, 1000, 3)) and len(thin) == 334
     assert thin_records(recs[:400], 400) == recs[:400] and thin_records([], 400) == []
     assert thin_records(recs[:401], 400) == list(range(0, 401, 2))
+    assert thin_records(list(range(1001)), 400) == list(range(0, 1001, 3)) + [1000]  # the newest point stays
 
 
 def test_a_preset_is_recognised_by_its_structure_not_its_name():

@@ -148,7 +148,6 @@ def test_loading_a_choice_uses_the_shared_cache_and_says_why_it_cannot():
 
 def test_the_shipped_example_is_offered_but_not_listed_as_ones_own(monkeypatch, tmp_path):
     from alexnet_viz.inspect import choice
-    from alexnet_viz.runs import examples
     from alexnet_viz.runs.store import list_runs
     ex = choice.example()
     if ex is None:

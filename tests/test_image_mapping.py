@@ -9,7 +9,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from alexnet_viz.config import get_preset

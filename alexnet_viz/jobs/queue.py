@@ -29,6 +29,7 @@ import torch
 from alexnet_viz.config import ArchConfig, TrainConfig
 from alexnet_viz.cost.budget import MemoryBudget, OverBudget, Reservation, memory_budget, server_budget, waiting_words
 from alexnet_viz.cost.estimate import estimate_training
+from alexnet_viz.cost.profile import device_profile
 from alexnet_viz.data import Dataset, load_fashion_mnist, pick_device
 from alexnet_viz.runs.examples import copy_example, is_example
 from alexnet_viz.runs.store import Run, RunError, step_curve
@@ -137,7 +138,9 @@ class JobManager:
         self.grace_s, self.shared = grace_s, shared_devices
         self._thread = threading.Thread(target=self._admit_forever, name="alexnet-viz-jobs", daemon=True)
         self._thread.start()
-        self._keep_a_spare()  # so that the first Start is as quick as the next ones
+        if self.keep_spare:  # so that the first Start is as quick as the next ones; the device's speed is
+            device_profile(pick_device("auto"))  # measured first: the spare's import would halve it on 2 cores
+            self._keep_a_spare()
 
     def data(self) -> Dataset:
         with self._data_lock:

@@ -349,8 +349,12 @@ def class_name(i: int) -> str:
 
 
 def thin_records(records: list, most: int = 400) -> list:
-    """Every k-th record, k the smallest step that leaves at most `most` (a chart's worth), the first kept."""
-    return records[::-(-len(records) // most)] if records else []
+    """Every k-th record, k the smallest step that leaves at most `most` (a chart's worth), the first and
+    the last kept (a live chart ends at the newest point)."""
+    if not records:
+        return []
+    thin = records[::-(-len(records) // most)]
+    return thin if thin[-1] is records[-1] else thin + [records[-1]]
 
 
 # --- the book beside you --------------------------------------------------------------------------

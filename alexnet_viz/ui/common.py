@@ -4,11 +4,17 @@ from __future__ import annotations
 import functools
 import logging
 import uuid
+from pathlib import Path
 
 import streamlit as st
 from streamlit.runtime.scriptrunner import RerunException, StopException
 
-from alexnet_viz.config import ConfigError
+from alexnet_viz.config import ConfigError, default_training, get_preset
+from alexnet_viz.cost.budget import is_allocation_failure, out_of_memory_message, waiting_words
+from alexnet_viz.cost.estimate import estimate_analysis, estimate_training
+from alexnet_viz.data import check_device
+from alexnet_viz.jobs.queue import JobManager
+from alexnet_viz.runs.store import Run
 
 log = logging.getLogger("alexnet_viz")
 
@@ -34,7 +40,6 @@ def guarded(page):
             st.error(str(e))
         except Exception as e:  # noqa: BLE001
             log.exception("page error")
-            from alexnet_viz.cost.budget import is_allocation_failure, out_of_memory_message
             if is_allocation_failure(e):  # memory ran out outside any reservation: what to lower, not the allocator's words
                 st.error(out_of_memory_message("this page") + ". Your settings and runs are kept.")
                 return
@@ -46,7 +51,6 @@ def guarded(page):
 def memory_notice():
     """A callback for work that may wait for the server's memory (on_wait): it shows "waiting for
     memory: N ahead" in its place on the page while it waits, and clears it when its turn comes."""
-    from alexnet_viz.cost.budget import waiting_words
     slot = st.empty()
 
     def say(ahead: int | None) -> None:
@@ -61,22 +65,17 @@ def memory_notice():
 def manager():
     """One trainer for the whole server: jobs from every browser session queue here (Train and
     Experiments pages alike)."""
-    from alexnet_viz.jobs.queue import JobManager
     return JobManager()
 
 
 def current_arch():
     """The Architect's current valid network (the d2l preset until the user changes it)."""
-    from alexnet_viz.config import get_preset
     return st.session_state.get("last_valid") or get_preset("d2l")
 
 
 def cost_ui(arch, t=None, n_train: int = 60_000, n_test: int = 10_000) -> bool:
     """The cost of training `arch` (with `t`, else its preset's settings) before it starts: one line,
     a warning when the run is slow, an error when it does not fit. Returns whether it fits."""
-    from alexnet_viz.config import default_training
-    from alexnet_viz.cost.estimate import estimate_analysis, estimate_training
-    from alexnet_viz.data import check_device
     architect, t = t is None, t or default_training(arch)
     try:
         est = estimate_training(arch, t, n_train, device=check_device(t.device), n_test=n_test)
@@ -98,9 +97,6 @@ def cost_ui(arch, t=None, n_train: int = 60_000, n_test: int = 10_000) -> bool:
 def snapshot_picker(run_path: str) -> str | None:
     """An epoch scrubber over a run's snapshots: the label to load (Run.load_model(at=...)), or None for
     the final weights (the last position)."""
-    from pathlib import Path
-
-    from alexnet_viz.runs.store import Run
     run = Run(run_path)
     labels = [s["label"] for s in run.snapshots()]
     if not labels:

@@ -8,8 +8,11 @@ from __future__ import annotations
 import streamlit as st
 
 from alexnet_viz.lessons.chapter import SCHEMA, STEPS, STRIDES, Context, LessonStep, judge
+from alexnet_viz.runs.examples import example_run
+from alexnet_viz.runs.store import list_runs
 from alexnet_viz.ui import share
 from alexnet_viz.ui.common import presenter_style
+from alexnet_viz.ui.plots import filter_grid
 
 PRESENTER_EXTRA = """<style>
 .stApp [data-testid="stMarkdownContainer"] p.lesson-question { font-size: 2.6rem; line-height: 1.25; font-weight: 600; }
@@ -39,13 +42,7 @@ def go(s: dict, n: int) -> None:
 
 
 def context(s: dict) -> Context:
-    from alexnet_viz.runs.store import list_runs
-    try:
-        from alexnet_viz.runs.examples import example_run
-        example = example_run()
-    except ImportError:  # this copy of the app ships no example runs
-        example = None
-    return Context(runs=list_runs(), example=example, stride=int(s["stride"]))
+    return Context(runs=list_runs(), example=example_run(), stride=int(s["stride"]))
 
 
 @st.cache_data(max_entries=64, show_spinner="Computing the answer…")
@@ -111,7 +108,6 @@ def answer_ui(step: LessonStep, s: dict, presenter: bool) -> None:
         (st.success if v.right else st.warning)(f"You said {shown}. {v.words}")
     st.markdown(f.text)
     if step.key == "filters":
-        from alexnet_viz.ui.plots import filter_grid
         c = st.columns(2)
         c[0].image(filter_grid(f.figures["before_img"], cols=8, scale=8), caption="conv1 before training")
         c[1].image(filter_grid(f.figures["after_img"], cols=8, scale=8), caption="conv1 after training")

@@ -8,13 +8,16 @@ import streamlit as st
 from alexnet_viz.config import PRESETS, TRAIN_LIMITS, ArchConfig, TrainConfig, default_training, get_preset, preset_of
 from alexnet_viz.data import available_devices
 from alexnet_viz.runs.store import Run, RunError, list_runs
-from alexnet_viz.training.experiments import D2L_REFERENCE, is_d2l_recipe
+from alexnet_viz.training.experiments import D2L_REFERENCE, is_d2l_recipe, thin_records
 from alexnet_viz.ui import share
 from alexnet_viz.ui.common import cost_ui, current_arch, manager, owner_id
 from alexnet_viz.ui.plots import training_curves
 from alexnet_viz.ui.train_runs import internals_ui, runs_ui
 
 
+LIVE_S = 1.0        # the live run's progress bar and curves redraw this often
+INTERNALS_S = 5.0   # its five internals charts this often (each redraw of them cost the server ~40 ms)
+CURVE_POINTS = 300  # the live curves' points at most
 OPTIMIZERS = {"sgd": "SGD (d2l)", "momentum": "SGD + momentum 0.9", "adam": "Adam"}
 SOURCES = ("The Architect's network", "A preset")
 # The settings' widget keys. Streamlit forgets a widget's state while its page is not drawn, so a
@@ -138,13 +141,13 @@ def live_ui(job_id: str) -> None:
             st.session_state.pop(held, None)
         n_steps, n_epochs = st.session_state.get(held, now)
         book = D2L_REFERENCE if is_d2l_recipe(job.arch, job.train) else None
-        st.plotly_chart(training_curves(job.steps[:n_steps], job.epochs[:n_epochs], job.arch.name, book),
+        steps = thin_records(job.steps[:n_steps], CURVE_POINTS)  # a redraw a second sends a chart's worth, not every report
+        st.plotly_chart(training_curves(steps, job.epochs[:n_epochs], job.arch.name, book),
                         width="stretch", key=f"curves-{job.id}")
     if job.epochs:
         e = job.epochs[-1]
         st.caption(f"epoch {e['epoch']}: loss {e['train_loss']:.3f}, train acc {e['train_acc']:.3f}, "
                    f"test acc {e['test_acc']:.3f}, {e['examples_per_sec']:,.0f} examples/sec")
-    internals_ui(job.records.get("internals", []), f"live-{job.id}")
     if job.active:
         if st.button("Stop", icon=":material/stop:", key=f"stop-{job.id}"):
             mgr.stop(job)
@@ -154,6 +157,14 @@ def live_ui(job_id: str) -> None:
         if not st.session_state.get(f"done-{job.id}"):
             st.session_state[f"done-{job.id}"] = True
             st.rerun()  # once, the whole page: stop polling, list the new run
+
+
+def live_internals_ui(job_id: str) -> None:
+    """The live run's internals: five charts, redrawn every INTERNALS_S (a fragment of their own), not
+    with the progress bar every LIVE_S."""
+    job = manager().get(job_id, owner_id())
+    if job is not None:
+        internals_ui(job.records.get("internals", []), f"live-{job.id}")
 
 
 def page() -> None:
@@ -179,7 +190,8 @@ def page() -> None:
     if job_id:
         job = mgr.get(job_id, owner)
         if job is not None:
-            st.fragment(run_every=1.0 if job.active else None)(live_ui)(job_id)
+            st.fragment(run_every=LIVE_S if job.active else None)(live_ui)(job_id)
+            st.fragment(run_every=INTERNALS_S if job.active else None)(live_internals_ui)(job_id)
     st.subheader("Saved runs")
     runs_ui(owner)
     with share_box:
