@@ -13,6 +13,8 @@ and the newest are always kept. Weights are stored in bf16 when one fp32 copy ex
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,7 +22,7 @@ import torch
 from torch import nn
 
 from alexnet_viz.runs.files import read_text, write_atomic
-from alexnet_viz.units import MB
+from alexnet_viz.units import MB, megabytes
 
 MIN_BUDGET = 200 * 2**20   # bytes a run may always use for snapshots
 MIN_KEPT = 4               # a big net still keeps this many (before, two between, the last)
@@ -78,12 +80,17 @@ def planned_early(per_epoch: int, epochs: int, fp32_bytes: int) -> list[int]:
 class Snapshotter:
     """Writes a run's snapshots as the engine reaches each moment; keeps the folder within budget."""
 
-    def __init__(self, run_path: Path, model: nn.Module, per_epoch: int, epochs: int, start_epoch: int = 0):
+    def __init__(self, run_path: Path, model: nn.Module, per_epoch: int, epochs: int, start_epoch: int = 0,
+                 on_skip: Callable[[str], None] | None = None):
         self.dir = Path(run_path) / "snapshots"
         self.model, self.per_epoch = model, per_epoch
         self.fp32 = state_bytes(model)
         self.dtype = storage_dtype(self.fp32)
         self.limit = budget(self.fp32)
+        # weights come first: a snapshot is taken only while the disk keeps room for it and for the next
+        # epoch's checkpoint (weights and an optimizer's two moments) beside it; `on_skip` hears why not
+        self.reserve = snapshot_bytes(self.fp32) + 3 * self.fp32 + MB
+        self.on_skip = on_skip or (lambda why: None)
         # a resumed run adds epoch snapshots only: its early moments were kept the first time
         self.early = set() if start_epoch else set(planned_early(per_epoch, epochs, self.fp32))
         self.start_step = start_epoch * per_epoch
@@ -98,10 +105,15 @@ class Snapshotter:
             return self._save(f"step {step}", step / self.per_epoch, step)
         return None
 
-    def at_epoch(self, epoch: int, step: int) -> Snapshot:
+    def at_epoch(self, epoch: int, step: int) -> Snapshot | None:
         return self._save(f"epoch {epoch}", float(epoch), self.start_step + step)
 
-    def _save(self, label: str, epoch: float, step: int) -> Snapshot:
+    def _save(self, label: str, epoch: float, step: int) -> Snapshot | None:
+        free = shutil.disk_usage(self.dir.parent).free
+        if free < self.reserve:
+            self.on_skip(f"snapshot '{label}' skipped: {megabytes(free)} free on the disk, and the run's "
+                         f"weights need {megabytes(self.reserve)} kept for them")
+            return None
         self.dir.mkdir(exist_ok=True)
         name = f"step-{step:08d}.pt"
         state = {k: (v.detach().to("cpu", self.dtype) if v.is_floating_point() else v.detach().cpu())

@@ -18,7 +18,11 @@ class Watch:
         self.run = run
         self.offset = start_epoch * per_epoch       # steps done before this session (a resumed run)
         self.probe = Probe(model, internals_every)  # None: as often as its measured cost allows
-        self.snaps = Snapshotter(run.path, model, per_epoch, epochs, start_epoch) if run else None
+        self.snaps = Snapshotter(run.path, model, per_epoch, epochs, start_epoch, self._note) if run else None
+
+    def _note(self, message: str) -> None:
+        """Said in the run's log (metrics.jsonl, kind "note"): a snapshot skipped to keep room for weights."""
+        self.run.append_metric({"kind": "note", "message": message})
 
     def start(self) -> list:
         s = self.snaps.at_start() if self.snaps else None
@@ -39,4 +43,5 @@ class Watch:
         return out + ([s] if s else [])
 
     def epoch_end(self, epoch: int, step: int) -> list:
-        return [self.snaps.at_epoch(epoch, step)] if self.snaps else []
+        s = self.snaps.at_epoch(epoch, step) if self.snaps else None
+        return [s] if s else []
