@@ -258,15 +258,21 @@ async def classmate(s: Student, stop: asyncio.Event, photo: bytes, seed: int) ->
 
 async def trainer(s: Student, stop: asyncio.Event) -> None:
     """Trains mini28 on the Train page and watches it; starts another run when one finishes."""
-    await s.nav("Train")
-    await s.choose("Preset", "mini28")
-    while not stop.is_set():
-        start = s.page.get_by_role("button", name="Start training")
-        if await start.count() and await start.is_enabled():
-            await start.click()
-            await s.idle()
-        await asyncio.sleep(3)
-        await s.check()
+    try:
+        await s.nav("Train")
+        await s.page.locator("[data-testid='stRadio']").filter(has_text="A preset").get_by_text(
+            "A preset", exact=True).click()  # the Preset box shows once the source is a preset
+        await s.idle()
+        await s.choose("Preset", "mini28")
+        while not stop.is_set():
+            start = s.page.get_by_role("button", name="Start training")
+            if await start.count() and await start.is_enabled():
+                await start.click()
+                await s.idle()
+            await asyncio.sleep(3)
+            await s.check()
+    except Exception as e:  # counted with the exceptions seen, not lost in a task nobody awaits
+        s.errors.append(f"{s.name}: {type(e).__name__}: {str(e)[:120]}")
 
 
 async def hostile(s: Student, stop: asyncio.Event) -> None:
