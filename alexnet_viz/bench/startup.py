@@ -35,7 +35,8 @@ def main(quick: bool = False) -> None:
     n = 2 if quick else 5
     warm, cold = JobManager(spare=True), JobManager(spare=False)
     try:
-        warm.data(), cold.data()
+        for mgr in (warm, cold):
+            mgr.data()
         time.sleep(SETTLE_S)  # the warm manager's spare, made at its start, is ready
         _first_step(cold)     # the estimator's first call (cached afterwards) is not start-up
         times = {"warm": [], "cold": []}
@@ -44,7 +45,8 @@ def main(quick: bool = False) -> None:
                 times[name].append(_first_step(mgr))
                 time.sleep(SETTLE_S)
     finally:
-        warm.close(), cold.close()
+        warm.close()
+        cold.close()
     med = {k: statistics.median(v) for k, v in times.items()}
     print_table(f"Job start-up: Start to the first step (mini28, CPU, median of {n})",
                 ["process", "median s", "slowest s", "target"],

@@ -90,20 +90,21 @@ def _pick_from_link(everyone: list) -> str | None:
     got = share.restore(train_schema([r.name for r in everyone]))
     if RUN not in got:
         return None
-    linked = st.session_state["tr_linked"] = next(r.path for r in everyone if r.name == got[RUN])
-    return linked
+    st.session_state["tr_linked"] = next(r.path for r in everyone if r.name == got[RUN])
+    return st.session_state["tr_linked"]
 
 
-def _pick(runs: list, paths: list[str], by_path: dict, linked: str | None) -> None:
+def _pick(runs: list, linked: str | None) -> None:
     """Which run is looked at: a link's, or the user's own pick, or else the default, which it follows (so
     that a run just finished replaces the shipped one). A link naming the default (a reload) still follows."""
     ss = st.session_state
-    default = paths[_default_pick(runs)]
+    listed = {r.path for r in runs}
+    default = runs[_default_pick(runs)].path
     if linked:
         ss["tr_run_draft"], ss["tr_run_chosen"] = linked, linked != default
-    if not (ss.get("tr_run_chosen") and ss.get("tr_run_draft") in by_path):
+    if not (ss.get("tr_run_chosen") and ss.get("tr_run_draft") in listed):
         ss["tr_run"] = default
-    elif ss.get("tr_run") not in by_path or linked:  # a link, or back from another page (its widget forgotten)
+    elif ss.get("tr_run") not in listed or linked:  # a link, or back from another page (its widget forgotten)
         ss["tr_run"] = ss["tr_run_draft"]
 
 
@@ -130,7 +131,7 @@ def runs_ui(owner: str) -> None:
     curves = {label[p]: list(by_path[p].epochs) for p in chosen}
     if any(curves.values()):
         st.plotly_chart(compare_runs({k: v for k, v in curves.items() if v}), width="stretch")
-    _pick(runs, paths, by_path, linked)
+    _pick(runs, linked)
     pick = ss["tr_run_draft"] = st.selectbox("Look at one run", paths, format_func=label.get, key="tr_run",
                                              on_change=lambda: ss.update(tr_run_chosen=True))
     info = by_path[pick]
