@@ -16,9 +16,9 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # No test may reach the network or write outside tmp folders.
 os.environ["ALEXNET_VIZ_OFFLINE"] = "1"
 os.environ.pop("ALEXNET_VIZ_DATA", None)
-# No warm spare training process (tests/test_jobs.py turns it on where it is tested): on 2 cores its
-# torch import competes with the run it waits beside.
-os.environ["ALEXNET_VIZ_SPARE_WORKER"] = "0"
+# A job manager does not measure the device when it starts (~1 s, in every test that makes one): its
+# training processes' fork server then starts with the first job, once per test process.
+os.environ["ALEXNET_VIZ_WARM_START"] = "0"
 # Under pytest-xdist (pyproject's `-n 2`) each test process gets its share of the cores for torch: two
 # processes of two threads each on 2 cores spin against each other (a Grad-CAM test took 35 s, not 2 s).
 # Processes a test starts (training runs, the CLI, the server) keep torch's own default.

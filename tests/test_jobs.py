@@ -11,6 +11,7 @@ import torch
 from alexnet_viz.jobs import queue as jobs
 from alexnet_viz.config import TrainConfig, get_preset
 from alexnet_viz.jobs.queue import Job, JobManager, estimated_starts, fits
+from alexnet_viz.jobs.worker import METHODS, Worker, start_factory
 from alexnet_viz.runs.store import Run, list_runs
 
 from tests.test_training import TINY, synthetic
@@ -33,8 +34,8 @@ def wait(cond, timeout=120, what="the condition"):
 
 @pytest.fixture(scope="module")
 def shared_manager():
-    """One manager for the module: its warm spare process serves the next test's job."""
-    mgr = JobManager(load_synthetic, spare=True)
+    """One manager for the module, started warm as the app's is (the device measured, the fork server up)."""
+    mgr = JobManager(load_synthetic, warm=True)
     yield mgr
     mgr.close()
 
@@ -66,7 +67,7 @@ def test_a_job_trains_in_its_own_process_keeps_its_tags_and_resumes_in_place(mgr
 def test_records_of_any_kind_are_forwarded(monkeypatch):
     """What the engine yields besides steps and epochs lands in job.records, by kind."""
     class FakeWorker:
-        def __init__(self):
+        def __init__(self, method):
             import threading
             from types import SimpleNamespace
             self.stop, self.proc = threading.Event(), SimpleNamespace(is_alive=lambda: True, exitcode=0)
@@ -179,20 +180,37 @@ def test_two_jobs_run_at_once_when_the_budget_allows(mgr, monkeypatch):
     wait(lambda: not (a.active or b.active), what="both stops")
 
 
-def test_the_training_process_does_not_run_the_page_script_again(tmp_path, monkeypatch):
-    """Streamlit makes the page script __main__; a spawned child must not import (and so draw) it."""
+@pytest.mark.parametrize("method", METHODS)
+def test_the_training_process_does_not_run_the_page_script_again(method, tmp_path, monkeypatch):
+    """Streamlit makes the page script __main__; a child (forked from the fork server, or spawned) must
+    not import (and so draw) it."""
     import sys
     import types
 
-    from alexnet_viz.jobs.worker import Worker
     marker = tmp_path / "page-ran"
     script = tmp_path / "page.py"
     script.write_text(f"open({str(marker)!r}, 'w').close()\n")
     page = types.ModuleType("__main__")
     page.__file__ = str(script)
     monkeypatch.setitem(sys.modules, "__main__", page)
-    w = Worker()
+    w = Worker(method)
     assert sys.modules["__main__"] is page  # put back once the process has started
     w.close()  # end-of-file: the waiting child quits
     w.end(60)
     assert w.proc.exitcode == 0 and not marker.exists()
+
+
+def test_a_run_takes_the_servers_environment_and_folder_of_its_start_not_the_fork_servers(mgr, tmp_path,
+                                                                                          monkeypatch):
+    """The fork server keeps the environment and folder it started with; each run gets the server's of
+    the moment: here a relative runs folder in another folder, and another cache (where the measured
+    precision is kept)."""
+    start_factory()  # up already (the manager started it), under an earlier environment
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ALEXNET_VIZ_RUNS", "relative-runs")
+    monkeypatch.setenv("ALEXNET_VIZ_CACHE", str(tmp_path / "later-cache"))
+    job = mgr.submit("ann", TINY, TrainConfig(epochs=1, batch_size=16, max_batches=2, device="cpu"))
+    wait(lambda: not job.active, what="the job's end")
+    assert job.state == "finished", job.message
+    assert Path(job.run_dir).parts[0] == "relative-runs" and (tmp_path / job.run_dir / "weights.pt").is_file()
+    assert (tmp_path / "later-cache" / "precision.json").is_file()

@@ -33,7 +33,7 @@ from alexnet_viz.cost.profile import device_profile
 from alexnet_viz.data import Dataset, load_fashion_mnist, pick_device
 from alexnet_viz.runs.examples import copy_example, is_example
 from alexnet_viz.runs.store import Run, RunError, step_curve
-from alexnet_viz.jobs.worker import Worker
+from alexnet_viz.jobs.worker import METHODS, Worker, start_factory
 from alexnet_viz.units import human
 
 GRACE_S = 30.0  # after Stop, how long a run may take to end by itself before its process is ended
@@ -118,14 +118,12 @@ class JobManager:
 
     def __init__(self, data_loader=load_fashion_mnist, budget_bytes: int | None = None, estimate=None,
                  grace_s: float = GRACE_S, shared_devices: tuple[str, ...] = ("cuda",),
-                 spare: bool | None = None, memory=None):
+                 warm: bool | None = None, memory=None, start_method: str = METHODS[0]):
         self._jobs: dict[str, Job] = {}
         self._queue: deque[Job] = deque()
         self._running: list[Job] = []
         self._workers: dict[str, Worker] = {}
-        self._spare: Worker | None = None  # a started process that has imported torch, waiting for a job
-        # the spare holds ~300 MB; ALEXNET_VIZ_SPARE_WORKER=0 turns it off (a tight server, the test suite)
-        self.keep_spare = spare if spare is not None else os.environ.get("ALEXNET_VIZ_SPARE_WORKER", "1") != "0"
+        self.start_method = start_method
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._ids = itertools.count(1)
@@ -138,9 +136,13 @@ class JobManager:
         self.grace_s, self.shared = grace_s, shared_devices
         self._thread = threading.Thread(target=self._admit_forever, name="alexnet-viz-jobs", daemon=True)
         self._thread.start()
-        if self.keep_spare:  # so that the first Start is as quick as the next ones; the device's speed is
-            device_profile(pick_device("auto"))  # measured first: the spare's import would halve it on 2 cores
-            self._keep_a_spare()
+        # Warm: the device measured, then the fork server started, so that the first Start is as quick as
+        # the next ones; in that order, as its torch import would halve the measured speed on 2 cores.
+        # ALEXNET_VIZ_WARM_START=0 leaves both to the first job (the test suite: ~1 s per manager).
+        if warm if warm is not None else os.environ.get("ALEXNET_VIZ_WARM_START", "1") != "0":
+            device_profile(pick_device("auto"))
+            if start_method == "forkserver":
+                start_factory()
 
     def data(self) -> Dataset:
         with self._data_lock:
@@ -217,10 +219,8 @@ class JobManager:
             if job.active:
                 self.stop(job)
         with self._lock:
-            workers, spare, self._spare = list(self._workers.values()), self._spare, None
-        for w in workers + ([spare] if spare else []):
-            if w is spare:
-                w.close()  # its end-of-file tells the waiting child to quit
+            workers = list(self._workers.values())
+        for w in workers:
             w.end(5)
 
     # --- the admission thread and one follower thread per running job ---------------------------
@@ -286,8 +286,7 @@ class JobManager:
             run = Run.create(job.arch, job.train, ds.source, owner=job.owner, tags=job.tags)
         job.run_dir = str(run.path)
         with self._lock:
-            worker = self._spare if self._spare and self._spare.proc.is_alive() else Worker()
-            self._spare = None
+            worker = Worker(self.start_method)
             self._workers[job.id] = worker
             if job.stop_requested:
                 worker.stop.set()
@@ -296,7 +295,6 @@ class JobManager:
                       "resume": bool(job.resume_dir), "done": done})
         end = None
         for r in worker.records():
-            self._keep_a_spare()
             kind = r.get("kind")
             if kind == "step":
                 job.steps.append(r)
@@ -320,16 +318,6 @@ class JobManager:
             else:
                 job.state, job.message = "error", worker.death(at)
             run.set_status(job.state, job.message, epochs_done=done)
-
-    def _keep_a_spare(self) -> None:
-        """A started process, torch imported and warmed up, waiting for the next job: it then starts
-        without the 1-3 s of Python and torch (bench startup). Made when the manager starts, and again
-        once a job trains, so that the two imports do not compete."""
-        if not self.keep_spare:
-            return
-        with self._lock:
-            if self._spare is None or not self._spare.proc.is_alive():
-                self._spare = Worker()
 
     def _grace(self, job: Job) -> float:
         """Stop waits for the batch in flight: GRACE_S, or 3 batches of this run if those are longer."""

@@ -1,62 +1,69 @@
 """One training run in its own process, so that a crash or an out-of-memory kill ends that run only.
 
-The job manager (jobs.py) starts `child_main` with the "spawn" start method: the child begins in a
-fresh interpreter, with no torch or thread state copied from the server. It receives one spec over
+The job manager (queue.py) starts `child_main` with the "forkserver" start method: a fork server,
+started once, imports torch, torch._dynamo and the engine (2-4 s on 2 cores), and each run's process
+is forked from it in ~0.03 s, with no thread state copied from the server (which has many threads, so
+it never forks itself). The child takes the server's environment and folder of the moment it is
+made (a fork server keeps those of its own start), as a spawned one would. It receives one spec over
 its pipe (the network, the settings, the run folder and the uint8 dataset, which travels as shared
 memory, not as a copy), trains with the same engine as the CLI, and sends every record back as a
 plain dict, whatever its kind. Stop is a shared Event that the engine checks before every batch.
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
+import multiprocessing.forkserver
+import os
 import signal
 import sys
 import threading
 import types
 
 import torch
+import torch._dynamo  # noqa: F401 - an optimizer's first construction imports it: 1.5-2.4 s, once, in the fork server
 import torch.multiprocessing  # noqa: F401 - registers the reducers that pass tensors as shared memory
 
 from alexnet_viz.runs.store import Run
 from alexnet_viz.training.engine import train
 
-CTX = mp.get_context("spawn")
+METHODS = ("forkserver", "spawn")  # the app's; a fresh interpreter per run (bench startup's baseline)
+mp.get_context("forkserver").set_forkserver_preload([__name__])
 _STARTING = threading.Lock()
 
 
-def _start(proc) -> None:
-    """Start a spawned process without it running the server's main script again.
+@contextlib.contextmanager
+def _blank_main():
+    """No `__main__` to re-import in a child, for the moment of a start.
 
-    Spawn re-imports `__main__` in the child; under Streamlit that module is the page script
-    (app.py), which would draw the whole app in the child. An empty stand-in is shown instead,
-    for the moment of the start only.
+    Both start methods re-import `__main__` in the child; under Streamlit that module is the page
+    script (app.py), which would draw the whole app in the child. An empty stand-in is shown instead.
     """
     with _STARTING:
         real, blank = sys.modules["__main__"], types.ModuleType("__main__")
         sys.modules["__main__"] = blank
         try:
-            proc.start()
+            yield
         finally:
             if sys.modules.get("__main__") is blank:  # unless Streamlit set its own meanwhile
                 sys.modules["__main__"] = real
 
 
-def _warm_up() -> None:
-    """What a run's first moments would otherwise import and set up, done while a spare waits: an
-    optimizer's first construction imports torch._dynamo (1.5-2.4 s on 2 cores, measured), and the
-    first convolution initializes oneDNN."""
-    w = torch.zeros(2, 1, 3, 3, requires_grad=True)
-    opt = torch.optim.SGD([w], lr=0.1)
-    torch.nn.functional.conv2d(torch.zeros(1, 1, 8, 8), w).sum().backward()
-    opt.step()
+def start_factory() -> None:
+    """Start the fork server now (it imports torch in the background), so that the first run starts as
+    quickly as the next ones; without this it starts with the first run."""
+    with _blank_main():
+        multiprocessing.forkserver.ensure_running()
 
 
-def child_main(conn, stop) -> None:
+def child_main(conn, stop, env: dict, cwd: str) -> None:
     """The child process: one run, its records sent back as they come."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C on the server is the server's to handle
-    _warm_up()
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
     try:
-        spec = conn.recv()  # a spare process waits here, torch already imported
+        spec = conn.recv()
     except EOFError:  # the server closed or went away before giving it a job
         return
     run = Run(spec["run_dir"])
@@ -74,12 +81,14 @@ def child_main(conn, stop) -> None:
 class Worker:
     """The server's handle on one child process: start it, read its records, end it."""
 
-    def __init__(self):
-        self.stop = CTX.Event()
-        self._conn, child = CTX.Pipe()
-        self.proc = CTX.Process(target=child_main, args=(child, self.stop), daemon=True,
-                                name="alexnet-viz-run")
-        _start(self.proc)
+    def __init__(self, method: str = METHODS[0]):
+        ctx = mp.get_context(method)
+        self.stop = ctx.Event()
+        self._conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=child_main, args=(child, self.stop, dict(os.environ), os.getcwd()),
+                                daemon=True, name="alexnet-viz-run")
+        with _blank_main():
+            self.proc.start()
         child.close()  # only the child holds its end now: its death reads as end-of-file here
 
     def start(self, spec: dict) -> None:
