@@ -52,6 +52,7 @@ def test_a_fresh_start_shows_the_shipped_run_which_cannot_be_deleted_and_resumes
     no_exception(at)
     kept = len(mini.snapshots())
     assert any("test images, one point each" in c.value and f"{kept} snapshot(s)" in c.value for c in at.caption)
+    at.toggle(key="embedding").set_value(False).run()  # each poll below redraws the page beside the run
     next(b for b in at.button if b.label == "Resume (+1 epoch)").click().run()
     no_exception(at)
     wait_for(at, lambda a: bool(a.success), timeout=300)

@@ -29,7 +29,7 @@ if not Path(CHROMIUM).exists():
 
 def open_page(browser, url: str, path: str = "", wait: bool = True):
     """A new session (its own browser context) on `path`; with wait, once its script has run."""
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1800})
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1800}, reduced_motion="reduce")
     page = ctx.new_page()
     page.set_default_timeout(60_000)
     page.goto(f"{url}/{path}")
@@ -185,14 +185,14 @@ def test_train_page_charts_grow_and_stop_works(server, browser):
     page.get_by_text("examples/sec").first.wait_for()
     page.get_by_role("button", name="Stop").click()
     # the engine's stop latency is tested without a browser (one batch); here: that the page says so
-    page.get_by_text("Run stopped").wait_for(timeout=60_000)
+    page.get_by_text("Run stopped").first.wait_for(timeout=60_000)
     assert_clean(page)
     # a complete capped run, short (what it shows needs one epoch's end): charts, confusion matrix and
     # the misclassified gallery
     set_number(page, "Epochs", 1)
     set_number(page, "Max batches per epoch (0 = all)", 10)
     page.get_by_role("button", name="Start training").click()
-    page.get_by_text("Run finished").wait_for(timeout=120_000)
+    page.get_by_text("Run finished").first.wait_for(timeout=120_000)
     wait_idle(page)
     page.get_by_text("Misclassified test images").wait_for()
     page.locator(".js-plotly-plot").nth(2).wait_for()  # live curves, runs compared, confusion matrix
@@ -254,8 +254,8 @@ def test_five_sessions_at_once(server, browser):
     a.get_by_role("button", name="Stop").wait_for()  # a's job is on the server: b comes second
     b.get_by_role("button", name="Start training").click()
     b.get_by_text("Queued: place").wait_for(timeout=30_000)  # one job at a time on the server
-    a.get_by_text("Run finished").wait_for(timeout=180_000)
-    b.get_by_text("Run finished").wait_for(timeout=180_000)
+    a.get_by_text("Run finished").first.wait_for(timeout=180_000)
+    b.get_by_text("Run finished").first.wait_for(timeout=180_000)
     wait_idle(a)
     wait_idle(b)
     name_a, name_b = saved_run(a), saved_run(b)

@@ -69,7 +69,7 @@ def test_the_live_chart_keeps_its_zoom_while_held(server, browser):
     assert points() == held
     shot(page, "train-held")
     page.get_by_role("button", name="Stop").click()
-    page.get_by_text("Run stopped").wait_for(timeout=60_000)
+    page.get_by_text("Run stopped").first.wait_for(timeout=60_000)
     assert page.get_by_text("ETA").count() == 0
     assert_clean(page)
     page.context.close()

@@ -13,7 +13,12 @@ def top_predictions(page) -> str:
     """The Top predictions chart's bars, as the text Plotly draws (class names and percentages)."""
     plot = page.locator(".js-plotly-plot").filter(has_text="Top predictions").first
     plot.wait_for()
-    return plot.evaluate("gd => JSON.stringify([gd.data[0].y, gd.data[0].text])")
+    for _ in range(100):  # the element is there before Plotly has drawn into it (its data then undefined)
+        bars = plot.evaluate("gd => gd.data ? JSON.stringify([gd.data[0].y, gd.data[0].text]) : null")
+        if bars:
+            return bars
+        page.wait_for_timeout(100)
+    raise AssertionError("the Top predictions chart was never drawn")
 
 
 def test_internals_embedding_and_snapshot_scrubbing(server, browser):
@@ -22,7 +27,7 @@ def test_internals_embedding_and_snapshot_scrubbing(server, browser):
     start_training(page, batches=8, epochs=2)  # snapshots at steps 0, 1, 4, 8, 16
     page.get_by_text("Inside the network").first.wait_for(timeout=60_000)  # live, while it trains
     page.locator(".js-plotly-plot").filter(has_text="Gradient norm per layer").first.wait_for()
-    page.get_by_text("Run finished").wait_for(timeout=300_000)
+    page.get_by_text("Run finished").first.wait_for(timeout=300_000)
     wait_idle(page)
     # the saved run: its internals from internals.jsonl, then the embedding over its snapshots
     grad = page.locator(".js-plotly-plot").filter(has_text="Gradient norm per layer").last
