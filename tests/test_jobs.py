@@ -11,7 +11,7 @@ import torch
 from alexnet_viz.jobs import queue as jobs
 from alexnet_viz.config import TrainConfig, get_preset
 from alexnet_viz.jobs.queue import Job, JobManager, estimated_starts, fits
-from alexnet_viz.jobs.worker import METHODS, Worker, start_factory
+from alexnet_viz.jobs.worker import METHODS, NICE, Worker, start_factory
 from alexnet_viz.runs.store import Run, list_runs
 
 from tests.test_training import TINY, synthetic
@@ -103,6 +103,8 @@ def test_a_killed_training_process_ends_that_run_only(mgr):
     assert mgr.place(after) == 1  # one at a time on a CPU
     pid = json.loads((Path(victim.run_dir) / "status.json").read_text())["pid"]
     assert pid != os.getpid()
+    # it yields the CPU to the server's pages: niced NICE steps below the server
+    assert os.getpriority(os.PRIO_PROCESS, pid) == os.getpriority(os.PRIO_PROCESS, 0) + NICE
     os.kill(pid, signal.SIGKILL)
     wait(lambda: not victim.active, what="the killed job's end")
     assert victim.state == "error" and "killed (out of memory?)" in victim.message

@@ -27,6 +27,10 @@ import torch.multiprocessing  # noqa: F401 - registers the reducers that pass te
 from alexnet_viz.runs.store import Run
 from alexnet_viz.training.engine import train
 
+# A run's process yields the CPU to the server's page scripts (nice 10: about a tenth of a busy core's
+# share against the server's): a page answers as quickly beside a training run as without one, and the
+# run takes what the pages leave, which is nearly all of it while its watchers only poll (bench classroom).
+NICE = 10
 METHODS = ("forkserver", "spawn")  # the app's; a fresh interpreter per run (bench startup's baseline)
 mp.get_context("forkserver").set_forkserver_preload([__name__])
 _STARTING = threading.Lock()
@@ -62,6 +66,7 @@ def child_main(conn, stop, env: dict, cwd: str) -> None:
     os.environ.clear()
     os.environ.update(env)
     os.chdir(cwd)
+    os.nice(NICE)
     try:
         spec = conn.recv()
     except EOFError:  # the server closed or went away before giving it a job
