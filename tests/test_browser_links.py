@@ -36,6 +36,7 @@ def test_an_edited_network_and_a_lesson_open_the_same_in_a_second_browser(server
     wait_idle(c)
     c.get_by_role("button", name="Answer").click()
     c.get_by_text("You said fc1. Right.").wait_for()
+    c.wait_for_function("() => location.search.includes('a_')")  # the answer is in the address now
     d = open_page(browser, url, c.url.split("/", 3)[3])
     d.get_by_text("You said fc1. Right.").wait_for()
     assert_clean(d)

@@ -39,9 +39,10 @@ CLASS_BUDGET = Budget(epochs=1, max_batches=40, device="auto")
 CLASS_SIZE = 30          # the class the default budget is sized for
 # Seconds a run costs beyond the cost model's training and test pass: its process, the data handed to
 # it, setting up the data on the device, snapshots and internals. Measured: a 5-batch mini28 run took
-# 5.2-5.8 s end to end where the cost model says 0.6 s. With the warm spare process (bench startup: 0.4 s
-# to the first step) a run of a queue still costs ~4 s beyond the model on 2 cores, as the next spare's
-# import shares the CPU with it: 30 seats × 2 runs took 413 s, 6.9 s a run, where the model says 2.8 s.
+# 5.2-5.8 s end to end where the cost model says 0.6 s. With a warm spare process (0.4 s to the first
+# step) a run of a queue still cost ~4 s beyond the model on 2 cores, as the next spare's import shared
+# the CPU with it: 30 seats × 2 runs took 413 s, 6.9 s a run, where the model says 2.8 s. Runs now fork
+# from a fork server (0.15 s to the first step, no import beside them); START_S is kept until measured.
 START_S = 4.8
 MAX_SEATS = 100          # a link opened from 100 sessions is a class; more are refused (each seat queues runs)
 CODE_CHARS = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read off a projector

@@ -15,8 +15,10 @@ from alexnet_viz.ui.plots import training_curves
 from alexnet_viz.ui.train_runs import internals_ui, runs_ui
 
 
-LIVE_S = 1.0        # the live run's progress bar and curves redraw this often
-INTERNALS_S = 5.0   # its five internals charts this often (each redraw of them cost the server ~40 ms)
+# A watching session's redraws are server time taken from the run it watches (on one core, 3.7 s a
+# minute a session at 1 s and 5 s: bench classroom): every 2 s, and the internals every 10 s.
+LIVE_S = 2.0        # the live run's progress bar and curves redraw this often
+INTERNALS_S = 10.0  # its five internals charts this often (each redraw of them cost the server ~40 ms)
 CURVE_POINTS = 300  # the live curves' points at most
 OPTIMIZERS = {"sgd": "SGD (d2l)", "momentum": "SGD + momentum 0.9", "adam": "Adam"}
 SOURCES = ("The Architect's network", "A preset")
