@@ -114,4 +114,3 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     terminalreporter.section("real-browser tests NOT run", sep="=", yellow=True, bold=True)
     terminalreporter.write_line(f"tests/test_browser.py was skipped: {reason}")
     terminalreporter.write_line(f"The app was not tested in a real browser. To run those tests: {fix}")
-

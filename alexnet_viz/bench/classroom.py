@@ -164,17 +164,11 @@ def _photo(w: int, h: int, quality: int = 90) -> bytes:
 
 
 def d2l_layers() -> list[str]:
-    """What Explore's Layer slider offers for d2l's network: its layers whose output is maps."""
-    import torch
-
+    """What Explore's Layer slider offers for d2l's network: its layers whose output is maps (the page's
+    DOM shows only the two ends)."""
     from alexnet_viz.config import get_preset
-    from alexnet_viz.inspect.display import spatial_layers
-    from alexnet_viz.inspect.walk import layer_outputs
-    from alexnet_viz.model import build_model
-    cfg = get_preset("d2l")
-    with torch.no_grad():
-        maps = layer_outputs(build_model(cfg).eval(), torch.zeros(1, cfg.in_channels, cfg.input_size, cfg.input_size))
-    return spatial_layers({k: v[0] for k, v in maps.items()})
+    from alexnet_viz.inspect.walk import summarized
+    return [r.name for r in summarized(get_preset("d2l")).rows if len(r.output_shape) == 3]
 
 
 class Student:
@@ -182,7 +176,6 @@ class Student:
 
     def __init__(self, browser, url: str, name: str, errors: list):
         self.browser, self.url, self.name, self.errors = browser, url, name, errors
-        self.options = {"Layer": d2l_layers()}  # a slider's options, by its label (the DOM shows only the ends)
 
     async def open(self, path: str = "") -> None:
         self.ctx = await self.browser.new_context(viewport={"width": 1400, "height": 1600})
@@ -203,6 +196,11 @@ class Student:
             await p.wait_for_timeout(50)
         await self.check()
 
+    def failed(self, e: Exception, stop: asyncio.Event) -> None:
+        """A looping session's failure, counted with the exceptions seen (not the browser closing at the end)."""
+        if not stop.is_set():
+            self.errors.append(f"{self.name}: {type(e).__name__}: {str(e)[:120]}")
+
     async def check(self) -> None:
         p = self.page
         n = await p.locator("[data-testid='stException']").count() + await p.get_by_text("Something went wrong").count()
@@ -220,14 +218,14 @@ class Student:
         await self.page.get_by_role("option", name=option, exact=True).click()
         await self.idle()
 
-    async def slide(self, label: str, option: str) -> None:
+    async def slide(self, label: str, option: str, names: list[str]) -> None:
         """A select_slider set to `option` in one change, as a click on its track does (one script run);
-        the keys finish the move if the click landed an option off. An option it lacks is an error."""
+        the keys finish the move if the click landed an option off. `names`: its options, in order; an
+        option it lacks is an error."""
         s = self.page.locator("[data-testid='stSlider']").filter(has_text=label).first
         thumb = s.locator("input[type='range']")
         if (await thumb.get_attribute("aria-valuetext")) == option:
             return
-        names = self.options[label]
         if option not in names:
             raise ValueError(f"{label} has no option {option!r} (it has {', '.join(names)})")
         i, track = names.index(option), await s.locator("[role='group'] > div[data-orientation]").bounding_box()
@@ -272,7 +270,7 @@ async def probe_cycle(s: Student, times: dict, photo: bytes) -> None:
     await s.untrained()
     await timed(times, "explore: upload a photo", s.upload(photo))
     for layer in LAYERS:
-        await timed(times, "explore: layer change", s.slide("Layer", layer))
+        await timed(times, "explore: layer change", s.slide("Layer", layer, d2l_layers()))
 
 
 async def classmate(s: Student, stop: asyncio.Event, photo: bytes, seed: int) -> None:
@@ -284,10 +282,9 @@ async def classmate(s: Student, stop: asyncio.Event, photo: bytes, seed: int) ->
             await s.nav("Explore")
             await s.untrained()
             await s.upload(photo)
-            await s.slide("Layer", str(rng.choice(LAYERS)))
+            await s.slide("Layer", str(rng.choice(LAYERS)), d2l_layers())
         except Exception as e:  # a slow page is the bench's finding, not its failure
-            if not stop.is_set():  # (not the browser closing at the end)
-                s.errors.append(f"{s.name}: {type(e).__name__}: {str(e)[:120]}")
+            s.failed(e, stop)
         await asyncio.sleep(float(rng.uniform(2, 5)))
 
 
@@ -306,9 +303,8 @@ async def trainer(s: Student, stop: asyncio.Event) -> None:
                 await s.idle()
             await asyncio.sleep(3)
             await s.check()
-    except Exception as e:  # counted with the exceptions seen, not lost in a task nobody awaits
-        if not stop.is_set():
-            s.errors.append(f"{s.name}: {type(e).__name__}: {str(e)[:120]}")
+    except Exception as e:  # counted, not lost in a task nobody awaits
+        s.failed(e, stop)
 
 
 async def hostile(s: Student, stop: asyncio.Event) -> None:
@@ -326,8 +322,7 @@ async def hostile(s: Student, stop: asyncio.Event) -> None:
                 await box.press("Enter")
                 await s.idle()
         except Exception as e:
-            if not stop.is_set():
-                s.errors.append(f"{s.name}: {type(e).__name__}: {str(e)[:120]}")
+            s.failed(e, stop)
         await asyncio.sleep(1)
 
 

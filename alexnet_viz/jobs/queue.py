@@ -33,7 +33,7 @@ from alexnet_viz.cost.profile import device_profile
 from alexnet_viz.data import Dataset, load_fashion_mnist, pick_device
 from alexnet_viz.runs.examples import copy_example, is_example
 from alexnet_viz.runs.store import Run, RunError, step_curve
-from alexnet_viz.jobs.worker import METHODS, Worker, start_factory
+from alexnet_viz.jobs.worker import Worker, start_factory
 from alexnet_viz.units import human
 
 GRACE_S = 30.0  # after Stop, how long a run may take to end by itself before its process is ended
@@ -118,7 +118,7 @@ class JobManager:
 
     def __init__(self, data_loader=load_fashion_mnist, budget_bytes: int | None = None, estimate=None,
                  grace_s: float = GRACE_S, shared_devices: tuple[str, ...] = ("cuda",),
-                 warm: bool | None = None, memory=None, start_method: str = METHODS[0]):
+                 warm: bool | None = None, memory=None, start_method: str = "forkserver"):
         self._jobs: dict[str, Job] = {}
         self._queue: deque[Job] = deque()
         self._running: list[Job] = []
@@ -139,7 +139,9 @@ class JobManager:
         # Warm: the device measured, then the fork server started, so that the first Start is as quick as
         # the next ones; in that order, as its torch import would halve the measured speed on 2 cores.
         # ALEXNET_VIZ_WARM_START=0 leaves both to the first job (the test suite: ~1 s per manager).
-        if warm if warm is not None else os.environ.get("ALEXNET_VIZ_WARM_START", "1") != "0":
+        if warm is None:
+            warm = os.environ.get("ALEXNET_VIZ_WARM_START", "1") != "0"
+        if warm:
             device_profile(pick_device("auto"))
             if start_method == "forkserver":
                 start_factory()

@@ -86,7 +86,7 @@ def child_main(conn, stop, env: dict, cwd: str) -> None:
 class Worker:
     """The server's handle on one child process: start it, read its records, end it."""
 
-    def __init__(self, method: str = METHODS[0]):
+    def __init__(self, method: str = "forkserver"):
         ctx = mp.get_context(method)
         self.stop = ctx.Event()
         self._conn, child = ctx.Pipe()
