@@ -220,7 +220,9 @@ def test_attribution_maps_lie_on_the_part_of_the_photo_the_network_saw(size, kin
         iy0, iy1 = _extent(img, h, "y")
         assert _extent(heat, n, "x") == pytest.approx((ix0 + cover[0], ix0 + cover[2]))
         assert _extent(heat, n, "y") == pytest.approx((iy0 + cover[1], iy0 + cover[3]))
-    assert fig.layout.yaxis.autorange == "reversed"   # row 0 on top, as in the photo
+    assert fig.layout.yaxis.range[0] > fig.layout.yaxis.range[1]   # row 0 on top, as in the photo
+    # side by side: the second photo starts right of the first one's last pixel
+    assert _extent(images[1], w, "x")[0] > _extent(images[0], w, "x")[1]
 
 
 # --- channel_heatmap: the unit clicked is the unit framed ----------------------------------------------
@@ -251,21 +253,22 @@ def test_kernel_products_show_each_terms_numbers_in_place():
         patch[0, 2] = 9.0   # top right, so a transposed heat map shows
         terms.append((label, patch, kernel, patch * kernel))
     fig = plots.kernel_products(terms)
-    assert [a.text for a in fig.layout.annotations] == [f"{lab}: {n}" for lab, *_ in terms
-                                                        for n in ("input patch", "kernel", "patch × kernel")]
-    heats = list(fig.data)
-    assert len(heats) == 6
-    for i, (_, patch, kernel, prod) in enumerate(terms):
-        for j, z in enumerate((patch, kernel, prod)):
-            t = heats[3 * i + j]
-            k = 3 * i + j + 1                             # subplots numbered row by row
-            assert (t.xaxis, t.yaxis) == (("x", "y") if k == 1 else (f"x{k}", f"y{k}"))
-            np.testing.assert_array_equal(np.asarray(t.z), z)
-            np.testing.assert_array_equal(np.asarray(t.text), np.round(z, 2))
-            lim = np.abs(z).max()
-            assert (t.zmin, t.zmax) == (-lim, lim)        # 0 is white: the sign is the colour
-    for k in range(1, 7):  # every panel with row 0 on top
-        assert fig.layout[f"yaxis{'' if k == 1 else k}"].autorange == "reversed"
+    titles = fig.layout.annotations
+    assert [a.text for a in titles] == [f"{lab}: {n}" for lab, *_ in terms
+                                        for n in ("input patch", "kernel", "patch × kernel")]
+    (heat,) = fig.data                                    # one heat map holds every panel
+    colour, value, text = np.asarray(heat.z, float), np.asarray(heat.customdata, float), np.asarray(heat.text)
+    assert (heat.zmin, heat.zmax) == (-1, 1)
+    panels = [z for _, *zs in terms for z in zs]
+    for title, z in zip(titles, panels):
+        # each panel hangs under its title: centred on its columns, its top row just below it
+        top, left = int(title.y + 0.5), int(round(title.x - 1))
+        block = (slice(top, top + 3), slice(left, left + 3))
+        np.testing.assert_array_equal(value[block], z)
+        np.testing.assert_array_equal(colour[block], z / np.abs(z).max())   # 0 is white: the sign is the colour
+        assert text[block].tolist() == [[f"{v:.2f}" for v in row] for row in np.round(z, 2)]
+    assert np.isnan(colour).sum() == colour.size - 6 * 9  # blank cells between the panels, and no others
+    assert fig.layout.yaxis.range[0] > fig.layout.yaxis.range[1]   # row 0 on top
 
 
 # --- the boxes drawn on small images (top images) and boxes moved onto a shown copy ----------------------

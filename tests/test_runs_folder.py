@@ -238,3 +238,18 @@ def test_an_atomic_write_takes_bytes_text_or_a_writer(tmp_path):
         files.write_atomic(tmp_path / "a.bin", lambda f: f.write(b"half") and 1 / 0)
     assert (tmp_path / "a.bin").read_bytes() == b"\x00\x01"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin", "b.json", "c.npy"]
+
+
+def test_one_students_list_passes_over_the_others_runs_on_their_config_alone(tmp_path, monkeypatch):
+    """In a class the pages list one student's runs on every script run: the others' metrics are not read
+    (a run named by a link is listed whoever made it)."""
+    mine = Run.create(TINY, TrainConfig(), "synthetic", tmp_path, owner="me")
+    cli = Run.create(TINY, TrainConfig(), "synthetic", tmp_path, owner="")
+    theirs = [Run.create(TINY, TrainConfig(), "synthetic", tmp_path, owner=f"student{i}") for i in range(3)]
+    read = []
+    metrics = Run.metrics
+    monkeypatch.setattr(Run, "metrics", lambda self, *a: read.append(self.path) or metrics(self, *a))
+    listed = list_runs(tmp_path, owners={"me", ""}, paths=[str(theirs[1].path)])
+    assert {r.path for r in listed} == {str(mine.path), str(cli.path), str(theirs[1].path)}
+    assert set(read) == {mine.path, cli.path, theirs[1].path}
+    assert len(list_runs(tmp_path)) == 5  # everyone's, when no owner is asked for

@@ -69,8 +69,8 @@ def is_example_run(r: RunInfo) -> bool:
 def own_runs(owner: str, linked: Collection[str] = ()) -> list[RunInfo]:
     """This session's runs and the command line's (and those at the `linked` paths, opened from a link),
     best first; the shipped examples and damaged folders left out."""
-    return best_first([r for r in list_runs() if (r.owner in (owner, "") or r.path in linked)
-                       and r.state != "damaged" and not is_example_run(r)])
+    return best_first([r for r in list_runs(owners={owner, ""}, examples=False, paths=linked)
+                       if r.state != "damaged"])
 
 
 def sources(has_runs: bool, has_example: bool) -> list[Source]:
