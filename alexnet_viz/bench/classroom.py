@@ -144,6 +144,15 @@ def cli_rate(work: Path, cpus: set[int], env: dict, tag: str) -> float:
     return rates.steady_rate()
 
 
+def _records(lines: list[str]):
+    """The records of metrics.jsonl lines; the last one may be half written while a run appends it."""
+    for line in lines:
+        try:
+            yield json.loads(line)
+        except ValueError:
+            continue
+
+
 class RunRates:
     """examples/s of training runs in a folder, from the step records appended to their metrics.jsonl
     since mark(): between consecutive records of one epoch past its first WARM steps, examples over
@@ -157,13 +166,21 @@ class RunRates:
     def mark(self) -> None:
         self.seen = {m: len(m.read_text().splitlines()) for m in self.runs.rglob("metrics.jsonl")}
 
+    async def training(self, timeout: float) -> None:
+        """Until a run in the folder has reported a step past WARM (or `timeout` seconds)."""
+        end = time.time() + timeout
+        while time.time() < end:
+            for m in self.runs.rglob("metrics.jsonl"):
+                if any(r.get("step", 0) > self.WARM for r in _records(m.read_text().splitlines()[-3:])):
+                    return
+            await asyncio.sleep(1)
+
     def steady_rate(self) -> float:
         examples = seconds = 0.0
         for m in self.runs.rglob("metrics.jsonl"):
             batch = json.loads((m.parent / "config.json").read_text())["train"]["batch_size"]
             last = None
-            for line in m.read_text().splitlines()[self.seen.get(m, 0):]:
-                rec = json.loads(line)
+            for rec in _records(m.read_text().splitlines()[self.seen.get(m, 0):]):
                 if rec.get("kind") != "step" or rec["step"] <= self.WARM:
                     last = None  # an epoch's end (its test pass) or the warm-up: not training time
                     continue
@@ -385,8 +402,8 @@ async def _phases(url: str, server: Server, classmates: int, seconds: float, bro
             await t.open()
         _pin_browsers(browser_cpus)
         tasks = [asyncio.create_task(trainer(t, stop)) for t in trainers]
-        await asyncio.sleep(10)  # the first run started, its watchers polling
         rates = RunRates(server.runs)
+        await rates.training(180)  # the first run past its warm-up (the data loaded, the precision measured)
         rates.mark()
         c0, t0 = server.cpu(), time.time()
         await asyncio.sleep(seconds)
