@@ -175,6 +175,20 @@ class RunRates:
                     return
             await asyncio.sleep(1)
 
+    async def ended(self, timeout: float) -> None:
+        """Until no run in the folder is running (or `timeout` seconds)."""
+        end = time.time() + timeout
+        while time.time() < end:
+            states = []
+            for st in self.runs.rglob("status.json"):
+                try:
+                    states.append(json.loads(st.read_text()).get("state"))
+                except (OSError, ValueError):
+                    states.append("running")  # being rewritten: look again
+            if "running" not in states:
+                return
+            await asyncio.sleep(1)
+
     def steady_rate(self) -> float:
         examples = seconds = 0.0
         for m in self.runs.rglob("metrics.jsonl"):
@@ -327,8 +341,8 @@ async def classmate(s: Student, stop: asyncio.Event, photo: bytes, seed: int) ->
         await asyncio.sleep(float(rng.uniform(2, 5)))
 
 
-async def trainer(s: Student, stop: asyncio.Event) -> None:
-    """Trains mini28 on the Train page and watches it; starts another run when one finishes."""
+async def trainer(s: Student, stop: asyncio.Event, paused: asyncio.Event) -> None:
+    """Trains mini28 on the Train page and watches it; starts another run when one finishes (unless paused)."""
     try:
         await s.nav("Train")
         await s.page.locator("[data-testid='stRadio']").filter(has_text="A preset").get_by_text(
@@ -337,7 +351,7 @@ async def trainer(s: Student, stop: asyncio.Event) -> None:
         await s.choose("Preset", "mini28")
         while not stop.is_set():
             start = s.page.get_by_role("button", name="Start training")
-            if await start.count() and await start.is_enabled():
+            if not paused.is_set() and await start.count() and await start.is_enabled():
                 await start.click()
                 await s.idle()
             await asyncio.sleep(3)
@@ -366,7 +380,9 @@ async def hostile(s: Student, stop: asyncio.Event) -> None:
 
 
 async def _phases(url: str, server: Server, classmates: int, seconds: float, browser_cpus: set[int],
-                  work: Path) -> dict:
+                  work: Path, baseline) -> dict:
+    """The phases in order; `baseline()` (the CLI's rate) is measured right after the watching phase,
+    the trainers paused and their run ended, so that it and the watched run are minutes apart."""
     from playwright.async_api import async_playwright
     errors: list[str] = []
     photo = _photo(640, 480)
@@ -401,7 +417,8 @@ async def _phases(url: str, server: Server, classmates: int, seconds: float, bro
         for t in trainers:
             await t.open()
         _pin_browsers(browser_cpus)
-        tasks = [asyncio.create_task(trainer(t, stop)) for t in trainers]
+        paused = asyncio.Event()
+        tasks = [asyncio.create_task(trainer(t, stop, paused)) for t in trainers]
         rates = RunRates(server.runs)
         await rates.training(180)  # the first run past its warm-up (the data loaded, the precision measured)
         rates.mark()
@@ -409,6 +426,10 @@ async def _phases(url: str, server: Server, classmates: int, seconds: float, bro
         await asyncio.sleep(seconds)
         out["watch_cpu_per_session_min"] = (server.cpu() - c0) / max(len(trainers), 1) / ((time.time() - t0) / 60)
         out["watched_rate"] = rates.steady_rate()
+        paused.set()
+        await rates.ended(120)
+        out["cli_beside"] = await asyncio.to_thread(baseline)
+        paused.clear()
 
         mates = [Student(others, url, f"mate{i}", errors) for i in range(max(classmates - len(trainers), 0))]
         for i, m in enumerate(mates):
@@ -458,18 +479,20 @@ def main(quick: bool = False, classmates: int = 8) -> int:
     data, data_words = bench_data()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        # the CLI's speed drifts by up to 30% between runs on a shared machine: once before, once after
-        cli = [cli_rate(work, server_cpus, data, "before")]
+        # the CLI's speed drifts by up to 50% over a quarter of an hour on a shared machine: measured
+        # before the server starts and again right after the watching phase, the server idle
+        before = cli_rate(work, server_cpus, data, "before")
         server = Server(work, server_cpus, data)
         budget = memory_budget()
         everyone = os.sched_getaffinity(0)
         os.sched_setaffinity(0, browser_cpus)  # this process and what it starts (Playwright's driver, Chromium)
         try:
-            out = asyncio.run(_phases(server.url, server, classmates, seconds, browser_cpus, work))
+            out = asyncio.run(_phases(server.url, server, classmates, seconds, browser_cpus, work,
+                                      lambda: cli_rate(work, server_cpus, data, "beside")))
         finally:
             server.close()
         os.sched_setaffinity(0, everyone)
-        cli.append(cli_rate(work, server_cpus, data, "after"))
+    cli = [before, out["cli_beside"]]
     pin = (f"server on core {sorted(server_cpus)}, browsers on {sorted(browser_cpus)} (classmates' at nice 19)"
            if server_cpus != browser_cpus else "one core: server and browsers share it")
     rows = []
@@ -487,7 +510,8 @@ def main(quick: bool = False, classmates: int = 8) -> int:
     print_table(f"classroom: the server; training on {data_words}", ["figure", "measured", "baseline in the same run"], [
         ["server CPU s per watching session per minute", f"{out['watch_cpu_per_session_min']:.2f} s", "—"],
         ["watched run, examples/s (its steps while two sessions watched)", f"{w:,.0f}",
-         f"the CLI on the same core, before and after: {cli[0]:,.0f}, {cli[1]:,.0f} ({w / base:.0%} of their mean)"],
+         f"the CLI on the same core, before the server and after watching: {cli[0]:,.0f}, {cli[1]:,.0f} "
+         f"({w / base:.0%} of their mean)"],
         ["exceptions seen", str(len(out["errors"])), "0"],
         ["server peak memory (with its training processes)", f"{server.peak_rss / 2**30:.2f} GB",
          f"budget {budget / 2**30:.2f} GB"],
