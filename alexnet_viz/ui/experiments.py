@@ -94,7 +94,8 @@ def results_ui(runs: list, name: str, pending: int = 0) -> None:
 
 
 def diff_ui(owner: str) -> None:
-    runs = list_runs(owners={owner, ""})
+    # this browser's runs first (the two it made last are the pair shown at first), then the command line's
+    runs = sorted(list_runs(owners={owner, ""}), key=lambda r: r.owner != owner)
     if len(runs) < 2:
         st.caption("Two saved runs are needed to compare their settings.")
         return
