@@ -140,8 +140,7 @@ def cli_rate(work: Path, cpus: set[int], env: dict, tag: str) -> float:
                     "--run-dir", str(runs)], capture_output=True, text=True, timeout=900,
                    env={**os.environ, **env, "ALEXNET_VIZ_CACHE": str(work / "cache")},
                    preexec_fn=lambda: os.sched_setaffinity(0, cpus))
-    rates = RunRates(runs)
-    return rates.steady_rate()
+    return RunRates(runs).steady_rate()
 
 
 def _records(lines: list[str]):
@@ -151,6 +150,21 @@ def _records(lines: list[str]):
             yield json.loads(line)
         except ValueError:
             continue
+
+
+def _state(status: Path) -> str | None:
+    """A run's state from its status.json; "running" while the file is being rewritten (look again)."""
+    try:
+        return json.loads(status.read_text()).get("state")
+    except (OSError, ValueError):
+        return "running"
+
+
+async def _until(check, timeout: float) -> None:
+    """Until `check()` holds, looking every second, or `timeout` seconds."""
+    end = time.time() + timeout
+    while time.time() < end and not check():
+        await asyncio.sleep(1)
 
 
 class RunRates:
@@ -168,26 +182,12 @@ class RunRates:
 
     async def training(self, timeout: float) -> None:
         """Until a run in the folder has reported a step past WARM (or `timeout` seconds)."""
-        end = time.time() + timeout
-        while time.time() < end:
-            for m in self.runs.rglob("metrics.jsonl"):
-                if any(r.get("step", 0) > self.WARM for r in _records(m.read_text().splitlines()[-3:])):
-                    return
-            await asyncio.sleep(1)
+        await _until(lambda: any(r.get("step", 0) > self.WARM for m in self.runs.rglob("metrics.jsonl")
+                                 for r in _records(m.read_text().splitlines()[-3:])), timeout)
 
     async def ended(self, timeout: float) -> None:
         """Until no run in the folder is running (or `timeout` seconds)."""
-        end = time.time() + timeout
-        while time.time() < end:
-            states = []
-            for st in self.runs.rglob("status.json"):
-                try:
-                    states.append(json.loads(st.read_text()).get("state"))
-                except (OSError, ValueError):
-                    states.append("running")  # being rewritten: look again
-            if "running" not in states:
-                return
-            await asyncio.sleep(1)
+        await _until(lambda: "running" not in {_state(st) for st in self.runs.rglob("status.json")}, timeout)
 
     def steady_rate(self) -> float:
         examples = seconds = 0.0
