@@ -202,12 +202,15 @@ def test_the_background_worker_yields_the_cores_to_the_page():
 
 
 def test_a_queued_job_nobody_waits_for_is_dropped():
-    bg = Background(stale_s=0.05)
+    bg = Background(stale_s=0.5)
     owner = torch.nn.Linear(1, 1)
     gate = threading.Event()
-    first = bg.start(owner, "first", "blocking", gate.wait, 10)
+    running = threading.Event()
+    first = bg.start(owner, "first", "blocking", lambda: (running.set(), gate.wait(10)))
+    while not running.wait(0.01):                     # asked about while it waits for the worker:
+        bg.find(owner, "first")                       # not stale, however slow the machine is
     queued = bg.start(owner, "queued", "waiting", lambda: 1)
-    time.sleep(0.2)                                   # nobody touches it meanwhile
+    time.sleep(0.8)                                   # nobody touches it meanwhile
     gate.set()
     first.future.result(10)
     for _ in range(100):
