@@ -288,6 +288,7 @@ def test_after_switching_models_the_grad_cam_box_and_caption_name_the_layer_used
     box = at.selectbox(key="cam_layer")
     assert box.value == "conv4" and box.options == ["conv1", "conv2", "conv3", "conv4"]
     at.select_slider(key="layer").set_value("relu3").run()
+    at.run()  # AppTest shows what the last run drew: the layer step reran its part only, this draws the page
     at.radio(key="model_kind").set_value(Source.UNTRAINED).run()
     clean(at)
     box = at.selectbox(key="cam_layer")
@@ -344,6 +345,7 @@ def test_a_link_opens_the_same_view_in_a_fresh_session():
     at.selectbox(key="ch-relu2").set_value(at.selectbox(key="ch-relu2").options[3]).run()
     at.number_input(key="unit_row").set_value(2).run()
     at.number_input(key="unit_col").set_value(9).run()
+    at.run()  # the whole page again (the unit steps reran their part only)
     at.radio(key="method").set_value("Occlusion").run()
     at.selectbox(key="cam_class").set_value("Sneaker").run()
     clean(at)
@@ -415,3 +417,24 @@ def test_the_lessons_show_me_link_opens_the_shipped_network_before_training():
     assert other.select_slider(key="snapshot-mini28").value == "before training"
     assert other.select_slider(key="layer").value == "conv1" and not other.warning
     assert any(c.startswith("what the example mini28, trained (before training) receives") for c in captions(other))
+
+
+def test_a_layer_step_reruns_only_its_part_and_the_link_follows_it():
+    """A slider step redraws the layers, the unit and what depends on them, and the share popover, not the
+    image, predictions and attributions (a full run of the page took most of a layer change's time)."""
+    at = explore()
+    clean(at)
+    at.select_slider(key="layer").set_value("relu2").run()
+    clean(at)
+    assert at.select_slider(key="layer").value == "relu2"
+    assert any(s.value.startswith("One unit: relu2, channel") for s in at.subheader)
+    with pytest.raises(KeyError):                           # the model choice above was not redrawn
+        at.radio(key="model_kind")
+    assert dict(at.query_params)["layer"] == "relu2"        # the URL follows at once ...
+    assert any("layer=relu2" in c.value for c in at.code)   # ... and so does the link in "Share this view"
+    at.number_input(key="unit_row").set_value(1).run()
+    assert dict(at.query_params)["row"] == "1" and any("row=1" in c.value for c in at.code)
+    at.run()                                                # anything else: the whole page, as before
+    clean(at)
+    assert at.radio(key="model_kind") and at.radio(key="method")
+    assert dict(at.query_params)["layer"] == "relu2" and dict(at.query_params)["row"] == "1"

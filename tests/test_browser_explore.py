@@ -38,17 +38,23 @@ def test_click_a_unit_shows_its_field_arithmetic_and_top_images(server, browser)
     page.get_by_text(re.compile(r"One unit: relu1, channel \d+, row 3, column 10")).wait_for(timeout=60_000)
     page.get_by_text(re.compile(r"Receptive field of relu1 unit \(row 3, column 10\)")).wait_for()
     page.get_by_text(re.compile(r"How relu1\[\d+, 3, 10\] = ")).wait_for()   # the arithmetic ...
+    assert "row=3" in page.url and "col=10" in page.url       # the click reran its part of the page: the URL ...
+    page.get_by_role("button", name="Share this view").click()
+    link = page.locator("[data-testid='stPopoverBody'] code").first
+    link.wait_for()
+    assert "row=3" in link.inner_text() and "col=10" in link.inner_text()   # ... and the link to share follow it
+    page.keyboard.press("Escape")
     page.get_by_text("sum (before the activation)").first.wait_for(state="attached")  # ... its table (a canvas)
     page.get_by_text("Strongest of all").wait_for()                 # the top images
     page.get_by_text("five attribution methods").wait_for()
     page.locator(".js-plotly-plot").filter(has_text="Saliency").first.wait_for()
-    page.wait_for_timeout(800)
+    page.get_by_text(re.compile("steps of gradient ascent on unit")).wait_for(timeout=120_000)  # background work done:
+    wait_idle(page)                                   # its rerun of the page has come and gone
     assert_clean(page)
     ARTIFACTS.mkdir(exist_ok=True)
     # the app scrolls inside its own container, so a "full page" shot is one screen: scroll, then shoot
     for name, anchor in (("explore-click", "Every layer"), ("explore-unit", re.compile("^One unit:")),
                          ("explore-attributions", re.compile("five attribution methods"))):
-        page.get_by_text(anchor).first.scroll_into_view_if_needed()
         page.get_by_text(anchor).first.evaluate("e => e.scrollIntoView({block: 'start'})")
         page.wait_for_timeout(800)
         page.screenshot(path=str(ARTIFACTS / f"{name}.png"))

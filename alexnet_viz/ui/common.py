@@ -7,7 +7,7 @@ import uuid
 from pathlib import Path
 
 import streamlit as st
-from streamlit.runtime.scriptrunner import RerunException, StopException
+from streamlit.runtime.scriptrunner import RerunException, StopException, get_script_run_ctx
 
 from alexnet_viz.config import ConfigError, default_training, get_preset
 from alexnet_viz.cost.budget import is_allocation_failure, out_of_memory_message, waiting_words
@@ -29,11 +29,12 @@ def owner_id() -> str:
 
 
 def guarded(page):
-    """Run a page; an unexpected error becomes one readable line, the trace goes to the server log."""
+    """Run a page (or a part of one that reruns by itself, a fragment); an unexpected error becomes one
+    readable line, the trace goes to the server log."""
     @functools.wraps(page)
-    def run():
+    def run(*args, **kwargs):
         try:
-            page()
+            page(*args, **kwargs)
         except (StopException, RerunException):  # st.stop() / st.rerun() are control flow, not errors
             raise
         except ConfigError as e:  # refused work (over the memory budget, a wrong data folder): says why
@@ -46,6 +47,12 @@ def guarded(page):
             st.error(f"Something went wrong on this page ({type(e).__name__}: {e}). "
                      f"Your settings and runs are kept; change the input or reload the page.")
     return run
+
+
+def fragment_rerun() -> bool:
+    """True while only a part of the page reruns (a widget inside a fragment changed), not the whole page."""
+    ctx = get_script_run_ctx()
+    return bool(ctx and ctx.fragment_ids_this_run)
 
 
 def memory_notice():

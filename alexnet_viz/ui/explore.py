@@ -20,15 +20,18 @@ from alexnet_viz.inspect.choice import Source
 from alexnet_viz.inspect.display import scale_box
 from alexnet_viz.inspect.images import ImageError, denormalize, display_copy, open_image
 from alexnet_viz.inspect.view import image_values
-from alexnet_viz.ui.common import memory_notice, owner_id, presenter_style
+from alexnet_viz.ui import share
+from alexnet_viz.ui.common import fragment_rerun, guarded, memory_notice, owner_id, presenter_style
 from alexnet_viz.ui.share import share_ui
 from alexnet_viz.ui.explore_channel import SMALL, featviz_ui, top_images_ui
 from alexnet_viz.ui.explore_image import image_ui, new_image
-from alexnet_viz.ui.explore_link import restore_ui, sync_ui, take
+from alexnet_viz.ui.explore_link import restore_ui, sync_ui, take, write_url
 from alexnet_viz.ui.explore_model import compare_ui, model_ui
 from alexnet_viz.ui.explore_state import remembered, settle
 from alexnet_viz.ui.explore_unit import arithmetic_ui, field_ui, layers_ui
 from alexnet_viz.ui.plots import attribution_panels, colorize, filter_grid, layer_stats_chart, overlay_heatmap, topk_bars
+
+UNIT = "explore-unit"  # the fragment of the page that a layer, channel or unit change reruns
 
 
 def predictions_ui(m, a, truth: str | None, where) -> None:
@@ -109,6 +112,38 @@ def analysis_ui(m, im, digest: str):
     return a, invert
 
 
+def _moved() -> None:
+    """The layer, channel or unit changed: only the part that shows them reruns, and the share link with it
+    (the image, predictions and attributions above and below do not depend on them)."""
+    st.rerun(scope=[UNIT, share.FRAGMENT])
+
+
+@st.fragment(key=UNIT)
+@guarded
+def unit_part(m, a, im, view: dict, owner: str, choice, invert, digest: str) -> None:
+    """Every layer, one unit, its channel's top images and the side-by-side model: the part of the page a
+    slider step reruns (a fragment); the URL follows it at once."""
+    layer, ch, row, col = layers_ui(m, a, _moved)
+    view.update(layer=layer, channel=ch, row=row, col=col)
+    if fragment_rerun():  # on a whole run the page writes the URL once, at its end
+        write_url(view)
+    st.subheader(f"One unit: {layer}, channel {ch}, row {row}, column {col}")
+    field_ui(m, a, im, layer, ch, row, col)
+    arithmetic_ui(m, a, layer, ch, row, col)
+    c = st.columns([3, 2])
+    with c[0]:
+        st.markdown(f"**What channel {ch} of {layer} responds to: the 9 test images that excite it most**")
+        top_images_ui(m, layer, ch)
+    with c[1]:
+        st.markdown(f"**An input made to excite unit ({row}, {col})**")
+        featviz_ui(m, layer, ch, row, col)
+
+    st.subheader("Trained and untrained, side by side")
+    m2 = compare_ui(owner, choice, m)
+    if m2 is not None:
+        side_by_side(m, a, m2, im, invert, digest, layer)
+
+
 def page() -> None:
     owner = owner_id()
     restore_ui()
@@ -156,23 +191,7 @@ def body(owner: str, view: dict) -> None:
     predictions_ui(m, a, truth, c[2])
 
     st.subheader("Every layer")
-    layer, ch, row, col = layers_ui(m, a)
-    view.update(layer=layer, channel=ch, row=row, col=col)
-    st.subheader(f"One unit: {layer}, channel {ch}, row {row}, column {col}")
-    field_ui(m, a, im, layer, ch, row, col)
-    arithmetic_ui(m, a, layer, ch, row, col)
-    c = st.columns([3, 2])
-    with c[0]:
-        st.markdown(f"**What channel {ch} of {layer} responds to: the 9 test images that excite it most**")
-        top_images_ui(m, layer, ch)
-    with c[1]:
-        st.markdown(f"**An input made to excite unit ({row}, {col})**")
-        featviz_ui(m, layer, ch, row, col)
-
-    st.subheader("Trained and untrained, side by side")
-    m2 = compare_ui(owner, choice, m)
-    if m2 is not None:
-        side_by_side(m, a, m2, im, invert, digest, layer)
+    unit_part(m, a, im, view, owner, choice, invert, digest)
 
     view["method"] = attributions_ui(m, a, im)
     st.plotly_chart(layer_stats_chart(layer_stats(a.maps)), width="stretch")

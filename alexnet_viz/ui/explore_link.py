@@ -84,10 +84,15 @@ def restore_ui() -> None:
     ss[PENDING] = {k: got[k] for k in ("layer", "channel", "row", "col", "cam", "cls") if k in got}
 
 
-def sync_ui(view: dict) -> None:
-    """The URL carries this view (a link's values not yet shown, too); one notice for what did not fit."""
+def write_url(view: dict) -> None:
+    """The URL carries this view (a link's values not yet shown, too)."""
     left = {k: v for k, v in st.session_state.get(PENDING, {}).items() if k not in view}
     share.sync_url({**left, **view}, SCHEMA)
+
+
+def sync_ui(view: dict) -> None:
+    """The URL carries this view; one notice for what did not fit."""
+    write_url(view)
     names = st.session_state.pop(MISFIT, None)
     if names:
         st.warning(f"Part of this link does not fit here: {', '.join(dict.fromkeys(names))} (not on this server, or "

@@ -16,12 +16,13 @@ from alexnet_viz.ui.explore_state import remembered, settle
 from alexnet_viz.ui.plots import channel_heatmap, colorize, field_overlay, kernel_products
 
 
-def layers_ui(m: Loaded, a: Analysis) -> tuple[str, int, int, int]:
-    """The chosen layer's maps beside the sentence that explains it; returns (layer, channel, row, col)."""
+def layers_ui(m: Loaded, a: Analysis, moved=None) -> tuple[str, int, int, int]:
+    """The chosen layer's maps beside the sentence that explains it; returns (layer, channel, row, col).
+    `moved`: called when the layer, channel or unit is changed (before the rerun it causes)."""
     layers = spatial_layers(a.maps)
     take("layer", layers, "layer")
     settle("layer", layers, default_layer(layers))
-    layer = st.select_slider("Layer", layers, key="layer")
+    layer = st.select_slider("Layer", layers, key="layer", on_change=moved)
     st.info(layer_sentences(m.cfg).get(layer, layer))
     t = a.maps[layer]
     grid, order = mosaic(t, max_channels=mosaic_channels(tuple(t.shape)))
@@ -32,15 +33,15 @@ def layers_ui(m: Loaded, a: Analysis) -> tuple[str, int, int, int]:
         take("channel", order, f"ch-{layer}")
         settle(f"ch-{layer}", order, order[0])
         ch = st.selectbox("Enlarge channel", order, key=f"ch-{layer}",
-                          format_func=lambda k: f"#{k} (rank {order.index(k) + 1})")
-        row, col = unit_picker(t[ch].float().numpy(), layer, ch)
+                          format_func=lambda k: f"#{k} (rank {order.index(k) + 1})", on_change=moved)
+        row, col = unit_picker(t[ch].float().numpy(), layer, ch, moved)
         st.caption(f"channel {ch}: mean {t[ch].mean():.3f}, max {t[ch].max():.3f}, "
                    f"zeros {(t[ch] == 0).float().mean():.0%}. Click a unit (or set its row and column) "
                    f"to see where it looks and how its value was computed.")
     return layer, ch, row, col
 
 
-def unit_picker(a: np.ndarray, layer: str, ch: int) -> tuple[int, int]:
+def unit_picker(a: np.ndarray, layer: str, ch: int, moved=None) -> tuple[int, int]:
     """The enlarged channel as a clickable heat map, with row/column inputs that follow the click."""
     H, W = a.shape
     ident = (st.session_state.get("image_digest"), layer, ch)
@@ -65,10 +66,10 @@ def unit_picker(a: np.ndarray, layer: str, ch: int) -> tuple[int, int]:
     st.session_state["unit_col"] = min(int(st.session_state["unit_col"]), W - 1)
     sel = (st.session_state["unit_row"], st.session_state["unit_col"])
     st.plotly_chart(channel_heatmap(a, sel, f"{layer}, channel {ch} ({H}×{W}): click a unit"), key=key,
-                    on_select="rerun", selection_mode="points", width="stretch")
+                    on_select=moved or "rerun", selection_mode="points", width="stretch")
     c = st.columns(2)
-    row = c[0].number_input("Unit row", 0, H - 1, key="unit_row")
-    col = c[1].number_input("Unit column", 0, W - 1, key="unit_col")
+    row = c[0].number_input("Unit row", 0, H - 1, key="unit_row", on_change=moved)
+    col = c[1].number_input("Unit column", 0, W - 1, key="unit_col", on_change=moved)
     return int(row), int(col)
 
 

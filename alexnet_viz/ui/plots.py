@@ -173,15 +173,19 @@ def filter_grid(filters: np.ndarray, cols: int = 16, scale: int = 4) -> np.ndarr
 
 def channel_heatmap(a: np.ndarray, selected: tuple[int, int] | None, title: str) -> go.Figure:
     """One channel's map (H×W raw values) to click on: a heat map, and under each cell an invisible
-    marker (Plotly selects markers, not heat-map cells); the selected unit framed in red."""
+    marker (Plotly selects markers, not heat-map cells; Streamlit passes on selections only); the selected
+    unit framed in red."""
     H, W = a.shape
     rr, cc = np.mgrid[0:H, 0:W]
     data = [dict(type="heatmap", z=a, colorscale="Viridis", colorbar=dict(title=dict(text="value"), thickness=12),
                  hoverinfo="skip"),
-            # small markers answer hover and click (the nearest wins; a "skip" trace would get no click)
+            # a marker per cell answers hover and click (the nearest wins; a "skip" trace would get no click).
+            # Only one is drawn (maxdisplayed): Plotly finds the nearest point in the data, not among the drawn
+            # ones, and drawing 3,025 SVG markers (a 55×55 map) cost a browser core 0.5–0.8 s per redraw
             dict(type="scatter", x=cc.ravel(), y=rr.ravel(), mode="markers", showlegend=False, customdata=a.ravel(),
                  hovertemplate="row %{y}, column %{x}: %{customdata:.4f}<extra></extra>",
-                 marker=dict(symbol="square", size=max(3, 160 // max(H, W)), opacity=0.01, color="white"))]
+                 marker=dict(symbol="square", size=max(3, 160 // max(H, W)), opacity=0.01, color="white",
+                             maxdisplayed=1))]
     shapes = [] if selected is None else [dict(type="rect", x0=selected[1] - 0.5, x1=selected[1] + 0.5,
                                                y0=selected[0] - 0.5, y1=selected[0] + 0.5,
                                                line=dict(color="red", width=3))]

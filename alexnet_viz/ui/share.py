@@ -12,6 +12,7 @@ import streamlit as st
 
 from alexnet_viz import links
 
+FRAGMENT = "share"  # the popover's fragment: a part of a page that changes the URL without a full run reruns it too
 QR_PX = 480        # the QR code's side on screen: readable from the back of a classroom on a projector
 _WRITTEN = "_share_written"   # per page: the parameters sync_url last put into the URL
 
@@ -84,8 +85,11 @@ def qr_png(text: str) -> bytes:
     return buf.getvalue()
 
 
+@st.fragment(key=FRAGMENT)
 def share_ui() -> str:
-    """'Share this view': the full link to copy, and a QR code a class can scan off the projector."""
+    """'Share this view': the full link to copy, and a QR code a class can scan off the projector. A
+    fragment, so that a part of the page that reruns by itself (Explore's layer and unit) can redraw the link
+    with it (`st.rerun(scope=[that part, FRAGMENT])` from its widgets)."""
     link = share_link()
     with st.popover("Share this view", icon=":material/share:"):
         st.markdown("Anyone who opens this link sees this page as it is now (uploaded images stay with you).")
