@@ -22,7 +22,6 @@ from alexnet_viz.inspect.images import ImageError, denormalize, display_copy, op
 from alexnet_viz.inspect.view import image_values
 from alexnet_viz.ui import share
 from alexnet_viz.ui.common import fragment_rerun, guarded, memory_notice, owner_id, presenter_style
-from alexnet_viz.ui.share import share_ui
 from alexnet_viz.ui.explore_channel import SMALL, featviz_ui, top_images_ui
 from alexnet_viz.ui.explore_image import image_ui, new_image
 from alexnet_viz.ui.explore_link import restore_ui, sync_ui, take, write_url
@@ -157,7 +156,7 @@ def page() -> None:
     finally:  # every way out of the page (no image yet, a refused file) still writes the URL
         sync_ui(view)
         with top[1]:
-            share_ui()
+            share.share_ui()
 
 
 def body(owner: str, view: dict) -> None:

@@ -2,6 +2,8 @@
 field on the user's image and the arithmetic that made its value."""
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import streamlit as st
 
@@ -16,7 +18,7 @@ from alexnet_viz.ui.explore_state import remembered, settle
 from alexnet_viz.ui.plots import channel_heatmap, colorize, field_overlay, kernel_products
 
 
-def layers_ui(m: Loaded, a: Analysis, moved=None) -> tuple[str, int, int, int]:
+def layers_ui(m: Loaded, a: Analysis, moved: Callable[[], None]) -> tuple[str, int, int, int]:
     """The chosen layer's maps beside the sentence that explains it; returns (layer, channel, row, col).
     `moved`: called when the layer, channel or unit is changed (before the rerun it causes)."""
     layers = spatial_layers(a.maps)
@@ -41,7 +43,7 @@ def layers_ui(m: Loaded, a: Analysis, moved=None) -> tuple[str, int, int, int]:
     return layer, ch, row, col
 
 
-def unit_picker(a: np.ndarray, layer: str, ch: int, moved=None) -> tuple[int, int]:
+def unit_picker(a: np.ndarray, layer: str, ch: int, moved: Callable[[], None]) -> tuple[int, int]:
     """The enlarged channel as a clickable heat map, with row/column inputs that follow the click."""
     H, W = a.shape
     ident = (st.session_state.get("image_digest"), layer, ch)
@@ -66,7 +68,7 @@ def unit_picker(a: np.ndarray, layer: str, ch: int, moved=None) -> tuple[int, in
     st.session_state["unit_col"] = min(int(st.session_state["unit_col"]), W - 1)
     sel = (st.session_state["unit_row"], st.session_state["unit_col"])
     st.plotly_chart(channel_heatmap(a, sel, f"{layer}, channel {ch} ({H}×{W}): click a unit"), key=key,
-                    on_select=moved or "rerun", selection_mode="points", width="stretch")
+                    on_select=moved, selection_mode="points", width="stretch")
     c = st.columns(2)
     row = c[0].number_input("Unit row", 0, H - 1, key="unit_row", on_change=moved)
     col = c[1].number_input("Unit column", 0, W - 1, key="unit_col", on_change=moved)
