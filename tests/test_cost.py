@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from dataclasses import replace
 
 import pytest
@@ -101,6 +102,24 @@ def test_the_device_profile_is_measured_once_and_cached_on_disk(monkeypatch):
     assert (cache_dir() / "device_profile.json").exists()
     monkeypatch.setattr(profile, "measure_device", lambda dev: pytest.fail("measured twice"))
     assert profile.DeviceProfiles().get("cpu") == first  # a new process reads the file
+
+
+def test_script_runs_that_overlap_measure_the_device_once(monkeypatch):
+    """Streamlit starts a rerun while the run it replaces is still going: both ask for the profile at once."""
+    import threading
+    calls, real = [], profile.measure_device
+    def slow(dev):
+        calls.append(dev)
+        time.sleep(0.3)  # long enough for every thread to arrive while the first is measuring
+        return real(dev)
+    monkeypatch.setattr(profile, "measure_device", slow)
+    profiles, got = profile.DeviceProfiles(), []
+    threads = [threading.Thread(target=lambda: got.append(profiles.get("cpu"))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len(got) == 4 and all(g is got[0] for g in got)
 
 
 def test_a_profile_taken_on_a_busy_machine_is_measured_again_keeping_the_fastest(monkeypatch):

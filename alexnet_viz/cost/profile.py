@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -145,6 +146,9 @@ class DeviceProfiles:
     def __init__(self, path: Path | None = None):
         self._path = path  # None: the cache folder's device_profile.json, looked up when first needed
         self._known: dict[str, dict] = {}
+        # Streamlit starts a rerun's script while the one it replaces is still running (fast reruns): without
+        # the lock, a page opened and clicked at once measured the device three times over, 0.5-1 s each.
+        self._lock = threading.Lock()
 
     @property
     def path(self) -> Path:
@@ -157,6 +161,12 @@ class DeviceProfiles:
         key = profile_key(dev)
         if key in self._known and not refresh:
             return self._known[key]
+        with self._lock:
+            if key in self._known and not refresh:  # measured by the caller this one waited for
+                return self._known[key]
+            return self._measure(dev, key, refresh)
+
+    def _measure(self, dev: torch.device, key: str, refresh: bool) -> dict:
         stored = _read_profiles(self.path)
         prof = stored.get(key) if _valid(stored.get(key)) else None
         if prof is None or refresh or prof.get("load", 1.0) > QUIET:

@@ -134,16 +134,21 @@ def results_ui(cfg: ArchConfig, presenter: bool = False) -> None:
     only = st.toggle("Only layers with weights or pooling", value=False)
     df = pd.DataFrame(display)
     table_ui(df[[r["type"] in STRUCTURAL for r in rows]] if only else df, presenter, counts=("params", "MACs"))
-    with st.expander("Every layer in one sentence"):
-        st.markdown("\n".join(f"- **{t.split(': ', 1)[0]}**: {t.split(': ', 1)[1]}" for t in sentences))
+    # Lazy tabs and expanders (on_change="rerun"): only what is open is drawn, so a preset switch redraws one
+    # chart, not three, and no hidden code or sentences (each a remount in the browser: the chart's id hashes its data).
+    with st.expander("Every layer in one sentence", key="arch_sentences", on_change="rerun") as box:
+        if box.open:
+            st.markdown("\n".join(f"- **{t.split(': ', 1)[0]}**: {t.split(': ', 1)[1]}" for t in sentences))
     st.caption("MACs: multiply-accumulates for one image (conv and linear layers; elementwise layers count 0). "
                "Memory: the layer's output for one image in float32. Receptive field: the input window one "
                "output pixel sees, and the stride between neighbouring windows (jump).")
-    t = st.tabs(["Where the parameters are", "Where the compute is", "Where the memory is"])
+    t = st.tabs(["Where the parameters are", "Where the compute is", "Where the memory is"], key="arch_chart",
+                on_change="rerun")
     for tab, (field, title, unit) in zip(t, (("params", "Parameters per layer", ""),
                                              ("macs", "Multiply-accumulates per layer (one image)", ""),
                                              ("memory", "Activation memory per layer (one image)", " B"))):
-        tab.plotly_chart(big_figure(per_layer_bars(rows, field, title, unit), presenter), width="stretch")
+        if tab.open:
+            tab.plotly_chart(big_figure(per_layer_bars(rows, field, title, unit), presenter), width="stretch")
     st.info(f"The Linear layers hold {fc_share:.0%} of the parameters; the conv layers do {conv_share:.0%} of the "
             f"compute — d2l's exercise: memory lives in the classifier, compute in the features.")
 
@@ -175,8 +180,9 @@ def export_ui(cfg: ArchConfig) -> None:
     c[2].file_uploader("Import a config JSON", type=["json"], key="import_json", on_change=_on_import)
     if st.session_state.get("import_error"):
         st.error(st.session_state["import_error"])
-    with st.expander("PyTorch code"):
-        st.code(code, language="python")
+    with st.expander("PyTorch code", key="arch_code", on_change="rerun") as box:
+        if box.open:
+            st.code(code, language="python")
 
 
 def page() -> None:
