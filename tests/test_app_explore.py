@@ -438,3 +438,37 @@ def test_a_layer_step_reruns_only_its_part_and_the_link_follows_it():
     clean(at)
     assert at.radio(key="model_kind") and at.radio(key="method")
     assert dict(at.query_params)["layer"] == "relu2" and dict(at.query_params)["row"] == "1"
+
+
+def _fragment_app():
+    """A slider inside a fragment, whose callback reruns only the fragment; 'keep' leaves the fragment off
+    the page, as Explore does after a refused image."""
+    import streamlit as st
+
+    from alexnet_viz.ui.common import rerun_parts
+
+    st.session_state["full"] = st.session_state.get("full", 0) + 1
+
+    @st.fragment(key="part")
+    def part():
+        st.slider("step", 0, 5, key="step", on_change=rerun_parts, args=("part",))
+        st.write(f"step {st.session_state['step']}")
+
+    if not st.toggle("leave the part out", key="out"):
+        part()
+    else:
+        st.slider("step", 0, 5, key="step", on_change=rerun_parts, args=("part",))  # the same widget, no fragment
+
+
+def test_a_step_whose_part_left_the_page_reruns_the_whole_page_not_an_error():
+    """Seen in a browser: an image refused after a good one, then a late change of a unit widget whose part
+    of the page the refused image's run had left out: "No fragment found for target 'explore-unit'"."""
+    at = AppTest.from_function(_fragment_app).run()
+    at.slider(key="step").set_value(2).run()
+    assert not at.exception and at.session_state["full"] == 1  # the fragment alone reran
+    at.run()  # the whole page again (AppTest's tree after a fragment run holds the fragment only)
+    at.toggle(key="out").set_value(True).run()
+    assert at.session_state["full"] == 3
+    at.slider(key="step").set_value(4).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state["full"] == 4 and at.slider(key="step").value == 4  # the whole page, with the step

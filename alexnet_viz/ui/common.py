@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 from streamlit.runtime.scriptrunner import RerunException, StopException, get_script_run_ctx
 
 from alexnet_viz.config import ConfigError, default_training, get_preset
@@ -53,6 +54,16 @@ def fragment_rerun() -> bool:
     """True while only a part of the page reruns (a widget inside a fragment changed), not the whole page."""
     ctx = get_script_run_ctx()
     return bool(ctx and ctx.fragment_ids_this_run)
+
+
+def rerun_parts(*keys: str) -> None:
+    """From a widget's callback: rerun only the fragments with these keys, not the whole page. When one of
+    them is not on the page now (a full run since left it out: the image was refused), the whole page
+    reruns, as after any callback, instead of Streamlit's "No fragment found" error."""
+    try:
+        st.rerun(scope=list(keys))
+    except StreamlitAPIException:
+        pass
 
 
 def memory_notice():

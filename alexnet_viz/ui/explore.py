@@ -21,7 +21,7 @@ from alexnet_viz.inspect.display import scale_box
 from alexnet_viz.inspect.images import ImageError, denormalize, display_copy, open_image
 from alexnet_viz.inspect.view import image_values
 from alexnet_viz.ui import share
-from alexnet_viz.ui.common import fragment_rerun, guarded, memory_notice, owner_id, presenter_style
+from alexnet_viz.ui.common import fragment_rerun, guarded, memory_notice, owner_id, presenter_style, rerun_parts
 from alexnet_viz.ui.explore_channel import SMALL, featviz_ui, top_images_ui
 from alexnet_viz.ui.explore_image import image_ui, new_image
 from alexnet_viz.ui.explore_link import restore_ui, sync_ui, take, write_url
@@ -114,7 +114,7 @@ def analysis_ui(m, im, digest: str):
 def _moved() -> None:
     """The layer, channel or unit changed: only the part that shows them reruns, and the share link with it
     (the image, predictions and attributions above and below do not depend on them)."""
-    st.rerun(scope=[UNIT, share.FRAGMENT])
+    rerun_parts(UNIT, share.FRAGMENT)
 
 
 @st.fragment(key=UNIT)
