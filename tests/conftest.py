@@ -1,3 +1,4 @@
+import functools
 import os
 import shutil
 import socket
@@ -26,6 +27,12 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     import torch
 
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
+
+# Every AppTest scans the installed packages for Streamlit components (v2) when it first runs: 0.2 s of
+# metadata parsing each, in a suite that makes hundreds. Nothing installed changes during the run.
+import streamlit.components.v2.manifest_scanner as _manifests  # noqa: E402
+
+_manifests.scan_component_manifests = functools.cache(_manifests.scan_component_manifests)
 
 
 @pytest.fixture(autouse=True)
