@@ -120,8 +120,14 @@ def test_empty_cell_and_hidden_rows():
     assert at.metric[0].value == f"{6400 * 10 + 10 + summarize_features('d2l'):,}"
 
 
+def open_export(at: AppTest) -> AppTest:
+    """The Architect's "Export and import" expander opened (lazy: closed, it draws nothing)."""
+    at.session_state["arch_export"] = True
+    return at.run()
+
+
 def test_import_json_and_bad_json():
-    at = app("architect")
+    at = open_export(app("architect"))
     cfg = PRESETS["lenet5"].to_json().encode()
     at.file_uploader(key="import_json").set_value(("lenet.json", cfg, "application/json")).run()
     no_exception(at)
@@ -134,7 +140,9 @@ def test_import_json_and_bad_json():
 def test_export_is_the_current_config():
     at = app("architect")
     at.selectbox(key="preset").set_value("mini28").run()
-    dl = at.get("download_button")
+    assert [d.proto.label for d in at.get("download_button")] == ["Download drawing (SVG)", "Download drawing (PNG)"]
+    assert not at.get("file_uploader")  # the closed export expander draws nothing (lazy)
+    dl = open_export(at).get("download_button")
     assert [d.proto.label for d in dl] == ["Download drawing (SVG)", "Download drawing (PNG)",
                                            "Download config JSON", "Download PyTorch code"]
     assert not [c for c in at.code if c.language == "python"]  # a closed expander draws no code (lazy)

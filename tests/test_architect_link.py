@@ -66,6 +66,9 @@ def test_presenter_mode_is_in_the_url_and_its_tables_are_html_tables_that_grow()
     no_exception(at)
     assert at.toggle(key="presenter").value is True
     assert not at.data_editor and not at.dataframe  # no editor; tables drawn as HTML (st.table) for the CSS
+    assert len(at.table) == 1  # the layer table; the comparison's expander is closed (lazy: drawn when opened)
+    at.session_state["arch_compare"] = True
+    at.run()
     assert len(at.table) == 2
     assert any("stTable" in h.proto.body for h in at.get("html"))
     assert url(at) == {"preset": "mini28", "present": "1"}

@@ -66,6 +66,9 @@ def test_projector_1920(server, browser):
     page.get_by_text("Edit the network").wait_for(state="detached")
     from playwright.sync_api import expect
     # layer table and comparison as HTML tables, whose type grows with the page's (a canvas dataframe's cannot)
+    expect(page.locator("[data-testid='stTable']")).to_have_count(1, timeout=30_000)
+    page.get_by_text("Two networks side by side").click()  # a lazy expander: the comparison is drawn when opened
+    wait_idle(page)
     expect(page.locator("[data-testid='stTable']")).to_have_count(2, timeout=30_000)
     cell_px = page.evaluate("parseFloat(getComputedStyle(document.querySelector('[data-testid=stTable] td')).fontSize)")
     assert cell_px >= 20

@@ -76,7 +76,9 @@ def test_dropout_limit_and_long_names():
 
 
 def test_import_shows_its_name_and_values_as_they_are():
-    at = AppTest.from_file(str(ROOT / "tests" / "apps" / "architect.py"), default_timeout=120).run()
+    at = AppTest.from_file(str(ROOT / "tests" / "apps" / "architect.py"), default_timeout=120)
+    at.session_state["arch_export"] = True  # the "Export and import" expander open
+    at.run()
     cfg = replace(get_preset("lenet5"), name="my lenet", dropout=0.99, hidden=(120, 84))
     at.file_uploader(key="import_json").set_value(("net.json", cfg.to_json().encode(), "application/json")).run()
     no_exception(at)

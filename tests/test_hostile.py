@@ -63,7 +63,9 @@ def test_a_name_with_a_lone_surrogate_is_refused_from_a_dict_too():
 
 
 def architect_after_import(payload: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "tests" / "apps" / "architect.py"), default_timeout=300).run()
+    at = AppTest.from_file(str(ROOT / "tests" / "apps" / "architect.py"), default_timeout=300)
+    at.session_state["arch_export"] = True  # the "Export and import" expander open
+    at.run()
     at.file_uploader(key="import_json").set_value(("net.json", payload.encode("utf-8"), "application/json")).run()
     return at
 

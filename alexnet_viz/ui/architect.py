@@ -233,11 +233,16 @@ def page() -> None:
     cost_ui(cfg)  # training estimate for this network; a warning when it or its analysis does not fit
     st.subheader("Layer by layer")
     results_ui(cfg, presenter)
-    st.subheader("Two networks side by side")
-    compare_ui(cfg, presenter)
+    # Lazy (drawn only while open): a preset switch redraws neither, each a table or a row of widgets in the browser.
+    with st.expander("**Two networks side by side**: LeNet, the paper's AlexNet, d2l's and yours, layer by layer",
+                     key="arch_compare", on_change="rerun") as box:
+        if box.open:
+            compare_ui(cfg, presenter)
     if not presenter:
-        st.subheader("Export and import")
-        export_ui(cfg)
+        with st.expander("**Export and import**: the config as JSON, the network as PyTorch code",
+                         key="arch_export", on_change="rerun") as box:
+            if box.open:
+                export_ui(cfg)
     share.sync_url(links.architect_values(cfg, presenter), links.ARCHITECT)
     with share_box:
         share.share_ui()  # after sync_url: the link is this run's view
