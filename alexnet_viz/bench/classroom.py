@@ -37,6 +37,7 @@ from alexnet_viz.bench import print_table
 CHROMIUM = "/usr/bin/chromium"
 APP = Path(__file__).resolve().parents[2] / "app.py"
 PROBE_PRESETS = ("d2l", "mini28")      # the probe switches between these (ends each cycle on d2l)
+SHOTS = APP.parent / "test-artifacts"  # a failing session's screenshot (git ignores the folder)
 LAYERS = ("relu2", "relu3", "relu5")  # three layer changes on d2l's network
 CLK = os.sysconf("SC_CLK_TCK")
 
@@ -249,10 +250,20 @@ class Student:
             await p.wait_for_timeout(50)
         await self.check()
 
-    def failed(self, e: Exception, stop: asyncio.Event) -> None:
-        """A looping session's failure, counted with the exceptions seen (not the browser closing at the end)."""
-        if not stop.is_set():
-            self.errors.append(f"{self.name}: {type(e).__name__}: {str(e)[:120]}")
+    async def failed(self, e: Exception, stop: asyncio.Event) -> None:
+        """A looping session's failure, counted with the exceptions seen (not the browser closing at the end),
+        with a screenshot of what its page showed (in test-artifacts/, named in the line)."""
+        if stop.is_set():
+            return
+        line = f"{self.name}: {type(e).__name__}: {str(e)[:120]}"
+        try:
+            SHOTS.mkdir(exist_ok=True)
+            path = SHOTS / f"classroom-{self.name}-{len(self.errors)}.png"
+            await self.page.screenshot(path=str(path), full_page=True, timeout=30_000)
+            line += f" (its page, {self.page.url}: {path})"
+        except Exception:  # noqa: BLE001 -- a page too stuck for a screenshot: the line alone
+            pass
+        self.errors.append(line)
 
     async def check(self) -> None:
         p = self.page
@@ -337,7 +348,7 @@ async def classmate(s: Student, stop: asyncio.Event, photo: bytes, seed: int) ->
             await s.upload(photo)
             await s.slide("Layer", str(rng.choice(LAYERS)), d2l_layers())
         except Exception as e:  # a slow page is the bench's finding, not its failure
-            s.failed(e, stop)
+            await s.failed(e, stop)
         await asyncio.sleep(float(rng.uniform(2, 5)))
 
 
@@ -357,7 +368,7 @@ async def trainer(s: Student, stop: asyncio.Event, paused: asyncio.Event) -> Non
             await asyncio.sleep(3)
             await s.check()
     except Exception as e:  # counted, not lost in a task nobody awaits
-        s.failed(e, stop)
+        await s.failed(e, stop)
 
 
 async def hostile(s: Student, stop: asyncio.Event) -> None:
@@ -375,7 +386,7 @@ async def hostile(s: Student, stop: asyncio.Event) -> None:
                 await box.press("Enter")
                 await s.idle()
         except Exception as e:
-            s.failed(e, stop)
+            await s.failed(e, stop)
         await asyncio.sleep(1)
 
 
