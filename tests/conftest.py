@@ -22,11 +22,15 @@ os.environ.pop("ALEXNET_VIZ_DATA", None)
 os.environ["ALEXNET_VIZ_WARM_START"] = "0"
 # Under pytest-xdist (pyproject's `-n 2`) each test process gets its share of the cores for torch: two
 # processes of two threads each on 2 cores spin against each other (a Grad-CAM test took 35 s, not 2 s).
-# Processes a test starts (training runs, the CLI, the server) keep torch's own default.
+# The processes a test starts (training runs, the CLI, the server) get the same share through
+# OMP_NUM_THREADS: beside the other test process, a mini28 CLI run of 40 batches took 13.5-15.2 s and
+# 15-16.5 CPU s with two threads, 9.5-11.8 s and 8.9-10.2 CPU s with one.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     import torch
 
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
+    _share = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    torch.set_num_threads(_share)
+    os.environ.setdefault("OMP_NUM_THREADS", str(_share))
 
 # Every AppTest scans the installed packages for Streamlit components (v2) when it first runs: 0.2 s of
 # metadata parsing each, in a suite that makes hundreds. Nothing installed changes during the run.
