@@ -78,7 +78,11 @@ def load_fashion_mnist() -> Dataset:
             return Dataset(*_from_torchvision(root, download=True), source=f"{root} (downloaded)", is_sample=False)
         except Exception as e:  # noqa: BLE001 - any network failure means: use the sample
             problems.append(f"download failed ({type(e).__name__}: no network?)")
-    why = "; ".join(problems) or "offline mode"
+    return load_sample("; ".join(problems) or "offline mode")
+
+
+def load_sample(why: str = "asked for") -> Dataset:
+    """The bundled 12,000-image sample (alexnet_viz/assets/), `why` the full dataset is not used."""
     return Dataset(*_from_sample(), source=f"bundled sample in alexnet_viz/assets/ — full dataset unavailable: {why}",
                    is_sample=True)
 

@@ -140,6 +140,47 @@ def test_projection_has_one_point_per_test_image_at_each_snapshot(tmp_path):
     assert spread(frames[-1][1]) < spread(frames[0][1])
 
 
+def test_a_projection_is_kept_with_the_run_and_made_again_when_the_run_or_the_images_change(tmp_path, monkeypatch):
+    from alexnet_viz.inspect import embedding
+    run, _, _ = trained(tmp_path)
+    ds = synthetic(N_TRAIN, 32)
+    made = []
+    real = embedding._project
+    monkeypatch.setattr(embedding, "_project", lambda *a: made.append(1) or real(*a))
+    first, labels, idx = project_run(run.path, ds, n=20)
+    (kept,) = run.path.glob("embedding-*.npz")
+    again, labels2, idx2 = project_run(run.path, ds, n=20)
+    assert len(made) == 1  # read back, not made again
+    assert [lab for lab, _ in again] == [lab for lab, _ in first] and (labels2 == labels).all() and (idx2 == idx).all()
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(first, again))
+    project_run(run.path, ds, n=10)  # other images: another file
+    assert len(made) == 2 and len(list(run.path.glob("embedding-*.npz"))) == 2
+    index = run.path / "snapshots" / "index.json"  # the run trained on (a snapshot more): made again
+    entries = json.loads(index.read_text())
+    index.write_text(json.dumps(entries[:-1]))
+    frames, _, _ = project_run(run.path, ds, n=20)
+    assert len(made) == 3 and len(frames) == len(first) - 1
+    kept.write_bytes(kept.read_bytes()[:100])  # cut short (a crash mid-write elsewhere): made again
+    project_run(run.path, ds, n=20)
+    assert len(made) == 4 and not list(run.path.glob(".*tmp"))
+    project_run(run.path, ds, n=20, keep=False)
+    assert len(made) == 4  # the file made just before is read
+
+
+def test_the_shipped_run_keeps_its_projection_for_the_sample_and_a_fresh_one_is_the_same():
+    """The shipped mini28 opens its embedding at once offline; what it ships is what it would compute."""
+    from alexnet_viz.data import load_sample
+    from alexnet_viz.inspect import embedding
+    from alexnet_viz.runs.examples import example_run
+    run = example_run()
+    before = {p.name: p.stat().st_mtime_ns for p in run.path.iterdir()}
+    frames, labels, idx = project_run(run.path, load_sample())  # read from the shipped file
+    made = embedding._project(run, embedding.prepare_images(load_sample().test_x[idx], 1, 28))
+    assert [lab for lab, _ in frames] == [lab for lab, _ in made] and len(frames) == len(run.snapshots())
+    assert all(np.allclose(a, b, atol=1e-4) for (_, a), (_, b) in zip(frames, made))
+    assert {p.name: p.stat().st_mtime_ns for p in run.path.iterdir()} == before  # nothing written there
+
+
 def test_procrustes_undoes_a_rotation_and_a_reflection():
     g = torch.Generator().manual_seed(0)
     b = torch.randn(50, 2, generator=g)

@@ -4,7 +4,8 @@
 
 1. `mini28/`: a finished mini28 run on the full Fashion-MNIST — config, metrics, final weights (fp32,
    with Adam's moments in bf16, so that it can be resumed), snapshots (before training, steps 1, 4, 16, 64, 256, every
-   epoch; stored in fp16), internals, test predictions.
+   epoch; stored in fp16), internals, test predictions, and its embedding's projections (of the full
+   test set's 2,000 images and of the bundled sample's: Train's embedding view opens at once on either).
 2. `relu-vs-sigmoid-*`: the ReLU-vs-sigmoid experiment of training/experiments.py at the Experiments
    page's default budget (one epoch a run), seeds 0 and 1: normal runs without snapshots, their
    weights the model alone in fp16.
@@ -13,6 +14,9 @@ Reproducible: fixed seeds, fp32 (no autocast), deterministic algorithms, a fixed
 threads and internals sampled every INTERNALS_EVERY steps (not at a measured interval). The same
 machine and thread count give the same weights; another CPU gives the same figures to within
 rounding. Only the timings (examples/s, elapsed) differ between builds.
+
+`--embeddings-only` makes mini28's projections again in the runs already at --out (after a change to
+the embedding view), training nothing.
 
 Refuses to build from the bundled 12,000-image sample: the shipped network must be the real one.
 """
@@ -33,7 +37,8 @@ sys.path.insert(0, str(ROOT))  # run as a script from a checkout: the package be
 import torch  # noqa: E402
 
 from alexnet_viz.config import get_preset, default_training  # noqa: E402
-from alexnet_viz.data import load_fashion_mnist  # noqa: E402
+from alexnet_viz.data import load_fashion_mnist, load_sample  # noqa: E402
+from alexnet_viz.inspect.embedding import project_run  # noqa: E402
 from alexnet_viz.runs.store import Run  # noqa: E402
 from alexnet_viz.training import engine  # noqa: E402
 from alexnet_viz.training.experiments import EXPERIMENTS, Budget, base_network, planned_runs  # noqa: E402
@@ -123,6 +128,15 @@ def model_only_fp16(run: Run) -> None:
     torch.save({"model": _halve(ck["model"]), "optimizer": {}, "epoch": ck["epoch"]}, run.path / "weights.pt")
 
 
+def keep_embeddings(run_path: Path, ds, say) -> None:
+    """The embedding view's projections of the run, kept in its folder, for the full data and the sample."""
+    for d in (ds, load_sample("shipped beside the full data's")):
+        t = time.perf_counter()
+        frames, _, idx = project_run(run_path, d, keep=True)
+        say(f"  embedding: {len(idx):,} {'sample' if d.is_sample else 'full'} test images at {len(frames)} "
+            f"snapshots in {time.perf_counter() - t:.1f} s")
+
+
 def folder_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
@@ -141,10 +155,14 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "alexnet_viz" / "assets" / "runs")
     p.add_argument("--epochs", type=int, default=EPOCHS, help="mini28's epochs")
     p.add_argument("--threads", type=int, default=THREADS)
+    p.add_argument("--embeddings-only", action="store_true", help="only make mini28's embedding projections again")
     a = p.parse_args(argv)
     ds = full_data()
     deterministic(a.threads)
     out = a.out.resolve()
+    if a.embeddings_only:
+        keep_embeddings(out / "mini28", ds, print)
+        return 0
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".build-", dir=out.parent))  # same disk: the swap is a rename
     new = work / "runs"
@@ -160,6 +178,7 @@ def main(argv=None) -> int:
         shrink_snapshots(run)
         optimizer_bf16(run)
         mini = finish(run, "mini28", new)
+        keep_embeddings(mini, ds, say)
         mini28_s = time.perf_counter() - t0
         exp = EXPERIMENTS[EXPERIMENT]
         plan = planned_runs([EXPERIMENT], EXPERIMENT_BUDGET, list(EXPERIMENT_SEEDS), base_network())
