@@ -129,7 +129,10 @@ def model_only_fp16(run: Run) -> None:
 
 
 def keep_embeddings(run_path: Path, ds, say) -> None:
-    """The embedding view's projections of the run, kept in its folder, for the full data and the sample."""
+    """The embedding view's projections of the run, kept in its folder, for the full data and the sample:
+    made afresh (a kept one would be read back, and its key does not know the code that made it)."""
+    for old in run_path.glob("embedding-*.npz"):
+        old.unlink()
     for d in (ds, load_sample("shipped beside the full data's")):
         t = time.perf_counter()
         frames, _, idx = project_run(run_path, d, keep=True)
