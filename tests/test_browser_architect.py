@@ -1,6 +1,6 @@
 """The Architect in a real browser at a projector's 1920×1080 and a phone's 390×844: the drawing's
 labels are readable, the editor tables fit, a broken network is drawn in red, presenter mode
-enlarges and hides the editor. Screenshots go to test-artifacts/ (the README shows copies)."""
+enlarges and hides the editor. With ALEXNET_VIZ_SHOTS=1, screenshots go to test-artifacts/ (the README shows copies)."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -10,7 +10,7 @@ import pytest
 from alexnet_viz.config import get_preset, trace, with_conv
 from alexnet_viz.architect.summary import summarize
 
-from tests.test_browser import assert_clean, conv_table, edit_cell, metric, set_number, wait_idle, wait_metric
+from tests.test_browser import assert_clean, conv_table, edit_cell, metric, set_number, shot, wait_idle, wait_metric
 
 pytestmark = pytest.mark.slow
 
@@ -35,9 +35,7 @@ def label_px(page) -> float:
 
 
 def viewport_shot(page, name: str) -> None:
-    from tests.test_browser import ARTIFACTS
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+    shot(page, name, full_page=False)
 
 
 def test_projector_1920(server, browser):

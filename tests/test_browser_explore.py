@@ -1,10 +1,10 @@
 """Explore in a real browser: click a unit of a feature map, see its receptive field, its arithmetic
-and the top images. Screenshots go to test-artifacts/ (the README's come from here)."""
+and the top images. With ALEXNET_VIZ_SHOTS=1, screenshots go to test-artifacts/ (the README's come from here)."""
 from __future__ import annotations
 
 import re
 
-from tests.test_browser import ARTIFACTS, assert_clean, choose, open_page, wait_idle
+from tests.test_browser import SHOTS, assert_clean, choose, open_page, shot, wait_idle
 
 import pytest
 
@@ -51,11 +51,10 @@ def test_click_a_unit_shows_its_field_arithmetic_and_top_images(server, browser)
     page.get_by_text(re.compile("steps of gradient ascent on unit")).wait_for(timeout=120_000)  # background work done:
     wait_idle(page)                                   # its rerun of the page has come and gone
     assert_clean(page)
-    ARTIFACTS.mkdir(exist_ok=True)
     # the app scrolls inside its own container, so a "full page" shot is one screen: scroll, then shoot
     for name, anchor in (("explore-click", "Every layer"), ("explore-unit", re.compile("^One unit:")),
-                         ("explore-attributions", re.compile("five attribution methods"))):
+                         ("explore-attributions", re.compile("five attribution methods"))) if SHOTS else ():
         page.get_by_text(anchor).first.evaluate("e => e.scrollIntoView({block: 'start'})")
         page.wait_for_timeout(800)
-        page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+        shot(page, name, full_page=False)
     page.context.close()

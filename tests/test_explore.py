@@ -1,4 +1,5 @@
 """Images and looking inside: an awkward-file corpus made here, feature maps, Grad-CAM, pretrained loading."""
+import functools
 import io
 import json
 import os
@@ -203,8 +204,10 @@ def test_conv1_filters_as_images():
     assert conv1_filters(untrained(get_preset("torchvision")).model).shape == (64, 11, 11, 3)
 
 
+@functools.cache
 def trained_tiny_run():
-    """mini28 trained briefly on the bundled sample: enough to make Grad-CAM meaningful."""
+    """mini28 trained briefly on the bundled sample: enough to make Grad-CAM meaningful. Made once per test
+    process (in the first asker's tmp folder, which outlives it) and only read by the tests that use it."""
     from alexnet_viz.config import TrainConfig
     from alexnet_viz.data import load_fashion_mnist
     from alexnet_viz.runs.store import Run

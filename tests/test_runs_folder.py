@@ -59,14 +59,16 @@ def test_the_end_of_a_test_run_says_when_the_browser_tests_did_not_run(tmp_path)
     (tmp_path / "test_browser.py").write_text(
         "import pytest\npytest.skip('Chromium not found at /usr/bin/chromium', allow_module_level=True)\n")
     (tmp_path / "test_ok.py").write_text("def test_ok():\n    assert 1 + 1 == 2\n")
+    # not as one of this run's xdist workers (the copied conftest would import torch for its thread share)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
-                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
     tail = out.stdout.strip().splitlines()[-4:]
     assert any("real-browser tests NOT run" in line for line in tail), out.stdout
     assert any("apt-get install -y chromium" in line for line in tail)
     (tmp_path / "test_browser.py").write_text("def test_browser():\n    pass\n")
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
-                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
     assert "NOT run" not in out.stdout and "2 passed" in out.stdout
 
 
