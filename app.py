@@ -10,7 +10,10 @@ from alexnet_viz.ui import explore
 from alexnet_viz.ui import lessons
 
 from alexnet_viz.ui import train
+from alexnet_viz.inspect.background import long_runs_yield
 from alexnet_viz.ui.common import guarded
+
+long_runs_yield()  # one machine serving a class: a script run past 0.25 CPU s yields the core to shorter ones
 
 st.set_page_config(page_title="AlexNet Explorer", page_icon=":material/neurology:", layout="wide")
 st.navigation([

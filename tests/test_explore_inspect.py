@@ -2,6 +2,7 @@
 it draws (enlarged, framed, contrast stretched), the model choice as a value, background work,
 the session's memo, and an input made to excite a unit that is not a flat square."""
 import dataclasses
+import os
 import threading
 import time
 
@@ -15,6 +16,7 @@ from alexnet_viz.config import TrainConfig, get_preset
 from alexnet_viz.inspect.analysis import ModelUnavailable, feature_maps, untrained
 from alexnet_viz.inspect.arithmetic import explain_unit, sum_rows
 from alexnet_viz.inspect.attribution import black_image
+from alexnet_viz.inspect import background
 from alexnet_viz.inspect.background import Background
 from alexnet_viz.inspect.choice import ModelChoice, Source, load_model, own_runs, sources
 from alexnet_viz.inspect.display import draw_box, enlarge, layer_sentences, scale_box, stretch_contrast
@@ -307,3 +309,44 @@ def test_an_input_made_to_excite_a_trained_unit_is_not_flat(request):
             assert v.reached > v.start, (layer, ch)
             crop = v.crop.astype(np.float32)
             assert crop.max() - crop.min() > 100, (layer, ch)                   # dark and light inside the field
+
+
+def _spin(seconds: float, box: dict, go: threading.Event) -> None:
+    box["tid"] = threading.get_native_id()
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+    go.wait(10)  # alive until the test has looked
+
+
+def test_a_long_script_run_is_lowered_and_a_short_one_is_not():
+    """The server's feedback queue: a thread past LONG_S of CPU gets nice NICE; one under it keeps its own."""
+    if not hasattr(time, "pthread_getcpuclockid"):
+        pytest.skip("no per-thread CPU clocks on this platform")
+    go = threading.Event()
+    long_box, short_box = {}, {}
+    long_t = threading.Thread(target=_spin, args=(0.4, long_box, go), name="ScriptRunner.scriptThread")
+    short_t = threading.Thread(target=_spin, args=(0.0, short_box, go), name="ScriptRunner.scriptThread")
+    for t in (long_t, short_t):
+        t.start()
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline and (background.thread_cpu_s(long_t) or 0) <= 0.4:
+            time.sleep(0.02)
+        before = os.getpriority(os.PRIO_PROCESS, short_box["tid"])
+        done: set = set()
+        assert background.demote_long([long_t, short_t], 0.25, done) == [long_t]
+        assert os.getpriority(os.PRIO_PROCESS, long_box["tid"]) >= background.NICE
+        assert os.getpriority(os.PRIO_PROCESS, short_box["tid"]) == before
+        assert background.demote_long([long_t, short_t], 0.25, done) == []  # once each
+    finally:
+        go.set()
+        for t in (long_t, short_t):
+            t.join()
+
+
+def test_the_server_starts_one_watcher():
+    background.long_runs_yield()
+    background.long_runs_yield()
+    assert [t.name for t in threading.enumerate()].count("long-runs-yield") == (
+        1 if hasattr(time, "pthread_getcpuclockid") else 0)

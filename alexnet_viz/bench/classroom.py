@@ -10,9 +10,10 @@ changes, all on d2l's network): alone; watching (two sessions watch a run, nobod
 watching); class (N classmates loop the same pages, two of them training and watching); hostile (the class
 plus one session uploading 48 MP photos, opening the largest network and asking for the largest batch).
 Where the machine has more than one core, the server and its training processes get one core and the
-browsers the others, so that rendering in the browser does not count as server time; the classmates'
-browsers run at nice 19 there (in a class each student's browser is on their own machine), so that the
-probe's latency is the server's answer, not the other browsers' rendering.
+browsers the others, so that rendering in the browser does not count as server time; the classmates run
+in a process of their own at nice 19 there, their Python, Playwright driver and browsers (in a class each
+student's browser is on their own machine), so that the probe's latency is the server's answer, not the
+other browsers' rendering or the driver's work for them.
 """
 from __future__ import annotations
 
@@ -64,18 +65,30 @@ def _cpu_seconds(pid: int) -> float:
 
 def _tree_rss(pid: int) -> int:
     """Resident bytes of a process and its descendants (the training workers count)."""
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
+    total = 0
+    for p in [pid, *_descendants(pid)]:
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1]) * 1024
-            for t in Path(f"/proc/{p}/task").iterdir():
-                todo += [int(c) for c in (t / "children").read_text().split()]
         except OSError:
             continue
     return total
+
+
+def _descendants(pid: int) -> list[int]:
+    """The pids of a process's children, their children, and so on."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for t in Path(f"/proc/{p}/task").iterdir():
+                kids = [int(c) for c in (t / "children").read_text().split()]
+                out += kids
+                todo += kids
+        except OSError:
+            continue
+    return out
 
 
 class Server:
@@ -337,6 +350,9 @@ async def probe_cycle(s: Student, times: dict, photo: bytes) -> None:
         await timed(times, "explore: layer change", s.slide("Layer", layer, d2l_layers()))
 
 
+LOOPS = [0]  # the classmates' loops done, in the class's process (the class's load on the server)
+
+
 async def classmate(s: Student, stop: asyncio.Event, photo: bytes, seed: int) -> None:
     rng = np.random.default_rng(seed)
     while not stop.is_set():
@@ -347,6 +363,7 @@ async def classmate(s: Student, stop: asyncio.Event, photo: bytes, seed: int) ->
             await s.untrained()
             await s.upload(photo)
             await s.slide("Layer", str(rng.choice(LAYERS)), d2l_layers())
+            LOOPS[0] += 1
         except Exception as e:  # a slow page is the bench's finding, not its failure
             await s.failed(e, stop)
         await asyncio.sleep(float(rng.uniform(2, 5)))
@@ -390,6 +407,103 @@ async def hostile(s: Student, stop: asyncio.Event) -> None:
         await asyncio.sleep(1)
 
 
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--no-first-run", "--disable-sync"]
+
+
+async def _class(url: str, classmates: int) -> None:
+    """The class, in a process of its own at nice 19 (its Python, its Playwright driver, its browsers): in a
+    class each student's browser runs on their own machine, so here theirs must not take the browser core
+    from the probe's. Commands on stdin, one a line: "trainers", "pause", "resume", "mates", "hostile",
+    "stop"; it answers each with "ok N" (N: the classmates' loops done so far) and, after "stop", "errors " + the JSON list of what went wrong."""
+    from playwright.async_api import async_playwright
+    errors: list[str] = []
+    photo = _photo(640, 480)
+    stop, paused = asyncio.Event(), asyncio.Event()
+    tasks: list[asyncio.Task] = []
+    trainers = min(2, classmates)
+    loop = asyncio.get_running_loop()
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        _lower_autogroup(os.getpid())
+        while True:
+            command = (await loop.run_in_executor(None, sys.stdin.readline)).strip()
+            if command == "trainers":
+                for i in range(trainers):
+                    t = Student(browser, url, f"trainer{i}", errors)
+                    await t.open()
+                    tasks.append(asyncio.create_task(trainer(t, stop, paused)))
+            elif command == "pause":
+                paused.set()
+            elif command == "resume":
+                paused.clear()
+            elif command == "mates":
+                for i in range(max(classmates - trainers, 0)):
+                    m = Student(browser, url, f"mate{i}", errors)
+                    await m.open()
+                    tasks.append(asyncio.create_task(classmate(m, stop, photo, i)))
+            elif command == "hostile":
+                bad = Student(browser, url, "hostile", errors)
+                await bad.open()
+                tasks.append(asyncio.create_task(hostile(bad, stop)))
+            elif command == "count":
+                pass
+            elif command in ("stop", ""):  # "": the bench has gone
+                stop.set()
+                if tasks:
+                    await asyncio.wait(tasks, timeout=120)
+                await browser.close()
+                print("errors " + json.dumps(errors), flush=True)
+                return
+            print(f"ok {LOOPS[0]}", flush=True)
+
+
+def _lower_autogroup(pid: int) -> None:
+    """Nice 19 for the scheduler group of each of pid's descendants. Playwright starts Chromium in a session
+    of its own (setsid), and with Linux's autogroup scheduling each session is a group that gets an equal
+    share of the core whatever its processes' nice: the class's browsers at nice 19 still took half of the
+    browser core from the probe's. Writing /proc/PID/autogroup lowers the group as a whole."""
+    for p in _descendants(pid):
+        try:
+            Path(f"/proc/{p}/autogroup").write_text("19")
+        except OSError:  # no autogroup scheduling here (nice alone then does it), or the process is gone
+            pass
+
+
+def class_process(url: str, classmates: int) -> None:
+    """Entry point of the class's process (see _class)."""
+    asyncio.run(_class(url, classmates))
+
+
+class Class:
+    """The bench's handle on the class's process: start it at nice 19 on the browser cores, send commands."""
+
+    async def start(self, url: str, classmates: int, cpus: set[int]) -> None:
+        def low() -> None:
+            os.sched_setaffinity(0, cpus)
+            os.nice(19)
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", f"from alexnet_viz.bench.classroom import class_process; "
+                                  f"class_process({url!r}, {classmates})",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, preexec_fn=low,
+            cwd=str(APP.parent))
+
+    async def send(self, command: str) -> str:
+        self.proc.stdin.write(f"{command}\n".encode())
+        await self.proc.stdin.drain()
+        while True:
+            line = (await self.proc.stdout.readline()).decode()
+            if not line:
+                raise RuntimeError(f"the class's process ended before answering {command!r}")
+            if line.startswith(("ok", "errors ")):
+                return line.strip()
+
+    async def stop(self) -> list[str]:
+        line = await self.send("stop")
+        await self.proc.wait()
+        return json.loads(line.removeprefix("errors "))
+
+
 async def _phases(url: str, server: Server, classmates: int, seconds: float, browser_cpus: set[int],
                   work: Path, baseline) -> dict:
     """The phases in order; `baseline()` (the CLI's rate) is measured right after the watching phase,
@@ -397,18 +511,9 @@ async def _phases(url: str, server: Server, classmates: int, seconds: float, bro
     from playwright.async_api import async_playwright
     errors: list[str] = []
     photo = _photo(640, 480)
-    out = {"errors": errors}
+    out = {"errors": errors, "server_busy": {}}
     async with async_playwright() as pw:
-        args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--no-first-run", "--disable-sync"]
-        # In a class each student's browser runs on their own machine: here the classmates' share the
-        # browser cores with the probe's, so theirs run at nice 19 (a wrapper that execs Chromium under
-        # nice) and the probe's rendering is not slowed by theirs. The server's work still is.
-        niced = work / "chromium-nice19"
-        niced.write_text(f"#!/bin/sh\nexec nice -n 19 {CHROMIUM} \"$@\"\n")
-        niced.chmod(0o755)
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=args)
-        others = await pw.chromium.launch(executable_path=str(niced), args=args)
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
         _pin_browsers(browser_cpus)
         probe = Student(browser, url, "probe", errors)
         await probe.open()
@@ -416,48 +521,44 @@ async def _phases(url: str, server: Server, classmates: int, seconds: float, bro
 
         async def run_probe(label: str) -> None:
             times: dict = {}
+            c0, t0 = server.cpu(), time.time()
             end = time.time() + seconds
             while time.time() < end:
                 await probe_cycle(probe, times, photo)
             out[label] = times
+            out["server_busy"][label] = (server.cpu() - c0) / (time.time() - t0)
 
         await run_probe("alone")
 
-        stop = asyncio.Event()
-        trainers = [Student(others, url, f"trainer{i}", errors) for i in range(min(2, classmates))]
-        for t in trainers:
-            await t.open()
-        _pin_browsers(browser_cpus)
-        paused = asyncio.Event()
-        tasks = [asyncio.create_task(trainer(t, stop, paused)) for t in trainers]
-        rates = RunRates(server.runs)
-        await rates.training(180)  # the first run past its warm-up (the data loaded, the precision measured)
-        rates.mark()
-        c0, t0 = server.cpu(), time.time()
-        await asyncio.sleep(seconds)
-        out["watch_cpu_per_session_min"] = (server.cpu() - c0) / max(len(trainers), 1) / ((time.time() - t0) / 60)
-        out["watched_rate"] = rates.steady_rate()
-        paused.set()
-        await rates.ended(120)
-        out["cli_beside"] = await asyncio.to_thread(baseline)
-        paused.clear()
-
-        mates = [Student(others, url, f"mate{i}", errors) for i in range(max(classmates - len(trainers), 0))]
-        for i, m in enumerate(mates):
-            await m.open()
-            tasks.append(asyncio.create_task(classmate(m, stop, photo, i)))
-        _pin_browsers(browser_cpus)
-        await run_probe("class")
-
-        bad = Student(others, url, "hostile", errors)
-        await bad.open()
-        _pin_browsers(browser_cpus)
-        tasks.append(asyncio.create_task(hostile(bad, stop)))
-        await run_probe("hostile")
-        stop.set()
-        await asyncio.wait(tasks, timeout=120)
+        cls = Class()
+        await cls.start(url, classmates, browser_cpus)
+        try:
+            await cls.send("trainers")
+            _pin_browsers(browser_cpus)
+            rates = RunRates(server.runs)
+            await rates.training(180)  # the first run past its warm-up (the data loaded, the precision measured)
+            rates.mark()
+            c0, t0 = server.cpu(), time.time()
+            await asyncio.sleep(seconds)
+            out["watch_cpu_per_session_min"] = (server.cpu() - c0) / max(min(2, classmates), 1) / ((time.time() - t0) / 60)
+            out["watched_rate"] = rates.steady_rate()
+            await cls.send("pause")
+            await rates.ended(120)
+            out["cli_beside"] = await asyncio.to_thread(baseline)
+            await cls.send("resume")
+            await cls.send("mates")
+            _pin_browsers(browser_cpus)
+            for phase in ("class", "hostile"):
+                if phase == "hostile":
+                    await cls.send("hostile")
+                    _pin_browsers(browser_cpus)
+                n0, t0 = int((await cls.send("count")).split()[1]), time.time()
+                await run_probe(phase)
+                n1 = int((await cls.send("count")).split()[1])
+                out.setdefault("loops_per_min", {})[phase] = (n1 - n0) / ((time.time() - t0) / 60)
+        finally:
+            errors += await cls.stop()
         await browser.close()
-        await others.close()
     return out
 
 
@@ -523,6 +624,11 @@ def main(quick: bool = False, classmates: int = 8) -> int:
         ["watched run, examples/s (its steps while two sessions watched)", f"{w:,.0f}",
          f"the CLI on the same core, before the server and after watching: {cli[0]:,.0f}, {cli[1]:,.0f} "
          f"({w / base:.0%} of their mean)"],
+        ["server core busy (its CPU s per s) with the class, and the hostile session",
+         " / ".join(f"{out['server_busy'][k]:.0%}" for k in ("class", "hostile")),
+         f"the probe alone: {out['server_busy']['alone']:.0%}"],
+        ["the classmates' loops (a preset, an upload, a layer) per minute, with the class / the hostile session",
+         " / ".join(f"{out['loops_per_min'][k]:.1f}" for k in ("class", "hostile")), "—"],
         ["exceptions seen", str(len(out["errors"])), "0"],
         ["server peak memory (with its training processes)", f"{server.peak_rss / 2**30:.2f} GB",
          f"budget {budget / 2**30:.2f} GB"],

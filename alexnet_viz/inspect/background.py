@@ -123,3 +123,61 @@ class Background:
             jobs = self._jobs.get(owner, {})
             if jobs.get(key) is job:
                 del jobs[key]
+
+
+# ---- long script runs yield to short ones -------------------------------------------------------------
+# Streamlit runs each session's script in a thread of one server process. When a class shares one machine,
+# a run that has already used LONG_S of CPU (a 48-megapixel photo, the largest network opened in Explore)
+# is lowered to nice NICE, as an operating system's feedback queue lowers a long job: a classmate's slider
+# step, 0.05-0.2 s of the server's CPU, then runs first instead of waiting for it. The thread keeps its
+# lower priority for the rest of its life (Streamlit starts a new one for a session's next run).
+LONG_S = 0.25
+_watching = threading.Lock()
+_watcher: threading.Thread | None = None
+
+
+def thread_cpu_s(thread: threading.Thread) -> float | None:
+    """CPU seconds a running thread has used (Linux and most Unixes), or None where that cannot be read."""
+    try:
+        return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+    except (AttributeError, OSError, TypeError, OverflowError):
+        return None
+
+
+def demote_long(threads, long_s: float = LONG_S, done: set | None = None) -> list[threading.Thread]:
+    """Lower to nice NICE each of `threads` that has used more than long_s CPU seconds (once each: `done`
+    holds the native ids already lowered). Returns those lowered now."""
+    done = set() if done is None else done
+    lowered = []
+    for t in threads:
+        if t.native_id is None or t.native_id in done:
+            continue
+        used = thread_cpu_s(t)
+        if used is not None and used > long_s:
+            try:
+                os.setpriority(os.PRIO_PROCESS, t.native_id, max(NICE, os.getpriority(os.PRIO_PROCESS, t.native_id)))
+            except OSError:  # the thread has just ended
+                continue
+            done.add(t.native_id)
+            lowered.append(t)
+    return lowered
+
+
+def long_runs_yield(prefix: str = "ScriptRunner", long_s: float = LONG_S, every_s: float = 0.05) -> None:
+    """Start, once per process, the daemon thread that keeps lowering long script runs (threads named
+    prefix…); where thread priorities or CPU clocks are not available, nothing."""
+    global _watcher
+    with _watching:
+        if _watcher is not None or not hasattr(time, "pthread_getcpuclockid"):
+            return
+        done: set[int] = set()
+
+        def watch() -> None:
+            while True:
+                time.sleep(every_s)
+                live = [t for t in threading.enumerate() if t.name.startswith(prefix)]
+                demote_long(live, long_s, done)
+                done.intersection_update(t.native_id for t in live)
+
+        _watcher = threading.Thread(target=watch, name="long-runs-yield", daemon=True)
+        _watcher.start()
