@@ -11,10 +11,9 @@ watching); class (N classmates loop the same pages, two of them training and wat
 plus one session uploading 48 MP photos, opening the largest network and asking for the largest batch).
 Where the machine has more than one core, the server and its training processes get one core and the
 browsers the others, so that rendering in the browser does not count as server time; the classmates run
-in a process of their own at nice 19 there (their Python and Playwright driver; their browsers' scheduler
-group at nice CLASS_GROUP_NICE), (in a class each
-student's browser is on their own machine), so that the probe's latency is the server's answer, not the
-other browsers' rendering or the driver's work for them.
+in a process of their own there, its scheduler group and its browsers' at nice CLASS_GROUP_NICE (at 19, or
+with its Python at nice 19 beside the probe's driver, they finished no loop at all in 50 s): in a class each student's browser is on their own machine, so the probe's
+latency should be the server's answer, not the other browsers' rendering or the driver's work for them.
 """
 from __future__ import annotations
 
@@ -42,7 +41,7 @@ PROBE_PRESETS = ("d2l", "mini28")      # the probe switches between these (ends 
 SHOTS = APP.parent / "test-artifacts"  # a failing session's screenshot (git ignores the folder)
 LAYERS = ("relu2", "relu3", "relu5")  # three layer changes on d2l's network
 CLK = os.sysconf("SC_CLK_TCK")
-# The class's browsers' scheduler group (see _lower_autogroup): at 19 they got so little of the browser core
+# The class's scheduler groups (see _lower_autogroup): at nice 19 they got so little of the browser core
 # beside the probe's that they finished no loop at all in 50 s (no load on the server); at 5 (weight 335
 # against the probe's 1024) they take about a quarter of it while the probe's browser is busy.
 CLASS_GROUP_NICE = 5
@@ -417,7 +416,7 @@ BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networkin
 
 
 async def _class(url: str, classmates: int) -> None:
-    """The class, in a process of its own at nice 19 (its Python, its Playwright driver, its browsers): in a
+    """The class, in a process of its own, its group and its browsers' at nice CLASS_GROUP_NICE: in a
     class each student's browser runs on their own machine, so here theirs must not take the browser core
     from the probe's. Commands on stdin, one a line: "trainers", "pause", "resume", "mates", "hostile",
     "stop"; it answers each with "ok N" (N: the classmates' loops done so far) and, after "stop", "errors " + the JSON list of what went wrong."""
@@ -430,7 +429,7 @@ async def _class(url: str, classmates: int) -> None:
     loop = asyncio.get_running_loop()
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-        _lower_autogroup(os.getpid())
+        _lower_autogroup(os.getpid(), include_self=True)
         while True:
             command = (await loop.run_in_executor(None, sys.stdin.readline)).strip()
             if command == "trainers":
@@ -463,12 +462,12 @@ async def _class(url: str, classmates: int) -> None:
             print(f"ok {LOOPS[0]}", flush=True)
 
 
-def _lower_autogroup(pid: int, nice: int = CLASS_GROUP_NICE) -> None:
+def _lower_autogroup(pid: int, nice: int = CLASS_GROUP_NICE, include_self: bool = False) -> None:
     """`nice` for the scheduler group of each of pid's descendants. Playwright starts Chromium in a session
     of its own (setsid), and with Linux's autogroup scheduling each session is a group that gets an equal
     share of the core whatever its processes' nice: the class's browsers at nice 19 still took half of the
     browser core from the probe's. Writing /proc/PID/autogroup sets the group's own nice."""
-    for p in _descendants(pid):
+    for p in [pid] * include_self + _descendants(pid):
         try:
             Path(f"/proc/{p}/autogroup").write_text(str(nice))
         except OSError:  # no autogroup scheduling here (nice alone then does it), or the process is gone
@@ -481,17 +480,17 @@ def class_process(url: str, classmates: int) -> None:
 
 
 class Class:
-    """The bench's handle on the class's process: start it at nice 19 on the browser cores, send commands."""
+    """The bench's handle on the class's process: start it on the browser cores in a session (so a scheduler
+    group) of its own, send commands."""
 
     async def start(self, url: str, classmates: int, cpus: set[int]) -> None:
         def low() -> None:
             os.sched_setaffinity(0, cpus)
-            os.nice(19)
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-c", f"from alexnet_viz.bench.classroom import class_process; "
                                   f"class_process({url!r}, {classmates})",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, preexec_fn=low,
-            cwd=str(APP.parent))
+            cwd=str(APP.parent), start_new_session=True)  # its own scheduler group, lowered in _class
 
     async def send(self, command: str) -> str:
         self.proc.stdin.write(f"{command}\n".encode())
@@ -610,7 +609,7 @@ def main(quick: bool = False, classmates: int = 8) -> int:
             server.close()
         os.sched_setaffinity(0, everyone)
     cli = [before, out["cli_beside"]]
-    pin = (f"server on core {sorted(server_cpus)}, browsers on {sorted(browser_cpus)} (the class's at nice 19, its browsers' group at {CLASS_GROUP_NICE})"
+    pin = (f"server on core {sorted(server_cpus)}, browsers on {sorted(browser_cpus)} (the class's at group nice {CLASS_GROUP_NICE})"
            if server_cpus != browser_cpus else "one core: server and browsers share it")
     rows = []
     for key in sorted(out["alone"]):
