@@ -10,10 +10,11 @@ changes, all on d2l's network): alone; watching (two sessions watch a run, nobod
 watching); class (N classmates loop the same pages, two of them training and watching); hostile (the class
 plus one session uploading 48 MP photos, opening the largest network and asking for the largest batch).
 Where the machine has more than one core, the server and its training processes get one core and the
-browsers the others, so that rendering in the browser does not count as server time; the classmates run
-in a process of their own there, its scheduler group and its browsers' at nice CLASS_GROUP_NICE (at 19, or
-with its Python at nice 19 beside the probe's driver, they finished no loop at all in 50 s): in a class each student's browser is on their own machine, so the probe's
-latency should be the server's answer, not the other browsers' rendering or the driver's work for them.
+browsers the others, so that rendering in the browser does not count as server time. The classmates run in
+a process of their own there, its scheduler groups at nice CLASS_GROUP_NICE (at 19, or at 5, they finished no
+loop at all in the phase). In a class each student's browser is on their own machine; here the class's
+browsers share the browser core with the probe's, so its latency is not the server's answer alone: the
+table says how busy the server core was and how many loops the class did.
 """
 from __future__ import annotations
 
@@ -41,10 +42,11 @@ PROBE_PRESETS = ("d2l", "mini28")      # the probe switches between these (ends 
 SHOTS = APP.parent / "test-artifacts"  # a failing session's screenshot (git ignores the folder)
 LAYERS = ("relu2", "relu3", "relu5")  # three layer changes on d2l's network
 CLK = os.sysconf("SC_CLK_TCK")
-# The class's scheduler groups (see _lower_autogroup): at nice 19 they got so little of the browser core
-# beside the probe's that they finished no loop at all in 50 s (no load on the server); at 5 (weight 335
-# against the probe's 1024) they take about a quarter of it while the probe's browser is busy.
-CLASS_GROUP_NICE = 5
+# The class's scheduler groups (see _lower_autogroup). At nice 19, and at 5, they got so little of the browser
+# core beside the probe's that the classmates finished no loop at all in the phase (no load on the server):
+# at 0 the class's browsers and the probe's share that core, so the probe's latency includes its browser
+# slowed by theirs. A class that loads the server without rendering is what would measure the server alone.
+CLASS_GROUP_NICE = 0
 
 
 # ---- the server and what it costs -------------------------------------------------------------
