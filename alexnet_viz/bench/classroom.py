@@ -41,6 +41,7 @@ APP = Path(__file__).resolve().parents[2] / "app.py"
 PROBE_PRESETS = ("d2l", "mini28")      # the probe switches between these (ends each cycle on d2l)
 SHOTS = APP.parent / "test-artifacts"  # a failing session's screenshot (git ignores the folder)
 LAYERS = ("relu2", "relu3", "relu5")  # three layer changes on d2l's network
+TRAINERS = 2                           # of the classmates, those who train and watch the Train page
 CLK = os.sysconf("SC_CLK_TCK")
 # The class's scheduler groups (see _lower_autogroup). At nice 19, and at 5, they got so little of the browser
 # core beside the probe's that the classmates finished no loop at all in the phase (no load on the server):
@@ -427,7 +428,7 @@ async def _class(url: str, classmates: int) -> None:
     photo = _photo(640, 480)
     stop, paused = asyncio.Event(), asyncio.Event()
     tasks: list[asyncio.Task] = []
-    trainers = min(2, classmates)
+    trainers = min(TRAINERS, classmates)
     loop = asyncio.get_running_loop()
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
@@ -546,7 +547,7 @@ async def _phases(url: str, server: Server, classmates: int, seconds: float, bro
             rates.mark()
             c0, t0 = server.cpu(), time.time()
             await asyncio.sleep(seconds)
-            out["watch_cpu_per_session_min"] = (server.cpu() - c0) / max(min(2, classmates), 1) / ((time.time() - t0) / 60)
+            out["watch_cpu_per_session_min"] = (server.cpu() - c0) / max(min(TRAINERS, classmates), 1) / ((time.time() - t0) / 60)
             out["watched_rate"] = rates.steady_rate()
             await cls.send("pause")
             await rates.ended(120)

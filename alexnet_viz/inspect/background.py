@@ -33,9 +33,14 @@ def yield_cores() -> None:
     try:
         if os.sched_getscheduler(tid) != os.SCHED_OTHER:  # a server started under chrt: leave real time
             os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
-        os.setpriority(os.PRIO_PROCESS, tid, max(NICE, os.getpriority(os.PRIO_PROCESS, tid)))
+        _lower(tid)
     except (AttributeError, OSError):
         pass
+
+
+def _lower(tid: int) -> None:
+    """Nice NICE for one thread (never raised back where it was already lower)."""
+    os.setpriority(os.PRIO_PROCESS, tid, max(NICE, os.getpriority(os.PRIO_PROCESS, tid)))
 
 
 @dataclass(eq=False)
@@ -130,7 +135,8 @@ class Background:
 # a run that has already used LONG_S of CPU (a 48-megapixel photo, the largest network opened in Explore)
 # is lowered to nice NICE, as an operating system's feedback queue lowers a long job: a classmate's slider
 # step, 0.05-0.2 s of the server's CPU, then runs first instead of waiting for it. The thread keeps its
-# lower priority for the rest of its life (Streamlit starts a new one for a session's next run).
+# lower priority for the rest of its life: a session's next run gets a new thread, except a rerun asked for
+# while one is still going, which Streamlit runs in the same thread (a busy session stays lowered).
 LONG_S = 0.25
 _watching = threading.Lock()
 _watcher: threading.Thread | None = None
@@ -155,7 +161,7 @@ def demote_long(threads, long_s: float = LONG_S, done: set | None = None) -> lis
         used = thread_cpu_s(t)
         if used is not None and used > long_s:
             try:
-                os.setpriority(os.PRIO_PROCESS, t.native_id, max(NICE, os.getpriority(os.PRIO_PROCESS, t.native_id)))
+                _lower(t.native_id)
             except OSError:  # the thread has just ended
                 continue
             done.add(t.native_id)
