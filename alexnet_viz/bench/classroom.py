@@ -1,20 +1,22 @@
 """A class on one machine: one probe student's latency beside N classmates and a hostile session.
 
-`python -m alexnet_viz bench classroom [--classmates N] [--quick]` starts `streamlit run app.py`, drives
-real Chromium sessions (Playwright, Debian's /usr/bin/chromium) and prints, beside the probe alone in the
-same run: the probe's p50/p95 per interaction, the server's CPU seconds per watching session per minute,
-the watched run's examples/s against the CLI's, exceptions seen, and the server's peak memory.
+`python -m alexnet_viz bench classroom [--classmates N] [--quick]` starts `streamlit run app.py`, drives a
+real Chromium session for the probe (Playwright, Debian's /usr/bin/chromium) and prints, beside the probe
+alone in the same run: the probe's p50/p95 per interaction, the server's CPU seconds per watching session
+per minute, the watched run's examples/s against the CLI's, exceptions seen, and the server's peak memory.
 
 Phases, each timed by the probe's own cycles (an Architect preset switch, an Explore upload, three layer
 changes, all on d2l's network): alone; watching (two sessions watch a run, nobody else: the server's cost of
 watching); class (N classmates loop the same pages, two of them training and watching); hostile (the class
 plus one session uploading 48 MP photos, opening the largest network and asking for the largest batch).
 Where the machine has more than one core, the server and its training processes get one core and the
-browsers the others, so that rendering in the browser does not count as server time. The classmates run in
-a process of their own there, its scheduler groups at nice CLASS_GROUP_NICE (at 19, or at 5, they finished no
-loop at all in the phase). In a class each student's browser is on their own machine; here the class's
-browsers share the browser core with the probe's, so its latency is not the server's answer alone: the
-table says how busy the server core was and how many loops the class did.
+probe's browser the others, so that rendering in the browser does not count as server time.
+
+The classmates are sessions over the app's websocket (bench/wire.py), not browsers: the server does for them
+what it does for a browser (every script run, every message, the uploads, the images, the live parts'
+timed reruns), but nothing is drawn. In a class each student's browser draws on their own laptop; here eight
+Chromiums beside the probe's on one core finished no loop at all (measured), so they loaded the browser core
+instead of the server. The probe's cycle also runs over the websocket, giving the server's share of its wait.
 """
 from __future__ import annotations
 
@@ -35,19 +37,18 @@ import numpy as np
 from PIL import Image
 
 from alexnet_viz.bench import print_table
+from alexnet_viz.bench.wire import Session
 
 CHROMIUM = "/usr/bin/chromium"
 APP = Path(__file__).resolve().parents[2] / "app.py"
-PROBE_PRESETS = ("d2l", "mini28")      # the probe switches between these (ends each cycle on d2l)
-SHOTS = APP.parent / "test-artifacts"  # a failing session's screenshot (git ignores the folder)
 LAYERS = ("relu2", "relu3", "relu5")  # three layer changes on d2l's network
 TRAINERS = 2                           # of the classmates, those who train and watch the Train page
+UNTRAINED = "Untrained (the Architect's network)"  # Explore's Model choice for the Architect's network
 CLK = os.sysconf("SC_CLK_TCK")
-# The class's scheduler groups (see _lower_autogroup). At nice 19, and at 5, they got so little of the browser
-# core beside the probe's that the classmates finished no loop at all in the phase (no load on the server):
-# at 0 the class's browsers and the probe's share that core, so the probe's latency includes its browser
-# slowed by theirs. A class that loads the server without rendering is what would measure the server alone.
-CLASS_GROUP_NICE = 0
+# The class's process shares the browser core with the probe's Chromium: its scheduler group (see
+# _lower_autogroup) at this nice gives the probe's browser the core first; the table says how much CPU the
+# class used and how many loops it did, so a starved class shows.
+CLASS_GROUP_NICE = 10
 
 
 # ---- the server and what it costs -------------------------------------------------------------
@@ -270,21 +271,6 @@ class Student:
             await p.wait_for_timeout(50)
         await self.check()
 
-    async def failed(self, e: Exception, stop: asyncio.Event) -> None:
-        """A looping session's failure, counted with the exceptions seen (not the browser closing at the end),
-        with a screenshot of what its page showed (in test-artifacts/, named in the line)."""
-        if stop.is_set():
-            return
-        line = f"{self.name}: {type(e).__name__}: {str(e)[:120]}"
-        try:
-            SHOTS.mkdir(exist_ok=True)
-            path = SHOTS / f"classroom-{self.name}-{len(self.errors)}.png"
-            await self.page.screenshot(path=str(path), full_page=True, timeout=30_000)
-            line += f" (its page, {self.page.url}: {path})"
-        except Exception:  # noqa: BLE001 -- a page too stuck for a screenshot: the line alone
-            pass
-        self.errors.append(line)
-
     async def check(self) -> None:
         p = self.page
         n = await p.locator("[data-testid='stException']").count() + await p.get_by_text("Something went wrong").count()
@@ -327,7 +313,7 @@ class Student:
         """Explore on the Architect's network (untrained), not the shipped example it opens on."""
         radio = self.page.locator("[data-testid='stRadio']").filter(has_text="Untrained").first
         if not await radio.locator("input[type='radio']:checked + div", has_text="Untrained").count():
-            await radio.get_by_text("Untrained (the Architect's network)", exact=True).click()
+            await radio.get_by_text(UNTRAINED, exact=True).click()
             await self.idle()
 
     async def upload(self, data: bytes, name: str = "photo.jpg") -> None:
@@ -346,7 +332,7 @@ async def timed(times: dict, key: str, coro) -> None:
 
 
 async def probe_cycle(s: Student, times: dict, photo: bytes) -> None:
-    """Architect preset switch, Explore upload, three layer changes — on d2l's network."""
+    """Architect preset switch, Explore upload, three layer changes — on d2l's network, in the browser."""
     await s.nav("Architect")
     await timed(times, "architect: preset switch", s.choose("Preset", "mini28"))
     await timed(times, "architect: preset switch", s.choose("Preset", "d2l"))
@@ -357,119 +343,140 @@ async def probe_cycle(s: Student, times: dict, photo: bytes) -> None:
         await timed(times, "explore: layer change", s.slide("Layer", layer, d2l_layers()))
 
 
+async def server_cycle(s: Session, times: dict, photo: bytes) -> None:
+    """The probe's cycle over the websocket: the same script runs, timed from the request to the server's
+    "finished", nothing drawn (the server's share of what the browser probe waits for). The upload is timed
+    from the Upload choice, as the browser's is."""
+    await s.nav("Architect")
+    await timed(times, "architect: preset switch", s.choose("Preset", "mini28"))
+    await timed(times, "architect: preset switch", s.choose("Preset", "d2l"))
+    await s.nav("Explore")
+    await s.choose("Model", UNTRAINED)
+
+    async def upload() -> None:
+        await s.choose("Image", "Upload")
+        await s.upload(photo)
+    await timed(times, "explore: upload a photo", upload())
+    for layer in LAYERS:
+        await timed(times, "explore: layer change", s.slide("Layer", layer))
+
+
 LOOPS = [0]  # the classmates' loops done, in the class's process (the class's load on the server)
 
 
-async def classmate(s: Student, stop: asyncio.Event, photo: bytes, seed: int) -> None:
+async def _looping(s: Session, stop: asyncio.Event, step, pause: float) -> None:
+    """`step()` again and again until the bench stops the class; a failure is counted (with the session's
+    name) and the loop goes on, as a student would reload: a slow page is the bench's finding, not its end."""
+    while not stop.is_set():
+        try:
+            await step()
+        except Exception as e:  # noqa: BLE001
+            if not stop.is_set():
+                s.errors.append(f"{s.name}: {type(e).__name__}: {str(e)[:160]}")
+        await asyncio.sleep(pause() if callable(pause) else pause)
+
+
+async def classmate(s: Session, stop: asyncio.Event, photo: bytes, seed: int) -> None:
+    """The probe's cycle with a random preset and layer: Architect, Explore on its network, an upload, a layer."""
     rng = np.random.default_rng(seed)
-    while not stop.is_set():
-        try:
-            await s.nav("Architect")
-            await s.choose("Preset", str(rng.choice(("mini28", "lenet5", "d2l"))))
-            await s.nav("Explore")
-            await s.untrained()
-            await s.upload(photo)
-            await s.slide("Layer", str(rng.choice(LAYERS)), d2l_layers())
-            LOOPS[0] += 1
-        except Exception as e:  # a slow page is the bench's finding, not its failure
-            await s.failed(e, stop)
-        await asyncio.sleep(float(rng.uniform(2, 5)))
+
+    async def step() -> None:
+        await s.nav("Architect")
+        await s.choose("Preset", str(rng.choice(("mini28", "lenet5", "d2l"))))
+        await s.nav("Explore")
+        await s.choose("Model", UNTRAINED)
+        await s.choose("Image", "Upload")
+        await s.upload(photo)
+        await s.slide("Layer", str(rng.choice(s.widgets["Layer"][1].options)))
+        LOOPS[0] += 1
+    await _looping(s, stop, step, lambda: float(rng.uniform(2, 5)))
 
 
-async def trainer(s: Student, stop: asyncio.Event, paused: asyncio.Event) -> None:
-    """Trains mini28 on the Train page and watches it; starts another run when one finishes (unless paused)."""
-    try:
-        await s.nav("Train")
-        await s.page.locator("[data-testid='stRadio']").filter(has_text="A preset").get_by_text(
-            "A preset", exact=True).click()  # the Preset box shows once the source is a preset
-        await s.idle()
-        await s.choose("Preset", "mini28")
-        while not stop.is_set():
-            start = s.page.get_by_role("button", name="Start training")
-            if not paused.is_set() and await start.count() and await start.is_enabled():
-                await start.click()
-                await s.idle()
-            await asyncio.sleep(3)
-            await s.check()
-    except Exception as e:  # counted, not lost in a task nobody awaits
-        await s.failed(e, stop)
+async def trainer(s: Session, stop: asyncio.Event, paused: asyncio.Event) -> None:
+    """Trains mini28 on the Train page and watches it (its live parts rerun on their timers); starts another
+    run when one has finished, unless paused."""
+    await s.nav("Train")
+    await s.choose("Network", "A preset")
+    await s.choose("Preset", "mini28")
+
+    async def step() -> None:
+        _, start = s.widgets["Start training"]
+        if not paused.is_set() and not s.fragments and not start.disabled:  # no live part: no run going
+            await s.click("Start training")
+    await _looping(s, stop, step, 1.0)
 
 
-async def hostile(s: Student, stop: asyncio.Event) -> None:
+async def hostile(s: Session, stop: asyncio.Event) -> None:
+    """48 MP photos into the largest network the Architect allows (alexnet2012 at its largest input), opened
+    in Explore; the largest batch on the Train page."""
     big = _photo(8000, 6000, quality=70)
-    while not stop.is_set():
-        try:
-            await s.nav("Explore")
-            await s.upload(big, "phone.jpg")
-            await s.nav("Architect")
-            await s.choose("Preset", "alexnet2012")
-            await s.nav("Train")
-            box = s.page.get_by_label("Batch size", exact=True).first
-            if await box.count():
-                await box.fill("8192")
-                await box.press("Enter")
-                await s.idle()
-        except Exception as e:
-            await s.failed(e, stop)
-        await asyncio.sleep(1)
 
-
-BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--no-first-run", "--disable-sync"]
+    async def step() -> None:
+        await s.nav("Architect")
+        await s.choose("Preset", "alexnet2012")
+        await s.number("Input size (px)", s.widgets["Input size (px)"][1].max)
+        await s.nav("Explore")
+        await s.choose("Model", UNTRAINED)
+        await s.choose("Image", "Upload")
+        await s.upload(big, "phone.jpg")
+        if "Layer" in s.widgets:
+            await s.slide("Layer", s.widgets["Layer"][1].options[-1])
+        await s.nav("Train")
+        await s.number("Batch size", s.widgets["Batch size"][1].max)
+    await _looping(s, stop, step, 1.0)
 
 
 async def _class(url: str, classmates: int) -> None:
-    """The class, in a process of its own, its group and its browsers' at nice CLASS_GROUP_NICE: in a
-    class each student's browser runs on their own machine, so here theirs must not take the browser core
-    from the probe's. Commands on stdin, one a line: "trainers", "pause", "resume", "mates", "hostile",
-    "stop"; it answers each with "ok N" (N: the classmates' loops done so far) and, after "stop", "errors " + the JSON list of what went wrong."""
-    from playwright.async_api import async_playwright
+    """The class, in a process of its own (its scheduler group at nice CLASS_GROUP_NICE), each student a
+    session over the app's websocket (bench/wire.py): the server does for them all that it does for a
+    browser, and nothing is drawn on the probe's browser core. Commands on stdin, one a line: "trainers",
+    "pause", "resume", "mates", "hostile", "count", "stop"; it answers each with "ok N" (N: the classmates'
+    loops done so far) and, after "stop", "errors " + the JSON list of what went wrong."""
     errors: list[str] = []
     photo = _photo(640, 480)
     stop, paused = asyncio.Event(), asyncio.Event()
     tasks: list[asyncio.Task] = []
+    sessions: list[Session] = []
     trainers = min(TRAINERS, classmates)
     loop = asyncio.get_running_loop()
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-        _lower_autogroup(os.getpid(), include_self=True)
-        while True:
-            command = (await loop.run_in_executor(None, sys.stdin.readline)).strip()
-            if command == "trainers":
-                for i in range(trainers):
-                    t = Student(browser, url, f"trainer{i}", errors)
-                    await t.open()
-                    tasks.append(asyncio.create_task(trainer(t, stop, paused)))
-            elif command == "pause":
-                paused.set()
-            elif command == "resume":
-                paused.clear()
-            elif command == "mates":
-                for i in range(max(classmates - trainers, 0)):
-                    m = Student(browser, url, f"mate{i}", errors)
-                    await m.open()
-                    tasks.append(asyncio.create_task(classmate(m, stop, photo, i)))
-            elif command == "hostile":
-                bad = Student(browser, url, "hostile", errors)
-                await bad.open()
-                tasks.append(asyncio.create_task(hostile(bad, stop)))
-            elif command == "count":
-                pass
-            elif command in ("stop", ""):  # "": the bench has gone
-                stop.set()
-                if tasks:
-                    await asyncio.wait(tasks, timeout=120)
-                await browser.close()
-                print("errors " + json.dumps(errors), flush=True)
-                return
-            print(f"ok {LOOPS[0]}", flush=True)
+    _lower_autogroup(os.getpid(), include_self=True)
+
+    async def join(name: str, body) -> None:
+        s = Session(url, name, errors)
+        await s.open()
+        sessions.append(s)
+        tasks.append(asyncio.create_task(body(s)))
+
+    while True:
+        command = (await loop.run_in_executor(None, sys.stdin.readline)).strip()
+        if command == "trainers":
+            for i in range(trainers):
+                await join(f"trainer{i}", lambda s: trainer(s, stop, paused))
+        elif command == "pause":
+            paused.set()
+        elif command == "resume":
+            paused.clear()
+        elif command == "mates":
+            for i in range(max(classmates - trainers, 0)):
+                await join(f"mate{i}", lambda s, i=i: classmate(s, stop, photo, i))
+        elif command == "hostile":
+            await join("hostile", lambda s: hostile(s, stop))
+        elif command in ("stop", ""):  # "": the bench has gone
+            stop.set()
+            if tasks:
+                await asyncio.wait(tasks, timeout=120)
+            for s in sessions:
+                await s.close()
+            print("errors " + json.dumps(errors), flush=True)
+            return
+        print(f"ok {LOOPS[0]}", flush=True)
 
 
 def _lower_autogroup(pid: int, nice: int = CLASS_GROUP_NICE, include_self: bool = False) -> None:
-    """`nice` for the scheduler group of each of pid's descendants. Playwright starts Chromium in a session
-    of its own (setsid), and with Linux's autogroup scheduling each session is a group that gets an equal
-    share of the core whatever its processes' nice: the class's browsers at nice 19 still took half of the
-    browser core from the probe's. Writing /proc/PID/autogroup sets the group's own nice."""
+    """`nice` for the scheduler group of pid (and of its descendants). With Linux's autogroup scheduling each
+    session (setsid) is a group that gets an equal share of the core whatever its processes' nice: the class
+    at nice 19 would still take half of the browser core from the probe's. Writing /proc/PID/autogroup sets
+    the group's own nice."""
     for p in [pid] * include_self + _descendants(pid):
         try:
             Path(f"/proc/{p}/autogroup").write_text(str(nice))
@@ -480,6 +487,10 @@ def _lower_autogroup(pid: int, nice: int = CLASS_GROUP_NICE, include_self: bool 
 def class_process(url: str, classmates: int) -> None:
     """Entry point of the class's process (see _class)."""
     asyncio.run(_class(url, classmates))
+
+
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--no-first-run", "--disable-sync"]
 
 
 class Class:
@@ -505,6 +516,13 @@ class Class:
             if line.startswith(("ok", "errors ")):
                 return line.strip()
 
+    def cpu(self) -> float:
+        return _cpu_seconds(self.proc.pid)
+
+    async def count(self) -> int:
+        """The classmates' loops done so far."""
+        return int((await self.send("count")).split()[1])
+
     async def stop(self) -> list[str]:
         line = await self.send("stop")
         await self.proc.wait()
@@ -514,26 +532,37 @@ class Class:
 async def _phases(url: str, server: Server, classmates: int, seconds: float, browser_cpus: set[int],
                   work: Path, baseline) -> dict:
     """The phases in order; `baseline()` (the CLI's rate) is measured right after the watching phase,
-    the trainers paused and their run ended, so that it and the watched run are minutes apart."""
+    the trainers paused and their run ended, so that it and the watched run are minutes apart. In each of
+    alone, class and hostile the probe's cycles run in the browser for `seconds`, then over the websocket
+    (the server's answer alone) for half as long."""
     from playwright.async_api import async_playwright
     errors: list[str] = []
     photo = _photo(640, 480)
-    out = {"errors": errors, "server_busy": {}}
+    out = {"errors": errors, "server_busy": {}, "loops_per_min": {}}
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
         _pin_browsers(browser_cpus)
         probe = Student(browser, url, "probe", errors)
         await probe.open()
         await probe_cycle(probe, {}, photo)  # warm: models built, caches filled, as for a class in session
+        wire = Session(url, "probe (server)", errors)
+        await wire.open()
+        await server_cycle(wire, {}, photo)
 
-        async def run_probe(label: str) -> None:
-            times: dict = {}
-            c0, t0 = server.cpu(), time.time()
-            end = time.time() + seconds
-            while time.time() < end:
-                await probe_cycle(probe, times, photo)
-            out[label] = times
+        async def run_probe(label: str, cls: Class | None = None) -> None:
+            n0 = await cls.count() if cls else 0
+            c0, k0, t0 = server.cpu(), cls.cpu() if cls else 0, time.time()
+            for key, cycle, who, span in ((label, probe_cycle, probe, seconds),
+                                          (f"{label}: server", server_cycle, wire, seconds / 2)):
+                times: dict = {}
+                end = time.time() + span
+                while time.time() < end:
+                    await cycle(who, times, photo)
+                out[key] = times
             out["server_busy"][label] = (server.cpu() - c0) / (time.time() - t0)
+            if cls:
+                out["loops_per_min"][label] = (await cls.count() - n0) / ((time.time() - t0) / 60)
+                out.setdefault("class_busy", {})[label] = (cls.cpu() - k0) / (time.time() - t0)
 
         await run_probe("alone")
 
@@ -541,7 +570,6 @@ async def _phases(url: str, server: Server, classmates: int, seconds: float, bro
         await cls.start(url, classmates, browser_cpus)
         try:
             await cls.send("trainers")
-            _pin_browsers(browser_cpus)
             rates = RunRates(server.runs)
             await rates.training(180)  # the first run past its warm-up (the data loaded, the precision measured)
             rates.mark()
@@ -554,17 +582,12 @@ async def _phases(url: str, server: Server, classmates: int, seconds: float, bro
             out["cli_beside"] = await asyncio.to_thread(baseline)
             await cls.send("resume")
             await cls.send("mates")
-            _pin_browsers(browser_cpus)
-            for phase in ("class", "hostile"):
-                if phase == "hostile":
-                    await cls.send("hostile")
-                    _pin_browsers(browser_cpus)
-                n0, t0 = int((await cls.send("count")).split()[1]), time.time()
-                await run_probe(phase)
-                n1 = int((await cls.send("count")).split()[1])
-                out.setdefault("loops_per_min", {})[phase] = (n1 - n0) / ((time.time() - t0) / 60)
+            await run_probe("class", cls)
+            await cls.send("hostile")
+            await run_probe("hostile", cls)
         finally:
             errors += await cls.stop()
+            await wire.close()
         await browser.close()
     return out
 
@@ -612,19 +635,22 @@ def main(quick: bool = False, classmates: int = 8) -> int:
             server.close()
         os.sched_setaffinity(0, everyone)
     cli = [before, out["cli_beside"]]
-    pin = (f"server on core {sorted(server_cpus)}, browsers on {sorted(browser_cpus)} (the class's at group nice {CLASS_GROUP_NICE})"
+    pin = (f"server on core {sorted(server_cpus)}, the probe's browser and the class on {sorted(browser_cpus)} "
+           f"(the class at group nice {CLASS_GROUP_NICE})"
            if server_cpus != browser_cpus else "one core: server and browsers share it")
-    rows = []
-    for key in sorted(out["alone"]):
-        alone = out["alone"][key]
-        row = [key, f"{_p(alone, .5):.2f} / {_p(alone, .95):.2f} s ({len(alone)})"]
-        for phase in ("class", "hostile"):
-            xs = out[phase].get(key, [])
-            row.append(f"{_p(xs, .5):.2f} / {_p(xs, .95):.2f} s ({len(xs)}), p95 {_p(xs, .95) / _p(alone, .95):.1f}×"
-                       if xs else "—")
-        rows.append(row)
-    print_table(f"classroom: the probe's p50 / p95 per interaction (count), {classmates} classmates; {pin}",
-                ["interaction", "probe alone", f"with {classmates} classmates", "and a hostile session"], rows)
+    for where, words in (("", "in the browser (what the student waits for)"),
+                         (": server", "over the websocket, nothing drawn (the server's answer alone)")):
+        rows = []
+        for key in sorted(out["alone" + where]):
+            alone = out["alone" + where][key]
+            row = [key, f"{_p(alone, .5):.2f} / {_p(alone, .95):.2f} s ({len(alone)})"]
+            for phase in ("class", "hostile"):
+                xs = out[phase + where].get(key, [])
+                row.append(f"{_p(xs, .5):.2f} / {_p(xs, .95):.2f} s ({len(xs)}), p95 {_p(xs, .95) / _p(alone, .95):.1f}×"
+                           if xs else "—")
+            rows.append(row)
+        print_table(f"classroom: the probe's p50 / p95 per interaction (count) {words}; {classmates} classmates; {pin}",
+                    ["interaction", "probe alone", f"with {classmates} classmates", "and a hostile session"], rows)
     w, base = out["watched_rate"], statistics.mean(cli)
     print_table(f"classroom: the server; training on {data_words}", ["figure", "measured", "baseline in the same run"], [
         ["server CPU s per watching session per minute", f"{out['watch_cpu_per_session_min']:.2f} s", "—"],
@@ -634,8 +660,10 @@ def main(quick: bool = False, classmates: int = 8) -> int:
         ["server core busy (its CPU s per s) with the class, and the hostile session",
          " / ".join(f"{out['server_busy'][k]:.0%}" for k in ("class", "hostile")),
          f"the probe alone: {out['server_busy']['alone']:.0%}"],
-        ["the classmates' loops (a preset, an upload, a layer) per minute, with the class / the hostile session",
+        ["the classmates' loops (a preset, an upload, a layer: 7 script runs) per minute, with the class / the hostile session",
          " / ".join(f"{out['loops_per_min'][k]:.1f}" for k in ("class", "hostile")), "—"],
+        ["the class's own CPU s per s on the browser core (its websocket sessions), with the class / the hostile session",
+         " / ".join(f"{out['class_busy'][k]:.0%}" for k in ("class", "hostile")), "—"],
         ["exceptions seen", str(len(out["errors"])), "0"],
         ["server peak memory (with its training processes)", f"{server.peak_rss / 2**30:.2f} GB",
          f"budget {budget / 2**30:.2f} GB"],
