@@ -220,6 +220,7 @@ def test_cli_train_json_on_the_sample(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.early
 def test_mini28_one_epoch_on_real_data(real_data):
     """The issue's target: one CPU epoch of mini28 reaches test accuracy ≥ 0.85 (time is in the bench)."""
     recs = list(train(get_preset("mini28"), replace(default_training("mini28"), device="cpu")))
