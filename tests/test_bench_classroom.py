@@ -61,3 +61,30 @@ def test_a_classmate_failure_is_counted_and_the_loop_goes_on():
 
     asyncio.run(classroom._looping(s, stop, step, 0))
     assert len(calls) == 3 and errors == ["mate1: WireError: mate1: no answer in 180 s"]
+
+
+class FakePage:
+    url = "http://127.0.0.1:1/explore"
+
+    def __init__(self, fail: bool = False):
+        self.fail = fail
+
+    async def screenshot(self, path: str, **_):
+        if self.fail:
+            raise TimeoutError("stuck")
+        open(path, "wb").write(b"png")
+
+
+def test_a_failed_probe_cycle_is_counted_with_a_screenshot_of_its_page(tmp_path, monkeypatch):
+    monkeypatch.setattr(classroom, "SHOTS", tmp_path / "shots")
+    errors: list[str] = []
+    s = classroom.Student(None, "http://127.0.0.1:1", "probe", errors)
+    s.page = FakePage()
+    asyncio.run(s.failed(RuntimeError("the Layer slider is not on the page")))
+    (line,) = errors
+    shot = tmp_path / "shots" / "classroom-probe-0.png"
+    assert line.startswith("probe: RuntimeError: the Layer slider") and str(shot) in line and FakePage.url in line
+    assert shot.read_bytes() == b"png"
+    s.page = FakePage(fail=True)  # a page too stuck for a screenshot: still counted, without one
+    asyncio.run(s.failed(ValueError("x")))
+    assert errors[1] == "probe: ValueError: x"

@@ -42,6 +42,7 @@ from alexnet_viz.bench.wire import Session
 CHROMIUM = "/usr/bin/chromium"
 APP = Path(__file__).resolve().parents[2] / "app.py"
 LAYERS = ("relu2", "relu3", "relu5")  # three layer changes on d2l's network
+SHOTS = APP.parent / "test-artifacts"  # a failed probe cycle's screenshot (git ignores the folder)
 TRAINERS = 2                           # of the classmates, those who train and watch the Train page
 UNTRAINED = "Untrained (the Architect's network)"  # Explore's Model choice for the Architect's network
 CLK = os.sysconf("SC_CLK_TCK")
@@ -271,6 +272,19 @@ class Student:
             await p.wait_for_timeout(50)
         await self.check()
 
+    async def failed(self, e: Exception) -> None:
+        """A failed cycle, counted with the exceptions seen, with a screenshot of what the page showed (in
+        test-artifacts/, named in the line): the bench goes on with the next cycle."""
+        line = f"{self.name}: {type(e).__name__}: {str(e)[:160]}"
+        try:
+            SHOTS.mkdir(exist_ok=True)
+            path = SHOTS / f"classroom-{self.name}-{len(self.errors)}.png"
+            await self.page.screenshot(path=str(path), full_page=True, timeout=30_000)
+            line += f" (its page, {self.page.url}: {path})"
+        except Exception:  # noqa: BLE001 -- a page too stuck for a screenshot: the line alone
+            pass
+        self.errors.append(line)
+
     async def check(self) -> None:
         p = self.page
         n = await p.locator("[data-testid='stException']").count() + await p.get_by_text("Something went wrong").count()
@@ -299,6 +313,8 @@ class Student:
         if option not in names:
             raise ValueError(f"{label} has no option {option!r} (it has {', '.join(names)})")
         i, track = names.index(option), await s.locator("[role='group'] > div[data-orientation]").bounding_box()
+        if track is None:
+            raise RuntimeError(f"the {label} slider is not on the page")
         await self.page.mouse.click(track["x"] + track["width"] * i / max(len(names) - 1, 1),
                                     track["y"] + track["height"] / 2)
         await self.idle()
@@ -557,7 +573,10 @@ async def _phases(url: str, server: Server, classmates: int, seconds: float, bro
                 times: dict = {}
                 end = time.time() + span
                 while time.time() < end:
-                    await cycle(who, times, photo)
+                    try:
+                        await cycle(who, times, photo)
+                    except Exception as e:  # noqa: BLE001 -- the probe's failure is a finding: counted, then on
+                        await who.failed(e) if isinstance(who, Student) else errors.append(f"{who.name}: {e}")
                 out[key] = times
             out["server_busy"][label] = (server.cpu() - c0) / (time.time() - t0)
             if cls:

@@ -97,8 +97,9 @@ class Session:
             self.query = msg.page_info_changed.query_string
         elif kind == "auto_rerun":
             self.fragments[msg.auto_rerun.fragment_id] = msg.auto_rerun.interval
-        elif kind == "stop_auto_rerun":  # noqa: SIM114 -- a page that stops its timers
-            self.fragments.clear()
+        elif kind == "stop_auto_rerun":  # the named live parts stop (none named: all of them)
+            for fid in msg.stop_auto_rerun.fragment_ids or list(self.fragments):
+                self.fragments.pop(fid, None)
         elif kind == "delta" and msg.delta.WhichOneof("type") == "new_element":
             self._element(msg.delta.new_element)
         elif kind == "file_urls_response":
