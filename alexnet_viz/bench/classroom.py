@@ -108,7 +108,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.runs = work / "runs"
         env = {**os.environ, "ALEXNET_VIZ_RUNS": str(self.runs), "ALEXNET_VIZ_CACHE": str(work / "cache"),
-               "ALEXNET_VIZ_OFFLINE": "1", **(data or {})}
+               "ALEXNET_VIZ_OFFLINE": "1", "PYTHONFAULTHANDLER": "1", **(data or {})}  # a crash's traceback, in its log
         self.log = open(work / "streamlit.log", "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(self.port),
@@ -650,9 +650,16 @@ def main(quick: bool = False, classmates: int = 8) -> int:
         try:
             out = asyncio.run(_phases(server.url, server, classmates, seconds, browser_cpus, work,
                                       lambda: cli_rate(work, server_cpus, data, "beside")))
+        except Exception as e:  # noqa: BLE001 -- the server gone, or a phase that could not go on: say which
+            died = server.proc.poll()
+            print(f"bench classroom stopped: {type(e).__name__}: {str(e)[:300]}"
+                  + (f"; the server had ended with status {died}" if died is not None else ""))
+            return 1
         finally:
             server.close()
-        os.sched_setaffinity(0, everyone)
+            os.sched_setaffinity(0, everyone)
+            SHOTS.mkdir(exist_ok=True)  # the server's log (with a fault's Python traceback) outlives the run
+            (SHOTS / "classroom-streamlit.log").write_bytes((work / "streamlit.log").read_bytes())
     cli = [before, out["cli_beside"]]
     pin = (f"server on core {sorted(server_cpus)}, the probe's browser and the class on {sorted(browser_cpus)} "
            f"(the class at group nice {CLASS_GROUP_NICE})"
