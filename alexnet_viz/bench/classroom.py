@@ -247,6 +247,12 @@ def d2l_layers() -> list[str]:
     return [r.name for r in summarized(get_preset("d2l")).rows if len(r.output_shape) == 3]
 
 
+IDLE_JS = """() => {
+    const app = document.querySelector("[data-testid='stApp']");
+    return app && app.getAttribute("data-test-script-state") === "notRunning" && !document.querySelector("[data-stale='true']");
+}"""
+
+
 class Student:
     """One browser session (its own context) and the interactions the bench times."""
 
@@ -261,15 +267,13 @@ class Student:
         await self.idle()
 
     async def idle(self, timeout: float = 180) -> None:
-        """Until the script run the last action caused has finished (the status widget has gone)."""
-        p = self.page
-        await p.wait_for_selector("[data-testid='stApp']")
-        deadline = time.time() + timeout
-        await p.wait_for_timeout(150)
-        while time.time() < deadline:
-            if await p.locator("[data-testid='stStatusWidget']").count() == 0:
-                break
-            await p.wait_for_timeout(50)
+        """Until the script run the last action caused has finished and the page holds nothing stale. The
+        app's root says the run's state (`data-test-script-state`: "rerunRequested" as soon as a widget
+        changes, then "running", then "notRunning") and Streamlit marks the elements of the previous run
+        not yet replaced with `data-stale`. Waiting for the status widget to go instead let a loaded
+        server's page be read before its run had begun: the probe read the last network's Layer slider."""
+        await self.page.wait_for_timeout(50)
+        await self.page.wait_for_function(IDLE_JS, timeout=timeout * 1000, polling=50)
         await self.check()
 
     async def failed(self, e: Exception) -> None:
