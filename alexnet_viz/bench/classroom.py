@@ -247,6 +247,12 @@ def d2l_layers() -> list[str]:
     return [r.name for r in summarized(get_preset("d2l")).rows if len(r.output_shape) == 3]
 
 
+START_S = 15  # an action's script run begins within this, or it started none
+STARTS_JS = """window.__stStarts = 0;
+new MutationObserver(changes => {
+    for (const c of changes)
+        if (c.target.getAttribute("data-test-script-state") !== "notRunning") window.__stStarts++;
+}).observe(document, {attributes: true, subtree: true, attributeFilter: ["data-test-script-state"]});"""
 IDLE_JS = """() => {
     const app = document.querySelector("[data-testid='stApp']");
     return app && app.getAttribute("data-test-script-state") === "notRunning" && !document.querySelector("[data-stale='true']");
@@ -261,19 +267,29 @@ class Student:
 
     async def open(self, path: str = "") -> None:
         self.ctx = await self.browser.new_context(viewport={"width": 1400, "height": 1600})
+        await self.ctx.add_init_script(STARTS_JS)
+        self.seen = 0
         self.page = await self.ctx.new_page()
         self.page.set_default_timeout(180_000)
         await self.page.goto(f"{self.url}/{path}")
         await self.idle()
 
     async def idle(self, timeout: float = 180) -> None:
-        """Until the script run the last action caused has finished and the page holds nothing stale. The
-        app's root says the run's state (`data-test-script-state`: "rerunRequested" as soon as a widget
-        changes, then "running", then "notRunning") and Streamlit marks the elements of the previous run
-        not yet replaced with `data-stale`. Waiting for the status widget to go instead let a loaded
-        server's page be read before its run had begun: the probe read the last network's Layer slider."""
-        await self.page.wait_for_timeout(50)
-        await self.page.wait_for_function(IDLE_JS, timeout=timeout * 1000, polling=50)
+        """Until a script run has begun since the last idle() (the action's: up to START_S for it) and has
+        finished, with nothing stale left on the page. The app's root says the run's state
+        (`data-test-script-state`: "rerunRequested" or "running", then "notRunning"; STARTS_JS counts the
+        runs begun) and Streamlit marks the previous run's elements not yet replaced with `data-stale`.
+        Waiting for the status widget to go instead let a loaded server's page be read before the action's
+        run had begun (an upload's run starts only once the file is sent): the probe read the previous
+        network's Layer slider, and timed an upload at 0.2 s."""
+        p = self.page
+        try:
+            await p.wait_for_function("n => (window.__stStarts || 0) > n", arg=self.seen, timeout=START_S * 1000,
+                                      polling=20)
+        except Exception:  # noqa: BLE001 -- an action that started no run: its time shows it (START_S more)
+            pass
+        await p.wait_for_function(IDLE_JS, timeout=timeout * 1000, polling=50)
+        self.seen = await p.evaluate("window.__stStarts || 0")
         await self.check()
 
     async def failed(self, e: Exception) -> None:
@@ -332,14 +348,15 @@ class Student:
     async def untrained(self) -> None:
         """Explore on the Architect's network (untrained), not the shipped example it opens on."""
         radio = self.page.locator("[data-testid='stRadio']").filter(has_text="Untrained").first
-        if not await radio.locator("input[type='radio']:checked + div", has_text="Untrained").count():
+        if not await radio.get_by_role("radio", name=UNTRAINED, exact=True).is_checked():
             await radio.get_by_text(UNTRAINED, exact=True).click()
             await self.idle()
 
     async def upload(self, data: bytes, name: str = "photo.jpg") -> None:
         radio = self.page.locator("[data-testid='stRadio']").filter(has_text="Test set").first
-        await radio.get_by_text("Upload", exact=True).click()
-        await self.idle()
+        if not await radio.get_by_role("radio", name="Upload", exact=True).is_checked():
+            await radio.get_by_text("Upload", exact=True).click()
+            await self.idle()
         await self.page.locator("input[type='file']").first.set_input_files(
             files=[{"name": name, "mimeType": "image/jpeg", "buffer": data}])
         await self.idle()
@@ -351,19 +368,26 @@ async def timed(times: dict, key: str, coro) -> None:
     times.setdefault(key, []).append(time.perf_counter() - t)
 
 
-async def probe_cycle(s: Student, times: dict, photo: bytes) -> None:
+def _uploads(times: dict, photos: tuple[bytes, bytes]) -> tuple[bytes, str]:
+    """The probe's next photo: the two in turn, so that each upload is a new file (the same file again
+    changes nothing, and no script runs)."""
+    n = len(times.get("explore: upload a photo", []))
+    return photos[n % 2], f"photo-{n}.jpg"
+
+
+async def probe_cycle(s: Student, times: dict, photo: tuple[bytes, bytes]) -> None:
     """Architect preset switch, Explore upload, three layer changes — on d2l's network, in the browser."""
     await s.nav("Architect")
     await timed(times, "architect: preset switch", s.choose("Preset", "mini28"))
     await timed(times, "architect: preset switch", s.choose("Preset", "d2l"))
     await s.nav("Explore")
     await s.untrained()
-    await timed(times, "explore: upload a photo", s.upload(photo))
+    await timed(times, "explore: upload a photo", s.upload(*_uploads(times, photo)))
     for layer in LAYERS:
         await timed(times, "explore: layer change", s.slide("Layer", layer, d2l_layers()))
 
 
-async def server_cycle(s: Session, times: dict, photo: bytes) -> None:
+async def server_cycle(s: Session, times: dict, photo: tuple[bytes, bytes]) -> None:
     """The probe's cycle over the websocket: the same script runs, timed from the request to the server's
     "finished", nothing drawn (the server's share of what the browser probe waits for). The upload is timed
     from the Upload choice, as the browser's is."""
@@ -375,7 +399,7 @@ async def server_cycle(s: Session, times: dict, photo: bytes) -> None:
 
     async def upload() -> None:
         await s.choose("Image", "Upload")
-        await s.upload(photo)
+        await s.upload(*_uploads(times, photo))
     await timed(times, "explore: upload a photo", upload())
     for layer in LAYERS:
         await timed(times, "explore: layer change", s.slide("Layer", layer))
@@ -558,12 +582,13 @@ async def _phases(url: str, server: Server, classmates: int, seconds: float, bro
     from playwright.async_api import async_playwright
     errors: list[str] = []
     photo = _photo(640, 480)
+    photo = (photo, _photo(640, 480, quality=89))
     out = {"errors": errors, "server_busy": {}, "loops_per_min": {}}
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
         _pin_browsers(browser_cpus)
         probe = Student(browser, url, "probe", errors)
-        await probe.open()
+        await probe.open("explore")  # not the Architect, where the cycle's first step goes (no run: no change)
         await probe_cycle(probe, {}, photo)  # warm: models built, caches filled, as for a class in session
         wire = Session(url, "probe (server)", errors)
         await wire.open()
