@@ -102,6 +102,11 @@ def diff_ui(owner: str) -> None:
     labels = {r.path: f"{r.name} · {s}" if s else r.name
               for r, s in zip(runs, distinguishing_labels([r.config for r in runs]))}
     paths = [r.path for r in runs]
+    newest = tuple(r.path for r in runs if r.owner == owner)[:2]
+    if st.session_state.get("diff_newest") != newest:  # a run of one's own has been added: show the newest pair
+        st.session_state["diff_newest"] = newest   # (a kept choice would stay on what was there before it)
+        for key in ("diff_a", "diff_b"):
+            st.session_state.pop(key, None)
     c = st.columns(2)
     a = c[0].selectbox("Run A", paths, index=0, format_func=labels.get, key="diff_a")
     b = c[1].selectbox("Run B", paths, index=1, format_func=labels.get, key="diff_b")
