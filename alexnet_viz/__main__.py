@@ -119,7 +119,8 @@ def _train(a) -> int:
     from alexnet_viz.data import check_device, load_fashion_mnist
     from alexnet_viz.runs.examples import copy_example
     from alexnet_viz.runs.store import Run, RunError
-    from alexnet_viz.training.engine import train
+    from alexnet_viz.training.engine import hold_freed_memory, train
+    hold_freed_memory()  # this process trains, then ends
     resume = Run(a.resume) if a.resume else None
     try:  # --resume: the run's own network and settings, with the command line's changes
         arch, t, _ = resume.config() if resume else (_network(a), None, None)

@@ -25,7 +25,7 @@ import torch._dynamo  # noqa: F401 - an optimizer's first construction imports i
 import torch.multiprocessing  # noqa: F401 - registers the reducers that pass tensors as shared memory
 
 from alexnet_viz.runs.store import Run
-from alexnet_viz.training.engine import train
+from alexnet_viz.training.engine import hold_freed_memory, train
 
 # A run's process yields the CPU to the server's page scripts (nice 10: about a tenth of a busy core's
 # share against the server's): a page answers as quickly beside a training run as without one, and the
@@ -67,6 +67,7 @@ def child_main(conn, stop, env: dict, cwd: str) -> None:
     os.environ.update(env)
     os.chdir(cwd)
     os.nice(NICE)
+    hold_freed_memory()
     try:
         spec = conn.recv()
     except EOFError:  # the server closed or went away before giving it a job
