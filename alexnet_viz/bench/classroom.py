@@ -672,10 +672,12 @@ def main(quick: bool = False, classmates: int = 8) -> int:
         # the CLI's speed drifts by up to 50% over a quarter of an hour on a shared machine: measured
         # before the server starts and again right after the watching phase, the server idle
         before = cli_rate(work, server_cpus, data, "before")
+        everyone = os.sched_getaffinity(0)
+        # this process and what it starts (Playwright's driver, Chromium, the server's memory sampler: a
+        # thread keeps the affinity of the thread that started it) off the server's core
+        os.sched_setaffinity(0, browser_cpus)
         server = Server(work, server_cpus, data)
         budget = memory_budget()
-        everyone = os.sched_getaffinity(0)
-        os.sched_setaffinity(0, browser_cpus)  # this process and what it starts (Playwright's driver, Chromium)
         try:
             out = asyncio.run(_phases(server.url, server, classmates, seconds, browser_cpus, work,
                                       lambda: cli_rate(work, server_cpus, data, "beside")))
