@@ -36,7 +36,7 @@ DIVERGED_X = 1e3      # a loss this many times the first one (or not finite) end
 
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
-HOLD_BELOW = 32 << 20                          # blocks under this come from the heap, and stay there
+HOLD_BELOW = 32 << 20                          # blocks under this come from the heap (glibc's most, 64-bit)
 HOLD_TOP = 1 << 30                             # the heap's free top is handed back only beyond this (an int)
 
 
@@ -49,8 +49,9 @@ def hold_freed_memory() -> bool:
     in the CLI (as many as the threshold happened to move; a run's process had 759 thousand 15 s in),
     against 177-198 thousand held; the CLI trained at 2,904-3,105 examples/s against 3,283-3,490 held,
     and a run in the app, watched or not, went from 80-93% of the CLI's rate to 99-108% (2026-12-07,
-    one core of a 2-core AMD EPYC; both held). The process keeps its peak until it ends, which its memory reservation counts
-    already. Where mallopt is not glibc's (macOS, Windows, musl) nothing changes: returns whether it did."""
+    one core of a 2-core AMD EPYC; both held). The process keeps its peak until it ends, which its memory
+    reservation counts already. Where mallopt is not glibc's (macOS, Windows, musl) nothing changes:
+    returns whether it did."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         if not hasattr(libc, "gnu_get_libc_version"):
