@@ -1,16 +1,8 @@
 """AlexNet Explorer: `streamlit run app.py`. The pages live in alexnet_viz/ui."""
 import streamlit as st
 
-from alexnet_viz.ui import architect
-
-from alexnet_viz.ui import experiments
-
-from alexnet_viz.ui import explore
-
-from alexnet_viz.ui import lessons
-
-from alexnet_viz.ui import train
 from alexnet_viz.inspect.background import long_runs_yield
+from alexnet_viz.ui import architect, experiments, explore, lessons, train
 from alexnet_viz.ui.common import guarded
 
 long_runs_yield()  # one machine serving a class: a script run past 0.25 CPU s yields the core to shorter ones
