@@ -253,10 +253,9 @@ REPICKS = [0]           # the probe's picks made again (a click on the open list
 NO_RUN = [0]            # the probe's actions that showed no script run in START_S (their time includes it)
 STARTS_JS = """window.__stStarts = 0;
 new MutationObserver(changes => {
-    for (const c of changes)  // a change away from "notRunning" (read from the record: by the time the
-        if (c.oldValue === "notRunning") window.__stStarts++;  // callback runs, the run may have ended)
-}).observe(document, {attributes: true, subtree: true, attributeFilter: ["data-test-script-state"],
-                      attributeOldValue: true});"""
+    for (const c of changes)
+        if (c.target.getAttribute("data-test-script-state") !== "notRunning") window.__stStarts++;
+}).observe(document, {attributes: true, subtree: true, attributeFilter: ["data-test-script-state"]});"""
 IDLE_JS = """() => {
     const app = document.querySelector("[data-testid='stApp']");
     return app && app.getAttribute("data-test-script-state") === "notRunning" && !document.querySelector("[data-stale='true']");
