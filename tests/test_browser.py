@@ -92,6 +92,11 @@ def edit_cell(page, table, row: int, col: int, value) -> None:
         page.keyboard.press("Home")
         for _ in range(col):
             page.keyboard.press("ArrowRight")
+        try:  # the grid's accessible table marks the selected cell: type only into the one meant
+            playwright.expect(cell).to_have_attribute("aria-selected", "true", timeout=2000)
+        except AssertionError:
+            page.keyboard.press("Escape")
+            continue
         page.keyboard.press("Enter")
         page.wait_for_timeout(300)
         page.keyboard.press("Control+A")
