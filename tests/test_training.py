@@ -281,7 +281,7 @@ print(default, hold_freed_memory(), faults())
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator: Linux only")
 def test_a_training_process_holds_what_a_step_frees():
     """By default glibc hands the heap's free top back at each step and faults it in again at the next
-    (~420 thousand page faults here); held, only the first step faults (~20 thousand). The limits passed
+    (~420 thousand page faults here); held, only the first step faults (~10 thousand). The limits passed
     to mallopt must fit a C int: 4 GiB wrapped to 0, which trimmed at every free (1.5 million faults for
     an epoch, against 180 thousand held)."""
     assert engine.HOLD_BELOW < 2**31 and engine.HOLD_TOP < 2**31
