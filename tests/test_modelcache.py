@@ -6,12 +6,13 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from types import SimpleNamespace
 
 import torch
 from torch import nn
 
-from alexnet_viz.config import get_preset
+from alexnet_viz.config import LIMITS, get_preset
 from alexnet_viz.inspect import top
 from alexnet_viz.inspect.modelcache import ModelCache, PerObjectCache, model_bytes
 from alexnet_viz.model import build_model
@@ -152,6 +153,34 @@ def test_a_model_larger_than_the_cap_is_built_once_for_those_waiting_and_never_k
     assert cache.keys() == [] and cache.total == 0
     cache.get("big", loads("big", n_weights=5000))   # asked again later: built again (it was not kept)
     assert loads.calls == {"big": 2}
+
+
+def test_a_model_over_half_the_cap_is_served_without_flushing_the_shared_ones():
+    cache, loads = ModelCache(limit_bytes=1000 * 4), Loads()
+    small = cache.get("small", loads("small", n_weights=300))
+    cache.get("other", loads("other", n_weights=200))
+    for _ in range(3):  # a hostile session asks for its 600-weight network again and again
+        assert cache.get("huge", loads("huge", n_weights=600)).model.weight.numel() == 600
+    assert cache.get("small", loads("small", n_weights=300)) is small            # never flushed
+    assert cache.keys() == ["other", "small"] and loads.calls == {"small": 1, "other": 1, "huge": 3}
+
+
+def test_the_default_cap_holds_a_class_and_the_largest_alexnet_together_and_shrinks_on_a_small_machine(monkeypatch):
+    from alexnet_viz.inspect import modelcache
+    monkeypatch.delenv(modelcache.ENV_LIMIT, raising=False)
+    monkeypatch.setenv("ALEXNET_VIZ_MEMORY_BUDGET", "16G")
+    assert modelcache.limit_from_env() == modelcache.DEFAULT_LIMIT == 2 << 30
+    with torch.device("meta"):  # the sizes without the memory
+        sizes = {n: model_bytes(build_model(get_preset(n))) for n in ("mini28", "lenet5", "d2l", "alexnet2012")}
+        biggest = replace(get_preset("alexnet2012"), input_size=LIMITS["input_size"][1])
+        sizes["alexnet2012 at its largest input"] = model_bytes(build_model(biggest))
+    # the presets and the largest input the Architect allows, kept together (under 1 GiB they were not)
+    assert sum(sizes.values()) <= modelcache.DEFAULT_LIMIT and 2 * max(sizes.values()) <= modelcache.DEFAULT_LIMIT
+    assert sizes["d2l"] + sizes["alexnet2012 at its largest input"] > 1 << 30
+    monkeypatch.setenv("ALEXNET_VIZ_MEMORY_BUDGET", "2G")
+    assert modelcache.limit_from_env() == 512 << 20
+    monkeypatch.setenv(modelcache.ENV_LIMIT, "300M")
+    assert modelcache.limit_from_env() == 300 << 20
 
 
 def test_a_failed_load_reaches_everyone_waiting_and_the_next_request_tries_again():

@@ -2,8 +2,11 @@
 
 `st.cache_resource(max_entries=...)` counts models, not bytes: four cached d2l-sized networks pin
 750 MB, four wide custom ones could pin the machine. This cache counts what each model's tensors
-hold and evicts the least recently used ones while the total is over the cap; a model larger than
-the whole cap is handed out without being kept, so it is freed once its page is drawn.
+hold and evicts the least recently used ones while the total is over the cap. A model larger than
+half the cap is handed out without being kept, so it is freed once its page is drawn: one session's
+giant network never flushes the networks the rest of a class shares (under a cap that held only
+one of d2l and alexnet2012 at 512 pixels, a hostile session and the class took turns rebuilding
+them, and each rebuild dropped the class's top-9 results with its model).
 
 What is computed from a model (top images, attributions, feature visualizations) is kept in a
 PerObjectCache beside it, and goes when the model goes.
@@ -18,10 +21,11 @@ from typing import Callable, Hashable
 
 from torch import nn
 
-from alexnet_viz.cost.budget import size_from_env
+from alexnet_viz.cost.budget import memory_budget, size_from_env
 
 ENV_LIMIT = "ALEXNET_VIZ_MODEL_CACHE"  # bytes, e.g. 2G; the default suits a classroom server
-DEFAULT_LIMIT = 1 << 30
+DEFAULT_LIMIT = 2 << 30  # every preset at once, and one 512-pixel alexnet2012 (873 MiB) beside them
+BUDGET_SHARE = 4         # at most a quarter of the memory the server's work may use, on a small machine
 
 
 def model_bytes(model: nn.Module) -> int:
@@ -31,8 +35,9 @@ def model_bytes(model: nn.Module) -> int:
 
 
 def limit_from_env() -> int:
+    """ALEXNET_VIZ_MODEL_CACHE, else DEFAULT_LIMIT or a quarter of the memory budget, whichever is less."""
     limit = size_from_env(ENV_LIMIT)
-    return DEFAULT_LIMIT if limit is None else limit
+    return min(DEFAULT_LIMIT, memory_budget("cpu") // BUDGET_SHARE) if limit is None else limit
 
 
 class ModelCache:
@@ -57,7 +62,7 @@ class ModelCache:
             return list(self._items)
 
     def get(self, key: Hashable, load: Callable[[], object], model_of=lambda v: v.model):
-        """The cached value for key, else load() — kept if its model fits under the cap. A load's
+        """The cached value for key, else load() — kept if its model is at most half the cap. A load's
         exception reaches every session waiting for it; the next request loads again."""
         with self._lock:
             if key in self._items:
@@ -78,7 +83,7 @@ class ModelCache:
             raise
         with self._lock:
             del self._loading[key]
-            if size <= self.limit:  # else used for the requests waiting now only, never kept
+            if 2 * size <= self.limit:  # else used for the requests waiting now only, never kept
                 self._items[key] = (value, size)
                 self._items.move_to_end(key)
                 while sum(n for _, n in self._items.values()) > self.limit:
