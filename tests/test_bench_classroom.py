@@ -88,3 +88,16 @@ def test_a_failed_probe_cycle_is_counted_with_a_screenshot_of_its_page(tmp_path,
     s.page = FakePage(fail=True)  # a page too stuck for a screenshot: still counted, without one
     asyncio.run(s.failed(ValueError("x")))
     assert errors[1] == "probe: ValueError: x"
+
+
+def test_the_benchmarks_that_train_run_after_those_that_measure_the_server(monkeypatch):
+    # train, precision and internals set glibc to hold freed memory for the rest of the process
+    import alexnet_viz.bench as bench
+    ran = []
+    monkeypatch.setattr(bench.importlib, "import_module",
+                        lambda name: SimpleNamespace(main=lambda quick, **kw: ran.append(name.rsplit(".", 1)[1])))
+    bench.run_benchmarks(["train", "explore", "precision", "photos"], quick=True)
+    assert ran == ["explore", "photos", "train", "precision"]
+    ran.clear()
+    bench.run_benchmarks([])
+    assert ran == ["summary", "explore", "train"]
