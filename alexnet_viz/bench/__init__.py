@@ -38,6 +38,9 @@ def run_benchmarks(which: list[str], quick: bool = False, classmates: int = 8) -
     """The benchmarks named, in that order but the training ones last (the others measure what the
     server does, with glibc's allocator as the server has it)."""
     for name in sorted(which or ["summary", "explore", "train"], key=lambda n: n in TRAINING):
+        if name in TRAINING:  # as the app's runs and the CLI's train do (engine.py): both sides of each figure alike
+            from alexnet_viz.training.engine import hold_freed_memory
+            hold_freed_memory()
         extra = {"classmates": classmates} if name == "classroom" else {}
         importlib.import_module(f"alexnet_viz.bench.{name}").main(quick=quick, **extra)
     return 0

@@ -15,7 +15,7 @@ import torch
 from alexnet_viz.config import TrainConfig, get_preset
 from alexnet_viz.data import Dataset, pick_device
 from alexnet_viz.training.internals import Probe
-from alexnet_viz.training.engine import hold_freed_memory, setup, train_step
+from alexnet_viz.training.engine import setup, train_step
 
 from alexnet_viz.bench import print_table
 
@@ -69,7 +69,6 @@ def measure(preset: str, batch: int, blocks: int, per_block: int) -> dict:
 
 
 def main(quick: bool = False) -> None:
-    hold_freed_memory()  # as the app's runs and the CLI's train (engine.py): both sides alike
     device = pick_device("auto")
     big = 128 if device.type == "cuda" else 16
     rows = []

@@ -18,7 +18,7 @@ from alexnet_viz.bench import print_table
 from alexnet_viz.config import TrainConfig, get_preset
 from alexnet_viz.data import load_fashion_mnist
 from alexnet_viz.training import precision
-from alexnet_viz.training.engine import hold_freed_memory, setup, train_step
+from alexnet_viz.training.engine import setup, train_step
 
 
 def _best_rates(arch, t: TrainConfig, ds, rounds: int, steps: int) -> dict[str, float]:
@@ -45,7 +45,6 @@ def _best_rates(arch, t: TrainConfig, ds, rounds: int, steps: int) -> dict[str, 
 
 
 def main(quick: bool = False) -> None:
-    hold_freed_memory()  # as the app's runs and the CLI's train (engine.py): both precisions alike
     arch, ds = get_preset("mini28"), load_fashion_mnist()
     load0 = os.getloadavg()[0]
     rows = []

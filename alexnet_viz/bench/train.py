@@ -16,7 +16,7 @@ from alexnet_viz.config import TrainConfig, get_preset
 from alexnet_viz.data import load_fashion_mnist, pick_device
 from alexnet_viz.model import build_model
 from alexnet_viz.architect.summary import summarize
-from alexnet_viz.training.engine import hold_freed_memory, init_weights, make_optimizer, setup, train_step
+from alexnet_viz.training.engine import init_weights, make_optimizer, setup, train_step
 
 from alexnet_viz.bench import print_table
 
@@ -99,7 +99,6 @@ def main(quick: bool = False) -> None:
         print("\n## train: skipped — set ALEXNET_VIZ_DATA to a folder holding FashionMNIST/raw "
               "(the d2l baseline reads it through torchvision)")
         return
-    hold_freed_memory()  # as the app's runs and the CLI's train (engine.py): both pipelines alike
     device = pick_device("auto")
     load0 = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     peak = {"fp32": matmul_peak(torch.float32, device), "bf16": matmul_peak(torch.bfloat16, device)}
